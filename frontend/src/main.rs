@@ -1,0 +1,2 @@
+//! The Instabrand dashboard (placeholder until the dashboard lands).
+fn main() {}

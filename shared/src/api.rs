@@ -1,0 +1,331 @@
+//! REST response bodies. Times are milliseconds since the epoch (UTC); rates are
+//! fractions (0.25 = 25 %) except in the original `/brand-metrics` shape, which keeps
+//! the original's percentages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Millis;
+
+/// A sliding window over event time, ending at the stream's clock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+pub enum Window {
+    #[serde(rename = "5m")]
+    #[default]
+    M5,
+    #[serde(rename = "1h")]
+    H1,
+    #[serde(rename = "24h")]
+    H24,
+    #[serde(rename = "all")]
+    All,
+}
+
+impl Window {
+    pub const ALL: [Window; 4] = [Window::M5, Window::H1, Window::H24, Window::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::M5 => "5m",
+            Window::H1 => "1h",
+            Window::H24 => "24h",
+            Window::All => "all",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::M5 => "5 minutes",
+            Window::H1 => "1 hour",
+            Window::H24 => "24 hours",
+            Window::All => "all time",
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Window {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Window::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| format!("unknown window {s:?}: use 5m, 1h, 24h or all"))
+    }
+}
+
+/// One brand's metrics over one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BrandMetrics {
+    pub brand: String,
+    /// Photos tagged with the brand (the original's "frequency").
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+    /// Estimated distinct users reached (HyperLogLog).
+    pub reach: u64,
+    pub like_rate: f64,
+    pub comment_rate: f64,
+    /// (likes + comments) / reach.
+    pub engagement_rate: f64,
+    /// The brand's photos / all photos in the window.
+    pub share_of_voice: f64,
+    /// Sum of the posters' follower counts.
+    pub impressions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Leaderboard {
+    pub window: Window,
+    /// Start and end of the window in event time.
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    pub total_photos: u64,
+    /// Sorted by photos, then engagement; every brand seen in the window.
+    pub rows: Vec<BrandMetrics>,
+}
+
+/// One minute of one brand.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct SeriesPoint {
+    pub minute_ms: Millis,
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Influencer {
+    pub username: String,
+    pub uploads: u64,
+    pub likes_received: u64,
+    pub comments_received: u64,
+    /// uploads + likes_received + comments_received.
+    pub score: u64,
+    pub followers: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BrandDetail {
+    pub window: Window,
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    pub current: BrandMetrics,
+    /// The same metrics over the window just before (absent for `all`).
+    pub previous: Option<BrandMetrics>,
+    /// Per-minute points (per-hour for 24h and all), oldest first.
+    pub series: Vec<SeriesPoint>,
+    pub series_step_ms: Millis,
+    pub top_posters: Vec<Influencer>,
+    /// The brand's most recent photos, for its map.
+    pub recent_points: Vec<MapPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CommentView {
+    pub username: String,
+    pub text: String,
+    pub created_ms: Millis,
+}
+
+/// A photo as a feed shows it, with live counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PhotoView {
+    /// Stable key: `owner` and `created_ms` identify a photo.
+    pub owner: String,
+    pub created_ms: Millis,
+    pub brands: Vec<String>,
+    /// As sent; show as a link or image only if `is_http_url`.
+    pub photo_link: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub likes: u64,
+    pub comments: u64,
+    /// The newest comments, oldest first (bounded).
+    pub recent_comments: Vec<CommentView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UserProfile {
+    pub username: String,
+    pub full_name: Option<String>,
+    /// False for users only ever named by other events (no `create-user` seen).
+    pub registered: bool,
+    pub created_ms: Option<Millis>,
+    pub followers: u64,
+    pub following: u64,
+    pub photos: u64,
+    pub likes_received: u64,
+    pub comments_received: u64,
+    /// Above the celebrity threshold: photos merged into timelines at read time.
+    pub celebrity: bool,
+}
+
+/// A page of a feed, newest first. Pass `next` back as `before` for the next page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FeedPage {
+    pub username: String,
+    pub items: Vec<PhotoView>,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UserFeeds {
+    pub profile: UserProfile,
+    /// The user's own photos.
+    pub photos: FeedPage,
+    /// Home timeline: own photos and those of everyone followed.
+    pub timeline: FeedPage,
+}
+
+/// An upload for the live map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MapPoint {
+    pub owner: String,
+    pub created_ms: Millis,
+    pub brand: String,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Alert {
+    /// Unique and increasing.
+    pub id: u64,
+    pub brand: String,
+    /// Event time at which the spike was detected.
+    pub at_ms: Millis,
+    /// Activity (photos + likes + comments) per minute over the recent span.
+    pub rate_per_min: f64,
+    /// Mean activity per minute over the baseline span before it.
+    pub baseline_per_min: f64,
+    pub factor: f64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DeadLetterView {
+    pub reason: String,
+    pub detail: String,
+    /// Where it came from (topic/partition/offset, `ingest`, `generator`, …).
+    pub source: String,
+    pub at_ms: Millis,
+    /// The original bytes, as UTF-8 where they are (lossy otherwise).
+    pub raw: String,
+}
+
+/// A source's view of itself, for the health page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SourceHealth {
+    /// `generator`, `kafka`, `replay`, `ingest`.
+    pub kind: String,
+    pub connected: bool,
+    pub detail: String,
+    /// Kafka consumer lag per `topic/partition`.
+    pub lag: BTreeMap<String, i64>,
+    pub paused: bool,
+    /// Target events/s, where the source is rate-controlled.
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Health {
+    /// `ok`, or `degraded` with the reasons in `problems`.
+    pub status: String,
+    pub problems: Vec<String>,
+    pub uptime_ms: Millis,
+    pub events_applied: u64,
+    pub events_per_sec: f64,
+    pub events_by_kind: BTreeMap<String, u64>,
+    pub dead_letters: u64,
+    pub dead_letters_by_reason: BTreeMap<String, u64>,
+    pub pending_engagements: u64,
+    pub users: u64,
+    /// Users named by events without ever sending `create-user`.
+    pub implicit_users: u64,
+    pub photos: u64,
+    /// The stream's clock: newest event time seen, held back by the allowed lateness.
+    pub stream_clock_ms: Millis,
+    pub late_events: u64,
+    pub websocket_clients: u64,
+    pub sources: Vec<SourceHealth>,
+}
+
+/// The original system's `GET /brand-metrics` element, keys exactly as it sent them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct OriginalBrandMetric {
+    #[serde(rename = "Tag")]
+    pub tag: String,
+    #[serde(rename = "Reach")]
+    pub reach: u64,
+    #[serde(rename = "Comment Frequency")]
+    pub comment_frequency: u64,
+    #[serde(rename = "Like Frequency")]
+    pub like_frequency: u64,
+    #[serde(rename = "Comment Rate")]
+    pub comment_rate: f64,
+    #[serde(rename = "Like Rate")]
+    pub like_rate: f64,
+    #[serde(rename = "Engagement Rate")]
+    pub engagement_rate: f64,
+}
+
+/// Response of `POST /api/ingest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct IngestReport {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// The first rejected lines (1-based) with their reasons.
+    pub errors: Vec<IngestError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct IngestError {
+    pub line: u64,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// Presenter controls (token-protected): the embedded generator's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GeneratorStatus {
+    pub running: bool,
+    pub paused: bool,
+    pub rate: f64,
+    pub events_sent: u64,
+}
+
+/// `POST /api/control/campaign`: a burst of uploads for one brand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CampaignRequest {
+    pub brand: String,
+    /// A city name from the bundled list; random cities when absent.
+    pub city: Option<String>,
+    /// How many photos (default 300).
+    pub photos: Option<u32>,
+    /// Over how many seconds (default 20).
+    pub seconds: Option<u32>,
+}
+
+/// A brand from the bundled list, with its category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BrandInfo {
+    pub name: String,
+    pub category: String,
+}
