@@ -1,0 +1,1 @@
+//! Placeholder: the generator helper fills this in.
