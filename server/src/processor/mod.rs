@@ -1,0 +1,789 @@
+//! The processor: a deterministic state machine over the six events.
+//!
+//! `apply(event)` is plain synchronous Rust with no I/O and no clock but the stream's
+//! own: the same events in the same order always give the same state and the same
+//! deltas. It keeps the follower graph, photos with their likes (a set per photo) and
+//! comments, profile feeds, home timelines (fan-out on write, capped, celebrities
+//! merged at read time, back-fill on follow, removal on unfollow), per-brand metrics in
+//! per-minute and per-hour buckets with HyperLogLog reach, influencers and spike
+//! alerts. Likes and comments that arrive before their photo (the six topics are read
+//! independently) wait in a bounded holding area and are applied when it arrives.
+//! Sources, stores and the web layer are adapters around it; `query` turns its state
+//! into API bodies.
+
+mod feeds;
+mod metrics;
+pub mod query;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use instabrand_shared::api::Alert;
+use instabrand_shared::event::{Edge, Engagement, PhotoUpload};
+use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN, MS_PER_SEC};
+use instabrand_shared::{Event, EventKind, Millis, Reason};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::hll::{Hll, hash64};
+pub use feeds::Timeline;
+pub use metrics::{BrandState, Counters, Windowed};
+
+/// Every limit of the processor. Defaults follow DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessorConfig {
+    /// Entries kept per home timeline (Twitter caps at 800).
+    pub timeline_cap: usize,
+    /// Accounts with more followers than this are not fanned out on write; their photos
+    /// are merged into readers' timelines at read time.
+    pub celebrity_threshold: usize,
+    /// On follow, how many of the followee's recent photos are back-filled.
+    pub backfill: usize,
+    /// Users with at least this many followers keep a follower sketch that is merged
+    /// into reach, instead of inserting every follower.
+    pub follower_sketch_threshold: usize,
+    /// How long (event time) a like or comment waits for its photo.
+    pub pending_hold_secs: i64,
+    /// Most likes and comments waiting for their photos at once.
+    pub pending_max: usize,
+    /// How far the stream's clock is held back behind the newest event time.
+    pub allowed_lateness_secs: i64,
+    /// An event further than this ahead of the clock does not move it (a bad clock
+    /// upstream must not empty every window).
+    pub max_clock_jump_secs: i64,
+    /// Per-minute counters are kept this long.
+    pub minute_retention_minutes: i64,
+    /// Per-minute reach sketches are kept this long (the 1 h window and its previous period).
+    pub minute_sketch_retention_minutes: i64,
+    /// Per-hour buckets (counters and sketches) are kept this long (24 h and its previous period).
+    pub hour_retention_hours: i64,
+    /// Newest comments kept per photo (every comment is counted).
+    pub comments_kept_per_photo: usize,
+    /// Newest uploads kept for the map.
+    pub map_points_kept: usize,
+    /// Newest uploads kept per brand (its map and top posters).
+    pub brand_photos_kept: usize,
+    /// Alerts kept.
+    pub alerts_kept: usize,
+    pub spike: SpikeConfig,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            timeline_cap: 800,
+            celebrity_threshold: 10_000,
+            backfill: 100,
+            follower_sketch_threshold: 64,
+            pending_hold_secs: 600,
+            pending_max: 100_000,
+            allowed_lateness_secs: 2,
+            max_clock_jump_secs: 86_400,
+            minute_retention_minutes: 25 * 60,
+            minute_sketch_retention_minutes: 125,
+            hour_retention_hours: 49,
+            comments_kept_per_photo: 20,
+            map_points_kept: 20_000,
+            brand_photos_kept: 2_000,
+            alerts_kept: 200,
+            spike: SpikeConfig::default(),
+        }
+    }
+}
+
+/// When a brand's activity jumps far above its baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpikeConfig {
+    /// The recent span whose rate is compared (seconds of event time).
+    pub recent_secs: i64,
+    /// The baseline: this many whole minutes before the recent span.
+    pub baseline_minutes: i64,
+    /// Alert when recent rate >= factor × baseline rate …
+    pub factor: f64,
+    /// … and the recent rate is at least this many events per minute.
+    pub min_per_minute: f64,
+    /// The brand must have this many minutes of history before it can alert.
+    pub min_history_minutes: i64,
+    /// No second alert for a brand within this many seconds.
+    pub cooldown_secs: i64,
+}
+
+impl Default for SpikeConfig {
+    fn default() -> Self {
+        SpikeConfig {
+            recent_secs: 60,
+            baseline_minutes: 15,
+            factor: 2.5,
+            min_per_minute: 20.0,
+            min_history_minutes: 3,
+            cooldown_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub u32);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhotoId(pub u32);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BrandId(pub u16);
+
+pub struct User {
+    pub name: Box<str>,
+    pub full_name: Option<Box<str>>,
+    pub created: Option<Millis>,
+    /// Stable hash of the username: the same user hashes alike on every instance, so
+    /// reach sketches merge across instances.
+    pub hash: u64,
+    pub followers: FxHashSet<UserId>,
+    pub following: FxHashSet<UserId>,
+    /// Own photos, oldest first.
+    pub photos: Vec<PhotoId>,
+    pub timeline: Timeline,
+    follower_sketch: Option<Box<Hll>>,
+    /// Followers removed since the sketch was built (HLL cannot delete).
+    sketch_removals: u32,
+    pub uploads: u64,
+    pub likes_received: u64,
+    pub comments_received: u64,
+}
+
+pub struct Comment {
+    pub user: UserId,
+    pub text: Box<str>,
+    pub created: Millis,
+}
+
+pub struct Photo {
+    pub owner: UserId,
+    pub created: Millis,
+    pub brands: SmallVec<[BrandId; 1]>,
+    pub link: Box<str>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub likes: u32,
+    pub comments: u32,
+    pub recent_comments: VecDeque<Comment>,
+}
+
+/// What one applied event changed; the live hub turns these into frames.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    UserChanged(UserId),
+    Followed { follower: UserId, followed: UserId },
+    Unfollowed { follower: UserId, followed: UserId },
+    PhotoAdded(PhotoId),
+    Engaged { photo: PhotoId, actor: UserId, kind: EventKind },
+    /// A like or comment is waiting for its photo.
+    Held,
+    /// Applied before, changes nothing now (a repeated like, follow, photo).
+    Duplicate,
+    Alert(u64),
+    /// The record must go to the dead letters with its original bytes.
+    DeadLetter { reason: Reason, detail: String, raw: Box<[u8]> },
+}
+
+pub type Deltas = SmallVec<[Delta; 2]>;
+
+struct Pending {
+    seq: u64,
+    event: Event<'static>,
+    raw: Box<[u8]>,
+}
+
+/// Counters for the health view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub applied_by_kind: [u64; 6],
+    pub duplicates: u64,
+    pub implicit_users: u64,
+    /// Events older than every retained bucket: counted in all-time totals only.
+    pub late_events: u64,
+    /// Events too far ahead of the clock to move it.
+    pub clock_outliers: u64,
+    pub dead_letters: BTreeMap<Reason, u64>,
+}
+
+pub struct Processor {
+    pub(crate) cfg: ProcessorConfig,
+    pub(crate) users: Vec<User>,
+    user_index: FxHashMap<Box<str>, UserId>,
+    pub(crate) photos: Vec<Photo>,
+    photo_index: FxHashMap<(UserId, Millis), PhotoId>,
+    /// (photo, liker) pairs: a repeated like counts once.
+    likes: FxHashSet<u64>,
+    pub(crate) brands: Vec<BrandState>,
+    brand_index: FxHashMap<Box<str>, BrandId>,
+    /// All brands together, for share of voice and influencers.
+    pub(crate) totals: BrandState,
+    /// Activity received per user per minute and per hour (influencers).
+    pub(crate) influence_minutes: BTreeMap<i64, FxHashMap<UserId, u32>>,
+    pub(crate) influence_hours: BTreeMap<i64, FxHashMap<UserId, u32>>,
+    pending: FxHashMap<(UserId, Millis), Vec<Pending>>,
+    /// Expiry order of the holding area: (event time, seq) -> photo key.
+    pending_order: BTreeMap<(Millis, u64), (UserId, Millis)>,
+    pending_seq: u64,
+    pub(crate) recent_photos: VecDeque<PhotoId>,
+    pub(crate) alerts: VecDeque<Alert>,
+    next_alert_id: u64,
+    /// Newest event time seen (that was allowed to move the clock).
+    max_time: Option<Millis>,
+    evicted_through_minute: i64,
+    pub stats: Stats,
+}
+
+const KIND_INDEX: fn(EventKind) -> usize = |k| k as usize;
+
+impl Processor {
+    pub fn new(cfg: ProcessorConfig) -> Self {
+        Processor {
+            totals: BrandState::new("*".into()),
+            cfg,
+            users: Vec::new(),
+            user_index: FxHashMap::default(),
+            photos: Vec::new(),
+            photo_index: FxHashMap::default(),
+            likes: FxHashSet::default(),
+            brands: Vec::new(),
+            brand_index: FxHashMap::default(),
+            influence_minutes: BTreeMap::new(),
+            influence_hours: BTreeMap::new(),
+            pending: FxHashMap::default(),
+            pending_order: BTreeMap::new(),
+            pending_seq: 0,
+            recent_photos: VecDeque::new(),
+            alerts: VecDeque::new(),
+            next_alert_id: 1,
+            max_time: None,
+            evicted_through_minute: i64::MIN,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.cfg
+    }
+
+    /// The stream's clock: the newest event time, held back by the allowed lateness.
+    /// Windows end here. `None` before the first event.
+    pub fn clock(&self) -> Option<Millis> {
+        self.max_time.map(|t| t - self.cfg.allowed_lateness_secs * MS_PER_SEC)
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn photo_count(&self) -> usize {
+        self.photos.len()
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending_order.len()
+    }
+
+    pub fn user_id(&self, name: &str) -> Option<UserId> {
+        self.user_index.get(name).copied()
+    }
+
+    pub fn user(&self, id: UserId) -> &User {
+        &self.users[id.0 as usize]
+    }
+
+    pub fn photo(&self, id: PhotoId) -> &Photo {
+        &self.photos[id.0 as usize]
+    }
+
+    pub fn photo_id(&self, owner: UserId, created: Millis) -> Option<PhotoId> {
+        self.photo_index.get(&(owner, created)).copied()
+    }
+
+    pub fn brand_id(&self, name: &str) -> Option<BrandId> {
+        self.brand_index.get(name).copied()
+    }
+
+    pub fn brand(&self, id: BrandId) -> &BrandState {
+        &self.brands[id.0 as usize]
+    }
+
+    pub fn brand_ids(&self) -> impl Iterator<Item = BrandId> + '_ {
+        (0..self.brands.len()).map(|i| BrandId(i as u16))
+    }
+
+    pub fn alerts(&self) -> &VecDeque<Alert> {
+        &self.alerts
+    }
+
+    pub fn is_celebrity(&self, id: UserId) -> bool {
+        self.user(id).followers.len() > self.cfg.celebrity_threshold
+    }
+
+    /// Applies one decoded event. `raw` is the record's original bytes, kept only if the
+    /// event has to wait for its photo (and may later be dead-lettered).
+    pub fn apply(&mut self, event: &Event<'_>, raw: &[u8]) -> Deltas {
+        let mut out = Deltas::new();
+        let t = event.time();
+        self.advance_clock(t, &mut out);
+        match event {
+            Event::CreateUser(e) => {
+                let (id, _) = self.intern_user(&e.username, true);
+                let u = &mut self.users[id.0 as usize];
+                let first = u.created.is_none();
+                if first || u.full_name.as_deref() != Some(&*e.full_name) {
+                    u.full_name = Some(e.full_name.as_ref().into());
+                    u.created = Some(u.created.map_or(e.created, |c| c.min(e.created)));
+                    out.push(Delta::UserChanged(id));
+                } else {
+                    out.push(Delta::Duplicate);
+                }
+            }
+            Event::PhotoUpload(p) => self.apply_photo(p, &mut out),
+            Event::Follow(e) => self.apply_follow(e, &mut out),
+            Event::Unfollow(e) => self.apply_unfollow(e, &mut out),
+            Event::Like(e) | Event::Comment(e) => self.apply_engagement(event.kind(), e, raw, true, &mut out),
+        }
+        let counted = out.iter().any(|d| {
+            !matches!(d, Delta::Duplicate | Delta::Held | Delta::DeadLetter { .. })
+        });
+        if counted {
+            self.stats.applied_by_kind[KIND_INDEX(event.kind())] += 1;
+        } else if out.iter().any(|d| matches!(d, Delta::Duplicate)) {
+            self.stats.duplicates += 1;
+        }
+        out
+    }
+
+    /// Records a record that never decoded, so the counts by reason include it.
+    pub fn count_dead_letter(&mut self, reason: Reason) {
+        *self.stats.dead_letters.entry(reason).or_default() += 1;
+    }
+
+    fn advance_clock(&mut self, t: Millis, out: &mut Deltas) {
+        match self.max_time {
+            None => self.max_time = Some(t),
+            Some(m) if t > m => {
+                if t - m > self.cfg.max_clock_jump_secs * MS_PER_SEC {
+                    self.stats.clock_outliers += 1;
+                    return;
+                }
+                self.max_time = Some(t);
+            }
+            Some(_) => return,
+        }
+        self.expire_pending(out);
+        let Some(clock) = self.clock() else { return };
+        let minute = clock.div_euclid(MS_PER_MIN);
+        if minute > self.evicted_through_minute {
+            self.evicted_through_minute = minute;
+            self.evict(minute);
+        }
+    }
+
+    fn evict(&mut self, minute: i64) {
+        let cfg = &self.cfg;
+        let hour = minute.div_euclid(60);
+        for b in self.brands.iter_mut().chain(std::iter::once(&mut self.totals)) {
+            b.evict(minute, cfg);
+        }
+        let keep_minutes = minute - 65;
+        self.influence_minutes = self.influence_minutes.split_off(&keep_minutes);
+        let keep_hours = hour - 25;
+        self.influence_hours = self.influence_hours.split_off(&keep_hours);
+    }
+
+    fn intern_user(&mut self, name: &str, registering: bool) -> (UserId, bool) {
+        if let Some(&id) = self.user_index.get(name) {
+            return (id, false);
+        }
+        let id = UserId(self.users.len() as u32);
+        self.users.push(User {
+            name: name.into(),
+            full_name: None,
+            created: None,
+            hash: stable_hash(name),
+            followers: FxHashSet::default(),
+            following: FxHashSet::default(),
+            photos: Vec::new(),
+            timeline: Timeline::default(),
+            follower_sketch: None,
+            sketch_removals: 0,
+            uploads: 0,
+            likes_received: 0,
+            comments_received: 0,
+        });
+        self.user_index.insert(name.into(), id);
+        if !registering {
+            self.stats.implicit_users += 1;
+        }
+        (id, true)
+    }
+
+    /// Users named by events without a `create-user` of their own (yet).
+    pub fn implicit_user_count(&self) -> usize {
+        self.users.iter().filter(|u| u.created.is_none()).count()
+    }
+
+    fn intern_brand(&mut self, name: &str) -> BrandId {
+        if let Some(&id) = self.brand_index.get(name) {
+            return id;
+        }
+        let id = BrandId(self.brands.len() as u16);
+        self.brands.push(BrandState::new(name.into()));
+        self.brand_index.insert(name.into(), id);
+        id
+    }
+
+    fn apply_photo(&mut self, p: &PhotoUpload<'_>, out: &mut Deltas) {
+        let (owner, _) = self.intern_user(&p.username, false);
+        if self.photo_index.contains_key(&(owner, p.created)) {
+            out.push(Delta::Duplicate);
+            return;
+        }
+        let mut brands = SmallVec::new();
+        for b in &p.brands {
+            let id = self.intern_brand(b);
+            if !brands.contains(&id) {
+                brands.push(id);
+            }
+        }
+        let id = PhotoId(self.photos.len() as u32);
+        self.photos.push(Photo {
+            owner,
+            created: p.created,
+            brands: brands.clone(),
+            link: p.photo_link.as_ref().into(),
+            latitude: p.latitude,
+            longitude: p.longitude,
+            likes: 0,
+            comments: 0,
+            recent_comments: VecDeque::new(),
+        });
+        self.photo_index.insert((owner, p.created), id);
+        let followers = self.users[owner.0 as usize].followers.len() as u64;
+        {
+            let u = &mut self.users[owner.0 as usize];
+            u.uploads += 1;
+            feeds::insert_sorted(&mut u.photos, id, p.created, &self.photos);
+        }
+        self.fan_out(owner, id);
+        self.recent_photos.push_back(id);
+        while self.recent_photos.len() > self.cfg.map_points_kept {
+            self.recent_photos.pop_front();
+        }
+        let clock = self.clock().unwrap_or(p.created);
+        for &b in &brands {
+            let c = Counters {
+                photos: 1,
+                impressions: followers,
+                ..Counters::default()
+            };
+            self.count(Some(b), p.created, clock, c, owner);
+            let bs = &mut self.brands[b.0 as usize];
+            bs.recent_photos.push_back(id);
+            while bs.recent_photos.len() > self.cfg.brand_photos_kept {
+                bs.recent_photos.pop_front();
+            }
+        }
+        self.count(
+            None,
+            p.created,
+            clock,
+            Counters {
+                photos: 1,
+                impressions: followers,
+                ..Counters::default()
+            },
+            owner,
+        );
+        self.credit_influence(owner, p.created, clock);
+        out.push(Delta::PhotoAdded(id));
+        for &b in &brands {
+            self.check_spike(b, p.created, out);
+        }
+        // Likes and comments that arrived first.
+        if let Some(waiting) = self.pending.remove(&(owner, p.created)) {
+            for w in waiting {
+                self.pending_order.remove(&(w.event.time(), w.seq));
+                if let Event::Like(e) | Event::Comment(e) = &w.event {
+                    self.apply_engagement(w.event.kind(), e, &w.raw, false, out);
+                    self.stats.applied_by_kind[KIND_INDEX(w.event.kind())] += 1;
+                }
+            }
+        }
+    }
+
+    fn apply_follow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
+        let (follower, _) = self.intern_user(&e.follower, false);
+        let (followed, _) = self.intern_user(&e.followed, false);
+        if !self.users[followed.0 as usize].followers.insert(follower) {
+            out.push(Delta::Duplicate);
+            return;
+        }
+        self.users[follower.0 as usize].following.insert(followed);
+        let hash = self.users[follower.0 as usize].hash;
+        let u = &mut self.users[followed.0 as usize];
+        if let Some(s) = u.follower_sketch.as_mut() {
+            s.insert_hash(hash);
+        }
+        self.backfill(follower, followed);
+        out.push(Delta::Followed { follower, followed });
+    }
+
+    fn apply_unfollow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
+        let (follower, _) = self.intern_user(&e.follower, false);
+        let (followed, _) = self.intern_user(&e.followed, false);
+        if !self.users[followed.0 as usize].followers.remove(&follower) {
+            out.push(Delta::Duplicate);
+            return;
+        }
+        self.users[follower.0 as usize].following.remove(&followed);
+        let u = &mut self.users[followed.0 as usize];
+        if u.follower_sketch.is_some() {
+            u.sketch_removals += 1;
+        }
+        self.users[follower.0 as usize]
+            .timeline
+            .remove_owner(followed, &self.photos);
+        out.push(Delta::Unfollowed { follower, followed });
+    }
+
+    fn apply_engagement(
+        &mut self,
+        kind: EventKind,
+        e: &Engagement<'_>,
+        raw: &[u8],
+        fresh: bool,
+        out: &mut Deltas,
+    ) {
+        let (owner, _) = self.intern_user(&e.owner, false);
+        let (actor, _) = self.intern_user(&e.actor, false);
+        let Some(photo) = self.photo_index.get(&(owner, e.photo)).copied() else {
+            self.hold(kind, e, raw, owner, out);
+            return;
+        };
+        let _ = fresh;
+        if kind == EventKind::Like {
+            let key = (photo.0 as u64) << 32 | actor.0 as u64;
+            if !self.likes.insert(key) {
+                out.push(Delta::Duplicate);
+                return;
+            }
+        }
+        let clock = self.clock().unwrap_or(e.created);
+        let mut c = Counters::default();
+        {
+            let p = &mut self.photos[photo.0 as usize];
+            let o = &mut self.users[owner.0 as usize];
+            if kind == EventKind::Like {
+                p.likes += 1;
+                o.likes_received += 1;
+                c.likes = 1;
+            } else {
+                p.comments += 1;
+                o.comments_received += 1;
+                c.comments = 1;
+                p.recent_comments.push_back(Comment {
+                    user: actor,
+                    text: e.text.as_deref().unwrap_or("").into(),
+                    created: e.created,
+                });
+                while p.recent_comments.len() > self.cfg.comments_kept_per_photo {
+                    p.recent_comments.pop_front();
+                }
+            }
+        }
+        let brands = self.photos[photo.0 as usize].brands.clone();
+        for &b in &brands {
+            self.count(Some(b), e.created, clock, c, actor);
+        }
+        self.count(None, e.created, clock, c, actor);
+        self.credit_influence(owner, e.created, clock);
+        out.push(Delta::Engaged { photo, actor, kind });
+        for &b in &brands {
+            self.check_spike(b, e.created, out);
+        }
+    }
+
+    fn hold(&mut self, kind: EventKind, e: &Engagement<'_>, raw: &[u8], owner: UserId, out: &mut Deltas) {
+        let key = (owner, e.photo);
+        let clock = self.clock().unwrap_or(e.created);
+        if e.created + self.cfg.pending_hold_secs * MS_PER_SEC < clock {
+            *self.stats.dead_letters.entry(Reason::OrphanEngagement).or_default() += 1;
+            out.push(Delta::DeadLetter {
+                reason: Reason::OrphanEngagement,
+                detail: format!("{kind}: photo {}@{} never arrived", e.owner, e.photo),
+                raw: raw.into(),
+            });
+            return;
+        }
+        self.pending_seq += 1;
+        let seq = self.pending_seq;
+        let event = match kind {
+            EventKind::Like => Event::Like(e.clone()),
+            _ => Event::Comment(e.clone()),
+        }
+        .into_owned();
+        self.pending_order.insert((e.created, seq), key);
+        self.pending.entry(key).or_default().push(Pending {
+            seq,
+            event,
+            raw: raw.into(),
+        });
+        out.push(Delta::Held);
+        while self.pending_order.len() > self.cfg.pending_max {
+            self.drop_oldest_pending(Reason::PendingOverflow, out);
+        }
+    }
+
+    fn expire_pending(&mut self, out: &mut Deltas) {
+        let Some(clock) = self.clock() else { return };
+        let horizon = clock - self.cfg.pending_hold_secs * MS_PER_SEC;
+        while let Some((&(t, _), _)) = self.pending_order.first_key_value() {
+            if t >= horizon {
+                break;
+            }
+            self.drop_oldest_pending(Reason::OrphanEngagement, out);
+        }
+    }
+
+    fn drop_oldest_pending(&mut self, reason: Reason, out: &mut Deltas) {
+        let Some(((_, seq), key)) = self.pending_order.pop_first() else { return };
+        let Some(list) = self.pending.get_mut(&key) else { return };
+        let Some(pos) = list.iter().position(|p| p.seq == seq) else { return };
+        let p = list.remove(pos);
+        if list.is_empty() {
+            self.pending.remove(&key);
+        }
+        *self.stats.dead_letters.entry(reason).or_default() += 1;
+        let detail = match reason {
+            Reason::PendingOverflow => format!(
+                "{}: pushed out of the holding area ({} waiting at most)",
+                p.event.kind(),
+                self.cfg.pending_max
+            ),
+            _ => format!(
+                "{}: its photo did not arrive within {} s",
+                p.event.kind(),
+                self.cfg.pending_hold_secs
+            ),
+        };
+        out.push(Delta::DeadLetter {
+            reason,
+            detail,
+            raw: p.raw,
+        });
+    }
+
+    /// Adds `c` to the brand's (or, for `None`, the totals') buckets at time `t`, and
+    /// the followers of `reached_via` to its reach.
+    fn count(&mut self, brand: Option<BrandId>, t: Millis, clock: Millis, c: Counters, reached_via: UserId) {
+        self.refresh_follower_sketch(reached_via);
+        let u = &self.users[reached_via.0 as usize];
+        let state = match brand {
+            Some(b) => &mut self.brands[b.0 as usize],
+            None => &mut self.totals,
+        };
+        let late = state.add(t, clock, c, &self.cfg, |sketch| match &u.follower_sketch {
+            Some(s) => sketch.merge(s),
+            None => {
+                for f in &u.followers {
+                    sketch.insert_hash(self.users[f.0 as usize].hash);
+                }
+            }
+        });
+        if late && brand.is_none() {
+            self.stats.late_events += 1;
+        }
+    }
+
+    fn refresh_follower_sketch(&mut self, id: UserId) {
+        let threshold = self.cfg.follower_sketch_threshold;
+        let u = &self.users[id.0 as usize];
+        let n = u.followers.len();
+        let rebuild = match &u.follower_sketch {
+            None => n >= threshold,
+            // A follower sketch cannot forget; rebuild once 1 % of it has left.
+            Some(_) => u.sketch_removals as usize * 100 > n.max(1),
+        };
+        if !rebuild {
+            return;
+        }
+        let mut s = Hll::new();
+        for f in &u.followers {
+            s.insert_hash(self.users[f.0 as usize].hash);
+        }
+        let u = &mut self.users[id.0 as usize];
+        u.follower_sketch = Some(Box::new(s));
+        u.sketch_removals = 0;
+    }
+
+    fn credit_influence(&mut self, user: UserId, t: Millis, clock: Millis) {
+        let minute = t.div_euclid(MS_PER_MIN);
+        let hour = t.div_euclid(MS_PER_HOUR);
+        let clock_minute = clock.div_euclid(MS_PER_MIN);
+        if minute >= clock_minute - 65 {
+            *self.influence_minutes.entry(minute).or_default().entry(user).or_default() += 1;
+        }
+        if hour >= clock.div_euclid(MS_PER_HOUR) - 25 {
+            *self.influence_hours.entry(hour).or_default().entry(user).or_default() += 1;
+        }
+    }
+
+    fn check_spike(&mut self, b: BrandId, t: Millis, out: &mut Deltas) {
+        let Some(now) = self.max_time else { return };
+        let cfg = &self.cfg.spike;
+        let bs = &mut self.brands[b.0 as usize];
+        bs.note_activity(t, now, cfg.recent_secs);
+        let sec = now.div_euclid(MS_PER_SEC);
+        if bs.last_spike_check_sec == sec {
+            return;
+        }
+        bs.last_spike_check_sec = sec;
+        if let Some(last) = bs.last_alert_ms
+            && now - last < cfg.cooldown_secs * MS_PER_SEC
+        {
+            return;
+        }
+        let Some((recent, baseline)) = bs.spike_rates(now, cfg) else { return };
+        if recent < cfg.min_per_minute || recent < cfg.factor * baseline.max(1.0) {
+            return;
+        }
+        bs.last_alert_ms = Some(now);
+        let id = self.next_alert_id;
+        self.next_alert_id += 1;
+        let factor = recent / baseline.max(1.0);
+        let alert = Alert {
+            id,
+            brand: bs.name.to_string(),
+            at_ms: now,
+            rate_per_min: recent,
+            baseline_per_min: baseline,
+            factor,
+            message: format!(
+                "{} is spiking: {:.0} events/min, {:.1}× its baseline of {:.0}/min",
+                bs.name, recent, factor, baseline
+            ),
+        };
+        self.alerts.push_back(alert);
+        while self.alerts.len() > self.cfg.alerts_kept {
+            self.alerts.pop_front();
+        }
+        out.push(Delta::Alert(id));
+    }
+}
+
+/// A hash of a username that is the same on every instance and every run (FNV-1a,
+/// then mixed): reach sketches from different instances must agree on users.
+pub fn stable_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s.as_bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash64(h)
+}
+
+#[cfg(test)]
+mod tests;

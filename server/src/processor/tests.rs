@@ -1,0 +1,492 @@
+//! One test per rule of DESIGN.md section 2, each driven by a small table of events
+//! written in the original JSON shape.
+
+use instabrand_shared::api::Window;
+use instabrand_shared::time::parse_time;
+use instabrand_shared::{DecodeLimits, Millis, Reason, decode};
+
+use super::*;
+
+/// `"2017-06-12 10:MM:SS"` as event time; `at(m, s)`.
+fn at(min: i64, sec: i64) -> String {
+    instabrand_shared::time::format_naive(base() + min * MS_PER_MIN + sec * MS_PER_SEC)
+}
+
+fn base() -> Millis {
+    parse_time("2017-06-12 10:00:00").unwrap()
+}
+
+fn user(name: &str, t: &str) -> String {
+    format!(r#"{{"username":"{name}","full_name":"{name} Full","created_time":"{t}","event":"create-user"}}"#)
+}
+
+fn photo(owner: &str, brand: &str, t: &str) -> String {
+    format!(
+        r#"{{"username":"{owner}","tags":"{brand}","photo_link":"https://x.example/{owner}.jpg","created_time":"{t}","latitude":"46.265","longitude":"26.623","event":"photo-upload"}}"#
+    )
+}
+
+fn follow(follower: &str, followed: &str, t: &str) -> String {
+    format!(r#"{{"followed_username":"{followed}","follower_username":"{follower}","created_time":"{t}","event":"follow"}}"#)
+}
+
+fn unfollow(follower: &str, followed: &str, t: &str) -> String {
+    format!(r#"{{"followed_username":"{followed}","follower_username":"{follower}","created_time":"{t}","event":"unfollow"}}"#)
+}
+
+fn like(actor: &str, owner: &str, photo_t: &str, t: &str) -> String {
+    format!(
+        r#"{{"followed_username":"{owner}","follower_username":"{actor}","photo_id":"{photo_t}","created_time":"{t}","event":"like"}}"#
+    )
+}
+
+fn comment(actor: &str, owner: &str, photo_t: &str, text: &str, t: &str) -> String {
+    format!(
+        r#"{{"followed_username":"{owner}","follower_username":"{actor}","photo_id":"{photo_t}","text":"{text}","created_time":"{t}","event":"comment"}}"#
+    )
+}
+
+struct Sim {
+    p: Processor,
+    dead: Vec<(Reason, Vec<u8>)>,
+    alerts: Vec<u64>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(ProcessorConfig::default())
+    }
+
+    fn with(cfg: ProcessorConfig) -> Self {
+        Sim {
+            p: Processor::new(cfg),
+            dead: Vec::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    fn feed<S: AsRef<str>>(&mut self, lines: &[S]) -> &mut Self {
+        for l in lines {
+            let raw = l.as_ref().as_bytes();
+            let ev = decode(raw, None, &DecodeLimits::default()).expect(l.as_ref());
+            for d in self.p.apply(&ev, raw) {
+                match d {
+                    Delta::DeadLetter { reason, raw, .. } => self.dead.push((reason, raw.into())),
+                    Delta::Alert(id) => self.alerts.push(id),
+                    _ => {}
+                }
+            }
+        }
+        self
+    }
+
+    fn uid(&self, name: &str) -> UserId {
+        self.p.user_id(name).unwrap_or_else(|| panic!("no user {name}"))
+    }
+
+    fn timeline(&self, name: &str) -> Vec<(String, Millis)> {
+        let page = self.p.home_timeline(self.uid(name), None, 1000);
+        page.items.into_iter().map(|p| (p.owner, p.created_ms)).collect()
+    }
+
+    fn row(&self, brand: &str, w: Window) -> instabrand_shared::api::BrandMetrics {
+        self.p.brand_metrics(self.p.brand_id(brand).unwrap(), w, false)
+    }
+}
+
+#[test]
+fn follow_and_unfollow_are_idempotent_set_operations() {
+    let mut s = Sim::new();
+    s.feed(&[
+        follow("b", "a", &at(0, 1)),
+        follow("b", "a", &at(0, 2)),
+        follow("c", "a", &at(0, 3)),
+    ]);
+    assert_eq!(s.p.profile(s.uid("a")).followers, 2);
+    assert_eq!(s.p.stats.duplicates, 1);
+    s.feed(&[unfollow("b", "a", &at(0, 4)), unfollow("b", "a", &at(0, 5))]);
+    assert_eq!(s.p.profile(s.uid("a")).followers, 1);
+    assert_eq!(s.p.profile(s.uid("b")).following, 0);
+    assert_eq!(s.p.stats.duplicates, 2);
+}
+
+#[test]
+fn users_named_without_create_user_are_accepted_and_counted() {
+    let mut s = Sim::new();
+    s.feed(&[user("a", &at(0, 0)), follow("ghost", "a", &at(0, 1))]);
+    assert_eq!(s.p.user_count(), 2);
+    assert_eq!(s.p.stats.implicit_users, 1);
+    assert!(!s.p.profile(s.uid("ghost")).registered);
+    assert!(s.p.profile(s.uid("a")).registered);
+    // A later create-user registers the implicit user.
+    s.feed(&[user("ghost", &at(0, 2))]);
+    assert_eq!(s.p.implicit_user_count(), 0);
+    assert_eq!(s.p.profile(s.uid("ghost")).full_name.as_deref(), Some("ghost Full"));
+}
+
+#[test]
+fn a_repeated_like_counts_once() {
+    let mut s = Sim::new();
+    let pt = at(0, 0);
+    s.feed(&[
+        photo("a", "Nike", &pt),
+        like("b", "a", &pt, &at(0, 5)),
+        like("b", "a", &pt, &at(0, 6)),
+        like("c", "a", &pt, &at(0, 7)),
+    ]);
+    let photo = s.p.photo_id(s.uid("a"), base()).unwrap();
+    assert_eq!(s.p.photo(photo).likes, 2);
+    assert_eq!(s.row("Nike", Window::All).likes, 2);
+    assert_eq!(s.p.profile(s.uid("a")).likes_received, 2);
+}
+
+#[test]
+fn every_comment_counts_and_its_text_is_kept_verbatim() {
+    let mut s = Sim::new();
+    let pt = at(0, 0);
+    s.feed(&[
+        photo("a", "Nike", &pt),
+        comment("b", "a", &pt, "nice", &at(0, 1)),
+        comment("b", "a", &pt, "nice", &at(0, 1)),
+        comment("c", "a", &pt, "<script>alert(1)</script>", &at(0, 2)),
+    ]);
+    let v = s.p.photo_view(s.p.photo_id(s.uid("a"), base()).unwrap());
+    assert_eq!(v.comments, 3);
+    assert_eq!(v.recent_comments.last().unwrap().text, "<script>alert(1)</script>");
+    assert_eq!(s.row("Nike", Window::All).comments, 3);
+}
+
+#[test]
+fn an_engagement_before_its_photo_is_held_then_applied_when_the_photo_arrives() {
+    let mut s = Sim::new();
+    let pt = at(0, 0);
+    s.feed(&[like("b", "a", &pt, &at(0, 5)), comment("c", "a", &pt, "first!", &at(0, 6))]);
+    assert_eq!(s.p.pending_count(), 2);
+    assert!(s.dead.is_empty());
+    s.feed(&[photo("a", "Nike", &pt)]);
+    assert_eq!(s.p.pending_count(), 0);
+    let v = s.p.photo_view(s.p.photo_id(s.uid("a"), base()).unwrap());
+    assert_eq!((v.likes, v.comments), (1, 1));
+    assert_eq!(s.row("Nike", Window::All).likes, 1);
+}
+
+#[test]
+fn an_engagement_whose_photo_never_arrives_is_dead_lettered_after_the_hold() {
+    let mut s = Sim::with(ProcessorConfig {
+        pending_hold_secs: 60,
+        ..ProcessorConfig::default()
+    });
+    let orphan = like("b", "a", &at(0, 0), &at(0, 1));
+    s.feed(&[orphan.clone()]);
+    s.feed(&[user("x", &at(0, 50))]);
+    assert!(s.dead.is_empty(), "still within the hold");
+    s.feed(&[user("y", &at(2, 0))]);
+    assert_eq!(s.dead, vec![(Reason::OrphanEngagement, orphan.into_bytes())]);
+    assert_eq!(s.p.pending_count(), 0);
+    assert_eq!(s.p.stats.dead_letters[&Reason::OrphanEngagement], 1);
+}
+
+#[test]
+fn the_holding_area_is_bounded_and_overflow_is_dead_lettered() {
+    let mut s = Sim::with(ProcessorConfig {
+        pending_max: 2,
+        ..ProcessorConfig::default()
+    });
+    s.feed(&[
+        like("b", "a", &at(0, 0), &at(0, 1)),
+        like("c", "a", &at(0, 0), &at(0, 2)),
+        like("d", "a", &at(0, 0), &at(0, 3)),
+    ]);
+    assert_eq!(s.p.pending_count(), 2);
+    assert_eq!(s.dead.len(), 1);
+    assert_eq!(s.dead[0].0, Reason::PendingOverflow);
+    assert!(String::from_utf8_lossy(&s.dead[0].1).contains(r#""follower_username":"b""#));
+}
+
+#[test]
+fn the_profile_feed_holds_own_photos_newest_first() {
+    let mut s = Sim::new();
+    s.feed(&[
+        photo("a", "Nike", &at(0, 1)),
+        photo("a", "Adidas", &at(0, 3)),
+        photo("a", "Nike", &at(0, 2)),
+        photo("b", "Nike", &at(0, 4)),
+    ]);
+    let page = s.p.profile_feed(s.uid("a"), None, 10);
+    let times: Vec<_> = page.items.iter().map(|p| p.created_ms).collect();
+    assert_eq!(times, [base() + 3000, base() + 2000, base() + 1000]);
+}
+
+#[test]
+fn the_home_timeline_has_own_and_followed_photos_newest_first_with_live_counts() {
+    let mut s = Sim::new();
+    s.feed(&[
+        follow("reader", "a", &at(0, 0)),
+        follow("reader", "b", &at(0, 0)),
+        photo("a", "Nike", &at(0, 1)),
+        photo("stranger", "Nike", &at(0, 2)),
+        photo("b", "Nike", &at(0, 3)),
+        photo("reader", "Nike", &at(0, 4)),
+        like("x", "a", &at(0, 1), &at(0, 5)),
+    ]);
+    let tl = s.timeline("reader");
+    let owners: Vec<_> = tl.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(owners, ["reader", "b", "a"]);
+    let page = s.p.home_timeline(s.uid("reader"), None, 10);
+    assert_eq!(page.items[2].likes, 1);
+}
+
+#[test]
+fn timelines_are_capped_and_page_with_a_cursor() {
+    let mut s = Sim::with(ProcessorConfig {
+        timeline_cap: 5,
+        ..ProcessorConfig::default()
+    });
+    let mut events = vec![follow("reader", "a", &at(0, 0))];
+    for i in 0..8 {
+        events.push(photo("a", "Nike", &at(1, i)));
+    }
+    s.feed(&events);
+    assert_eq!(s.p.user(s.uid("reader")).timeline.len(), 5);
+    let first = s.p.home_timeline(s.uid("reader"), None, 3);
+    assert_eq!(first.items.len(), 3);
+    let cursor = feeds::parse_cursor(first.next.as_deref().unwrap());
+    let second = s.p.home_timeline(s.uid("reader"), cursor, 3);
+    let times: Vec<_> = first.items.iter().chain(&second.items).map(|p| p.created_ms).collect();
+    let expected: Vec<_> = (3..8).rev().map(|i| base() + MS_PER_MIN + i * MS_PER_SEC).collect();
+    assert_eq!(times, expected);
+    assert_eq!(second.next, None);
+}
+
+#[test]
+fn celebrities_are_not_fanned_out_but_merged_when_read() {
+    let mut s = Sim::with(ProcessorConfig {
+        celebrity_threshold: 2,
+        ..ProcessorConfig::default()
+    });
+    s.feed(&[
+        follow("f1", "star", &at(0, 0)),
+        follow("f2", "star", &at(0, 0)),
+        follow("f3", "star", &at(0, 0)),
+        photo("star", "Nike", &at(0, 1)),
+    ]);
+    assert!(s.p.is_celebrity(s.uid("star")));
+    assert!(s.p.user(s.uid("f1")).timeline.is_empty(), "no fan-out");
+    assert_eq!(s.timeline("f1"), vec![("star".to_string(), base() + 1000)]);
+}
+
+#[test]
+fn follow_backfills_recent_photos_and_unfollow_removes_them() {
+    let mut s = Sim::with(ProcessorConfig {
+        backfill: 2,
+        ..ProcessorConfig::default()
+    });
+    s.feed(&[
+        photo("a", "Nike", &at(0, 1)),
+        photo("a", "Nike", &at(0, 2)),
+        photo("a", "Nike", &at(0, 3)),
+        photo("b", "Nike", &at(0, 4)),
+        follow("reader", "b", &at(0, 5)),
+        follow("reader", "a", &at(0, 6)),
+    ]);
+    let times: Vec<_> = s.timeline("reader").into_iter().map(|(o, t)| (o, (t - base()) / 1000)).collect();
+    assert_eq!(times, [("b".into(), 4), ("a".into(), 3), ("a".into(), 2)]);
+    s.feed(&[unfollow("reader", "a", &at(0, 7))]);
+    assert_eq!(s.timeline("reader"), [("b".into(), base() + 4000)]);
+}
+
+#[test]
+fn windows_slide_with_the_stream_clock_over_minute_buckets() {
+    let mut s = Sim::new();
+    s.feed(&[
+        photo("a", "Nike", &at(0, 0)),
+        photo("b", "Nike", &at(10, 0)),
+        photo("c", "Nike", &at(70, 0)),
+        photo("d", "Nike", &at(73, 0)),
+        // Moves the clock to minute 74 (+ lateness).
+        user("z", &at(74, 10)),
+    ]);
+    assert_eq!(s.row("Nike", Window::M5).photos, 2, "minutes 70..=74");
+    assert_eq!(s.row("Nike", Window::H1).photos, 2, "minutes 15..=74");
+    assert_eq!(s.row("Nike", Window::H24).photos, 4);
+    assert_eq!(s.row("Nike", Window::All).photos, 4);
+    let lb = s.p.leaderboard(Window::M5);
+    assert_eq!(lb.to_ms, base() + 74 * MS_PER_MIN + 8_000, "ends at the clock, held back 2 s");
+    assert_eq!(lb.from_ms, base() + 70 * MS_PER_MIN);
+}
+
+#[test]
+fn late_events_land_in_their_bucket_and_too_old_ones_count_only_all_time() {
+    let mut s = Sim::new();
+    s.feed(&[photo("a", "Nike", &at(100, 0))]);
+    s.feed(&[photo("b", "Nike", &at(97, 0))]); // late but within 5 minutes
+    assert_eq!(s.row("Nike", Window::M5).photos, 2);
+    s.feed(&[photo("c", "Nike", &at(100 - 3000, 0))]); // two days late
+    assert_eq!(s.row("Nike", Window::H24).photos, 2);
+    assert_eq!(s.row("Nike", Window::All).photos, 3);
+    assert_eq!(s.p.stats.late_events, 1);
+}
+
+#[test]
+fn reach_counts_distinct_followers_of_posters_and_engagers() {
+    let mut s = Sim::new();
+    let mut ev = Vec::new();
+    for f in ["f1", "f2", "f3"] {
+        ev.push(follow(f, "poster", &at(0, 0)));
+    }
+    for f in ["f3", "f4"] {
+        ev.push(follow(f, "fan", &at(0, 0)));
+    }
+    ev.push(follow("f9", "outsider", &at(0, 0)));
+    ev.push(photo("poster", "Nike", &at(1, 0)));
+    ev.push(like("fan", "poster", &at(1, 0), &at(1, 5)));
+    s.feed(&ev);
+    let r = s.row("Nike", Window::M5);
+    assert_eq!(r.reach, 4, "f1 f2 f3 f4; f3 once");
+    assert_eq!(r.impressions, 3, "the poster's follower count");
+    assert!((r.like_rate - 0.25).abs() < 1e-9);
+    assert!((r.engagement_rate - 0.25).abs() < 1e-9);
+}
+
+#[test]
+fn reach_uses_the_followers_at_the_time_of_the_event() {
+    let mut s = Sim::with(ProcessorConfig {
+        follower_sketch_threshold: 2, // exercise the follower-sketch path too
+        ..ProcessorConfig::default()
+    });
+    s.feed(&[
+        follow("f1", "p", &at(0, 0)),
+        follow("f2", "p", &at(0, 0)),
+        photo("p", "Nike", &at(0, 1)),
+        follow("f3", "p", &at(0, 2)),
+    ]);
+    assert_eq!(s.row("Nike", Window::M5).reach, 2);
+    s.feed(&[photo("p", "Nike", &at(0, 3))]);
+    assert_eq!(s.row("Nike", Window::M5).reach, 3);
+}
+
+#[test]
+fn share_of_voice_divides_by_all_photos_in_the_window() {
+    let mut s = Sim::new();
+    s.feed(&[
+        photo("a", "Nike", &at(0, 0)),
+        photo("b", "Nike", &at(0, 1)),
+        photo("c", "Apple, Inc.", &at(0, 2)),
+        photo("d", "Adidas", &at(0, 3)),
+    ]);
+    assert!((s.row("Nike", Window::M5).share_of_voice - 0.5).abs() < 1e-9);
+    assert!((s.row("Apple, Inc.", Window::M5).share_of_voice - 0.25).abs() < 1e-9);
+    let lb = s.p.leaderboard(Window::M5);
+    assert_eq!(lb.rows[0].brand, "Nike");
+    assert_eq!(lb.total_photos, 4);
+}
+
+#[test]
+fn a_photo_tagged_with_several_brands_counts_for_each() {
+    let mut s = Sim::new();
+    let raw = format!(
+        r#"{{"username":"a","tags":["Nike","Apple, Inc."],"photo_link":"x","created_time":"{}","latitude":1,"longitude":2,"event":"photo-upload"}}"#,
+        at(0, 0)
+    );
+    s.feed(&[raw]);
+    assert_eq!(s.row("Nike", Window::All).photos, 1);
+    assert_eq!(s.row("Apple, Inc.", Window::All).photos, 1);
+    assert_eq!(s.p.map_points(10, None).len(), 2);
+}
+
+#[test]
+fn a_repeated_photo_changes_nothing() {
+    let mut s = Sim::new();
+    s.feed(&[photo("a", "Nike", &at(0, 0)), photo("a", "Nike", &at(0, 0))]);
+    assert_eq!(s.p.photo_count(), 1);
+    assert_eq!(s.row("Nike", Window::All).photos, 1);
+    assert_eq!(s.p.stats.duplicates, 1);
+}
+
+#[test]
+fn influencers_rank_uploads_plus_engagement_received() {
+    let mut s = Sim::new();
+    let pt = at(0, 0);
+    s.feed(&[
+        follow("x", "b", &at(0, 0)),
+        photo("a", "Nike", &pt),
+        photo("b", "Nike", &pt),
+        like("x", "b", &pt, &at(0, 1)),
+        comment("y", "b", &pt, "wow", &at(0, 2)),
+    ]);
+    let top = s.p.influencers(Window::M5, 10);
+    assert_eq!(top[0].username, "b");
+    assert_eq!(top[0].score, 3);
+    assert_eq!(top[0].followers, 1);
+    assert_eq!(top[1].username, "a");
+    assert_eq!(top.len(), 2);
+}
+
+#[test]
+fn a_burst_far_above_the_baseline_raises_one_alert() {
+    let mut s = Sim::new();
+    let mut ev = Vec::new();
+    // Ten quiet minutes: 10 photos a minute for Nike.
+    for m in 0..10 {
+        for i in 0..10 {
+            ev.push(photo(&format!("u{i}"), "Nike", &at(m, i * 6)));
+        }
+    }
+    s.feed(&ev);
+    assert!(s.alerts.is_empty(), "steady activity raises nothing");
+    let burst: Vec<_> = (0..120).map(|i| photo(&format!("burst{i}"), "Nike", &at(10, i / 4))).collect();
+    s.feed(&burst);
+    assert_eq!(s.alerts.len(), 1, "one alert, then the cooldown");
+    let a = s.p.alerts().back().unwrap();
+    assert_eq!(a.brand, "Nike");
+    assert!(a.factor >= 2.5, "{a:?}");
+}
+
+#[test]
+fn the_same_events_give_the_same_state() {
+    let events: Vec<String> = (0..200)
+        .flat_map(|i| {
+            let u = format!("u{}", i % 17);
+            let v = format!("u{}", (i * 7) % 17);
+            let t = at(i / 20, i % 60);
+            let mut e = vec![photo(&u, if i % 3 == 0 { "Nike" } else { "Apple, Inc." }, &t)];
+            if u != v {
+                e.push(follow(&v, &u, &t));
+                e.push(like(&v, &u, &t, &t));
+            }
+            e
+        })
+        .collect();
+    let run = || {
+        let mut s = Sim::new();
+        s.feed(&events);
+        let lb = serde_json::to_string(&s.p.leaderboard(Window::All)).unwrap();
+        let tl = serde_json::to_string(&s.p.home_timeline(s.uid("u3"), None, 50)).unwrap();
+        (lb, tl)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn the_original_brand_metrics_are_top_20_by_engagement_in_percent() {
+    let mut s = Sim::new();
+    let mut ev = vec![follow("f", "a", &at(0, 0)), follow("g", "a", &at(0, 0))];
+    for i in 0..25 {
+        let t = at(0, i);
+        ev.push(photo("a", &format!("Brand{i:02}"), &t));
+        if i % 2 == 0 {
+            ev.push(like("f", "a", &t, &t));
+        }
+    }
+    s.feed(&ev);
+    let m = s.p.original_brand_metrics(Window::M5);
+    assert_eq!(m.len(), 20);
+    assert!((m[0].engagement_rate - 50.0).abs() < 1e-9, "1 like / reach 2 = 50 %");
+    let json = serde_json::to_value(&m[0]).unwrap();
+    let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["Comment Frequency", "Comment Rate", "Engagement Rate", "Like Frequency", "Like Rate", "Reach", "Tag"]
+    );
+}
