@@ -1,0 +1,10 @@
+//! Pieces shared by several pages.
+
+pub mod alerts;
+pub mod controls;
+pub mod header;
+pub mod influencers;
+pub mod leaderboard;
+pub mod live_map;
+pub mod photo;
+pub mod window_picker;

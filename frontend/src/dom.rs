@@ -1,0 +1,109 @@
+//! Small helpers over web-sys for what several pages need: the clock, local storage,
+//! the URL, timers and the canvas' device-pixel size. Failures here (no storage in a
+//! private window, say) degrade to "nothing stored" instead of panicking.
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+
+pub fn window() -> web_sys::Window {
+    web_sys::window().expect("the dashboard runs in a browser window")
+}
+
+pub fn document() -> web_sys::Document {
+    window().document().expect("a window has a document")
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// High-resolution milliseconds since page load, for frame and latency measurements.
+pub fn perf_now() -> f64 {
+    window()
+        .performance()
+        .map(|p| p.now())
+        .unwrap_or_else(now_ms)
+}
+
+fn storage() -> Option<web_sys::Storage> {
+    window().local_storage().ok().flatten()
+}
+
+pub fn storage_get(key: &str) -> Option<String> {
+    storage()?.get_item(key).ok().flatten()
+}
+
+pub fn storage_set(key: &str, value: &str) {
+    if let Some(s) = storage() {
+        let _ = s.set_item(key, value);
+    }
+}
+
+pub fn storage_remove(key: &str) {
+    if let Some(s) = storage() {
+        let _ = s.remove_item(key);
+    }
+}
+
+pub fn location_path() -> String {
+    window()
+        .location()
+        .pathname()
+        .unwrap_or_else(|_| "/".into())
+}
+
+pub fn location_search() -> String {
+    window().location().search().unwrap_or_default()
+}
+
+/// Runs `f` once after `ms` milliseconds.
+pub fn set_timeout(ms: i32, f: impl FnOnce() + 'static) {
+    let cb = Closure::once_into_js(f);
+    let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), ms);
+}
+
+/// Runs `f` before the next repaint.
+pub fn request_animation_frame(f: impl FnOnce() + 'static) {
+    let cb = Closure::once_into_js(f);
+    let _ = window().request_animation_frame(cb.unchecked_ref());
+}
+
+/// Sizes the canvas' backing store to its CSS box times the device pixel ratio (sharp
+/// on a 4K wall) and returns its 2D context with the transform reset to CSS pixels,
+/// plus the CSS width and height. `None` while the canvas is hidden (zero-sized), so
+/// hidden views cost nothing.
+pub fn prepare_canvas(canvas: &HtmlCanvasElement) -> Option<(CanvasRenderingContext2d, f64, f64)> {
+    let width = f64::from(canvas.client_width());
+    let height = f64::from(canvas.client_height());
+    if width < 2.0 || height < 2.0 {
+        return None;
+    }
+    let ratio = window().device_pixel_ratio().clamp(1.0, 3.0);
+    let (px_w, px_h) = (
+        (width * ratio).round() as u32,
+        (height * ratio).round() as u32,
+    );
+    if canvas.width() != px_w || canvas.height() != px_h {
+        canvas.set_width(px_w);
+        canvas.set_height(px_h);
+    }
+    let ctx = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()?
+        .dyn_into::<CanvasRenderingContext2d>()
+        .ok()?;
+    let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
+    Some((ctx, width, height))
+}
+
+/// Records a named measurement where the end-to-end tests and the benchmark read it:
+/// a `data-<name>` attribute on `<body>`, and the console.
+pub fn report_metric(name: &str, value: f64) {
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute(&format!("data-{name}"), &format!("{value:.2}"));
+    }
+    tracing::info!(metric = name, value, "measurement");
+}

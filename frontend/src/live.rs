@@ -1,0 +1,398 @@
+//! What the dashboard holds for each WebSocket topic, and how a frame changes it.
+//!
+//! The server sends a snapshot first (and again whenever a client fell behind or
+//! reconnected), then deltas that are idempotent upserts keyed by stable ids. So every
+//! holder here follows one rule: a snapshot replaces, a delta upserts, a repeat changes
+//! nothing. Every holder is bounded, so a wall screen left running for days keeps flat
+//! memory. Pure: the browser and the host tests run the same code.
+
+use std::collections::{HashSet, VecDeque};
+
+use instabrand_shared::Millis;
+use instabrand_shared::api::{Alert, BrandMetrics, FeedPage, MapPoint, PhotoView, UserProfile};
+use instabrand_shared::ws::{FeedFrame, LeaderboardFrame, upsert_photos};
+
+/// The brand leaderboard for one window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaderboardState {
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    pub total_photos: u64,
+    pub events_per_sec: f64,
+    /// Sorted by photos, then engagement rate, then name (a stable order on screen).
+    pub rows: Vec<BrandMetrics>,
+    /// Frames applied since the last snapshot; lets a page tell "waiting" from "empty".
+    pub frames: u64,
+}
+
+/// At most this many brands are kept; the bundled list has 60, ingest may add more.
+pub const MAX_BRANDS: usize = 500;
+
+impl LeaderboardState {
+    pub fn apply(&mut self, snapshot: bool, frame: LeaderboardFrame) {
+        if snapshot {
+            self.rows.clear();
+            self.frames = 0;
+        }
+        self.from_ms = frame.from_ms;
+        self.to_ms = frame.to_ms;
+        self.total_photos = frame.total_photos;
+        self.events_per_sec = frame.events_per_sec;
+        self.rows.retain(|r| !frame.removed.contains(&r.brand));
+        for row in frame.rows {
+            match self.rows.iter_mut().find(|r| r.brand == row.brand) {
+                Some(held) => *held = row,
+                None => self.rows.push(row),
+            }
+        }
+        self.rows.sort_by(|a, b| {
+            b.photos
+                .cmp(&a.photos)
+                .then_with(|| b.engagement_rate.total_cmp(&a.engagement_rate))
+                .then_with(|| a.brand.cmp(&b.brand))
+        });
+        self.rows.truncate(MAX_BRANDS);
+        self.frames += 1;
+    }
+
+    pub fn row(&self, brand: &str) -> Option<&BrandMetrics> {
+        self.rows.iter().find(|r| r.brand == brand)
+    }
+}
+
+/// A map point's identity: the photo (owner, time) and the brand it is drawn for.
+type PointKey = (String, Millis, String);
+
+fn point_key(p: &MapPoint) -> PointKey {
+    (p.owner.clone(), p.created_ms, p.brand.clone())
+}
+
+/// The newest uploads for the map, oldest first, at most `cap` of them.
+#[derive(Debug, Clone)]
+pub struct MapBuffer {
+    cap: usize,
+    points: VecDeque<MapPoint>,
+    keys: HashSet<PointKey>,
+    /// Bumped on every change, so a canvas redraws only when something moved.
+    pub version: u64,
+}
+
+/// Enough for a busy hour of uploads; one frame still draws well inside 16 ms.
+pub const MAP_CAPACITY: usize = 20_000;
+
+impl MapBuffer {
+    pub fn new(cap: usize) -> MapBuffer {
+        MapBuffer {
+            cap: cap.max(1),
+            points: VecDeque::with_capacity(cap.min(MAP_CAPACITY)),
+            keys: HashSet::with_capacity(cap.min(MAP_CAPACITY)),
+            version: 0,
+        }
+    }
+
+    pub fn apply(&mut self, snapshot: bool, points: Vec<MapPoint>) {
+        if snapshot {
+            self.points.clear();
+            self.keys.clear();
+        }
+        for p in points {
+            self.push(p);
+        }
+        self.version += 1;
+    }
+
+    /// Appends one point unless it is already held, evicting the oldest past capacity.
+    pub fn push(&mut self, p: MapPoint) {
+        if !self.keys.insert(point_key(&p)) {
+            return;
+        }
+        self.points.push_back(p);
+        while self.points.len() > self.cap {
+            if let Some(old) = self.points.pop_front() {
+                self.keys.remove(&point_key(&old));
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &MapPoint> + ExactSizeIterator {
+        self.points.iter()
+    }
+
+    /// Newest event time held: the map fades points relative to it, not to the wall
+    /// clock, so a replay of 2017 data fades exactly like live data.
+    pub fn newest_ms(&self) -> Option<Millis> {
+        self.points.iter().map(|p| p.created_ms).max()
+    }
+}
+
+/// Alerts as they fire, newest first, at most `cap`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertLog {
+    cap: usize,
+    alerts: VecDeque<Alert>,
+}
+
+pub const ALERT_CAPACITY: usize = 50;
+
+impl AlertLog {
+    pub fn new(cap: usize) -> AlertLog {
+        AlertLog {
+            cap: cap.max(1),
+            alerts: VecDeque::new(),
+        }
+    }
+
+    pub fn apply(&mut self, snapshot: bool, alerts: Vec<Alert>) {
+        if snapshot {
+            self.alerts.clear();
+        }
+        for a in alerts {
+            match self.alerts.iter_mut().find(|held| held.id == a.id) {
+                Some(held) => *held = a,
+                None => self.alerts.push_back(a),
+            }
+        }
+        self.alerts
+            .make_contiguous()
+            .sort_by_key(|a| std::cmp::Reverse(a.id));
+        self.alerts.truncate(self.cap);
+    }
+
+    /// Newest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+}
+
+/// One user's profile, own photos and home timeline, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedState {
+    pub profile: Option<UserProfile>,
+    pub photos: Vec<PhotoView>,
+    pub timeline: Vec<PhotoView>,
+    /// Cursors for "older" paging over REST; `None` once the end is reached.
+    pub photos_next: Option<String>,
+    pub timeline_next: Option<String>,
+}
+
+/// Photos kept per list: live updates and "older" pages both stop here.
+pub const FEED_CAPACITY: usize = 400;
+
+impl FeedState {
+    pub fn apply(&mut self, snapshot: bool, frame: FeedFrame) {
+        self.profile = Some(frame.profile);
+        if snapshot {
+            self.photos.clear();
+            self.timeline.clear();
+            self.photos_next = frame.photos.next.clone();
+            self.timeline_next = frame.timeline.next.clone();
+        }
+        upsert_photos(&mut self.photos, &frame.photos.items, FEED_CAPACITY);
+        upsert_photos(&mut self.timeline, &frame.timeline.items, FEED_CAPACITY);
+    }
+
+    /// Appends an older page fetched over REST.
+    pub fn append_page(&mut self, timeline: bool, page: FeedPage) {
+        let (list, next) = if timeline {
+            (&mut self.timeline, &mut self.timeline_next)
+        } else {
+            (&mut self.photos, &mut self.photos_next)
+        };
+        upsert_photos(list, &page.items, FEED_CAPACITY);
+        *next = if list.len() >= FEED_CAPACITY {
+            None
+        } else {
+            page.next
+        };
+    }
+}
+
+/// How long to wait before reconnect attempt `attempt` (1-based): 500 ms doubling up to
+/// 15 s, spread ±20 % by `random` in [0, 1) so many screens do not reconnect in step.
+pub fn reconnect_delay_ms(attempt: u32, random: f64) -> u32 {
+    let base = 500.0 * 2f64.powi(attempt.saturating_sub(1).min(10) as i32);
+    (base.min(15_000.0) * (0.8 + 0.4 * random.clamp(0.0, 1.0))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_double_and_cap_with_jitter() {
+        assert_eq!(reconnect_delay_ms(1, 0.5), 500);
+        assert_eq!(reconnect_delay_ms(2, 0.5), 1_000);
+        assert_eq!(reconnect_delay_ms(30, 0.5), 15_000);
+        assert_eq!(reconnect_delay_ms(30, 0.0), 12_000);
+        assert!(reconnect_delay_ms(3, 0.99) < 2_400);
+    }
+
+    fn row(brand: &str, photos: u64) -> BrandMetrics {
+        BrandMetrics {
+            brand: brand.into(),
+            photos,
+            ..Default::default()
+        }
+    }
+
+    fn frame(rows: Vec<BrandMetrics>, removed: &[&str]) -> LeaderboardFrame {
+        LeaderboardFrame {
+            rows,
+            removed: removed.iter().map(|s| s.to_string()).collect(),
+            total_photos: 10,
+            events_per_sec: 4.5,
+            ..Default::default()
+        }
+    }
+
+    fn brands(s: &LeaderboardState) -> Vec<(&str, u64)> {
+        s.rows
+            .iter()
+            .map(|r| (r.brand.as_str(), r.photos))
+            .collect()
+    }
+
+    #[test]
+    fn a_leaderboard_delta_upserts_by_brand_removes_and_resorts() {
+        let mut s = LeaderboardState::default();
+        s.apply(
+            true,
+            frame(vec![row("Nike", 5), row("Apple, Inc.", 3)], &[]),
+        );
+        s.apply(
+            false,
+            frame(vec![row("Apple, Inc.", 9), row("Lego", 1)], &["Nike"]),
+        );
+        assert_eq!(brands(&s), [("Apple, Inc.", 9), ("Lego", 1)]);
+        assert_eq!(s.events_per_sec, 4.5);
+    }
+
+    #[test]
+    fn a_repeated_delta_changes_nothing() {
+        let mut s = LeaderboardState::default();
+        s.apply(true, frame(vec![row("Nike", 5)], &[]));
+        let delta = frame(vec![row("Lego", 7)], &[]);
+        s.apply(false, delta.clone());
+        let once = s.rows.clone();
+        s.apply(false, delta);
+        assert_eq!(s.rows, once);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_everything_held() {
+        let mut s = LeaderboardState::default();
+        s.apply(true, frame(vec![row("Nike", 5), row("Lego", 2)], &[]));
+        s.apply(true, frame(vec![row("Adidas", 1)], &[]));
+        assert_eq!(brands(&s), [("Adidas", 1)]);
+    }
+
+    fn point(owner: &str, t: Millis, brand: &str) -> MapPoint {
+        MapPoint {
+            owner: owner.into(),
+            created_ms: t,
+            brand: brand.into(),
+            latitude: 1.0,
+            longitude: 2.0,
+        }
+    }
+
+    #[test]
+    fn map_points_dedupe_by_photo_and_brand_and_stay_bounded() {
+        let mut m = MapBuffer::new(3);
+        m.apply(true, vec![point("a", 1, "Nike"), point("b", 2, "Nike")]);
+        m.apply(false, vec![point("b", 2, "Nike"), point("b", 2, "Lego")]);
+        assert_eq!(
+            m.len(),
+            3,
+            "a repeat is dropped, another brand of the same photo kept"
+        );
+        m.apply(false, vec![point("c", 3, "Nike"), point("d", 4, "Nike")]);
+        let owners: Vec<_> = m.iter().map(|p| p.owner.as_str()).collect();
+        assert_eq!(owners, ["b", "c", "d"]);
+        // An evicted point may come back (its key was forgotten with it).
+        m.apply(false, vec![point("a", 1, "Nike")]);
+        assert_eq!(m.iter().last().unwrap().owner, "a");
+        assert_eq!(m.newest_ms(), Some(4));
+        m.apply(true, vec![]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn alerts_are_newest_first_deduped_and_bounded() {
+        let alert = |id| Alert {
+            id,
+            brand: "Nike".into(),
+            ..Default::default()
+        };
+        let mut log = AlertLog::new(2);
+        log.apply(true, vec![alert(1), alert(2)]);
+        log.apply(false, vec![alert(2), alert(3)]);
+        let ids: Vec<_> = log.iter().map(|a| a.id).collect();
+        assert_eq!(ids, [3, 2]);
+    }
+
+    #[test]
+    fn feed_frames_upsert_photos_and_keep_live_counts() {
+        let photo = |owner: &str, t, likes| PhotoView {
+            owner: owner.into(),
+            created_ms: t,
+            likes,
+            ..Default::default()
+        };
+        let page = |items| FeedPage {
+            username: "bob".into(),
+            items,
+            next: Some("c1".into()),
+        };
+        let mut f = FeedState::default();
+        f.apply(
+            true,
+            FeedFrame {
+                profile: UserProfile::default(),
+                photos: page(vec![photo("bob", 1, 0)]),
+                timeline: page(vec![photo("bob", 1, 0), photo("amy", 2, 0)]),
+            },
+        );
+        f.apply(
+            false,
+            FeedFrame {
+                profile: UserProfile::default(),
+                photos: page(vec![]),
+                timeline: page(vec![photo("bob", 1, 4), photo("cy", 3, 0)]),
+            },
+        );
+        let got: Vec<_> = f
+            .timeline
+            .iter()
+            .map(|p| (p.owner.as_str(), p.likes))
+            .collect();
+        assert_eq!(got, [("cy", 0), ("amy", 0), ("bob", 4)]);
+        assert_eq!(f.timeline_next.as_deref(), Some("c1"));
+        f.append_page(
+            true,
+            FeedPage {
+                items: vec![photo("old", 0, 0)],
+                next: None,
+                ..Default::default()
+            },
+        );
+        assert_eq!(f.timeline.last().unwrap().owner, "old");
+        assert_eq!(f.timeline_next, None);
+    }
+}

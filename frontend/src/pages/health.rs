@@ -1,0 +1,138 @@
+//! Pipeline health: status and problems, throughput, the social graph's size, sources
+//! (Kafka lag, generator state) and dead letters by reason with the latest ones.
+
+use instabrand_shared::api::{DeadLetterView, Health};
+use instabrand_shared::ws::{Frame, Topic};
+use leptos::prelude::*;
+
+use crate::{api, format, ws};
+
+#[component]
+pub fn HealthPage() -> impl IntoView {
+    let health = RwSignal::new(None::<Health>);
+    ws::use_topic(
+        || Some(Topic::Health),
+        move |msg| {
+            if let Frame::Health(h) = &msg.frame {
+                health.set(Some(h.clone()));
+            }
+        },
+    );
+    let letters = RwSignal::new(None::<Result<Vec<DeadLetterView>, String>>);
+    let load_letters = move || {
+        leptos::task::spawn_local(async move {
+            letters.set(Some(api::dead_letters(50).await.map_err(|e| e.to_string())));
+        });
+    };
+    load_letters();
+    // Dead letters are a REST list; refresh when the count moves.
+    Effect::new(move |prev: Option<u64>| {
+        let n = health.with(|h| h.as_ref().map_or(0, |h| h.dead_letters));
+        if prev.is_some_and(|p| p != n) {
+            load_letters();
+        }
+        n
+    });
+
+    view! {
+        <div class="page health">
+            <div class="page-head"><h1>"Pipeline health"</h1></div>
+            {move || match health.get() {
+                None => view! { <p class="panel empty">"Waiting for the server's health report…"</p> }.into_any(),
+                Some(h) => view! { <HealthView health=h/> }.into_any(),
+            }}
+            <section class="panel" data-test="dead-letters">
+                <h2>"Latest dead letters"</h2>
+                {move || match letters.get() {
+                    None => view! { <p class="empty">"Loading…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error">{e}</p> }.into_any(),
+                    Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"None: every event so far was accepted."</p> }.into_any(),
+                    Some(Ok(list)) => view! {
+                        <div class="table-wrap"><table>
+                            <thead><tr><th>"When"</th><th>"Reason"</th><th>"Source"</th><th>"Detail"</th><th>"Original bytes"</th></tr></thead>
+                            <tbody>{list.into_iter().map(|d| view! {
+                                <tr>
+                                    <td>{format::timestamp(d.at_ms)}</td>
+                                    <td><code>{d.reason}</code></td>
+                                    <td>{d.source}</td>
+                                    <td>{d.detail}</td>
+                                    <td><pre class="raw">{d.raw}</pre></td>
+                                </tr>
+                            }).collect_view()}</tbody>
+                        </table></div>
+                    }.into_any(),
+                }}
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn HealthView(health: Health) -> impl IntoView {
+    let h = health;
+    let ok = h.status == "ok";
+    let stat = |label: &'static str, value: String| {
+        view! {
+            <div class="stat"><span class="label">{label}</span><span class="value">{value}</span></div>
+        }
+    };
+    view! {
+        <section class="panel" data-test="health-status">
+            <h2>
+                <span class=if ok { "badge ok" } else { "badge bad" }>{h.status.clone()}</span>
+            </h2>
+            {(!h.problems.is_empty()).then(|| view! {
+                <ul class="problems">{h.problems.iter().map(|p| view! { <li>{p.clone()}</li> }).collect_view()}</ul>
+            })}
+            <div class="stats">
+                {stat("Events per second", format::rate(h.events_per_sec))}
+                {stat("Events applied", format::grouped(h.events_applied))}
+                {stat("Dead letters", format::grouped(h.dead_letters))}
+                {stat("Uptime", format::duration(h.uptime_ms))}
+                {stat("Users", format::grouped(h.users))}
+                {stat("Implicit users", format::grouped(h.implicit_users))}
+                {stat("Photos", format::grouped(h.photos))}
+                {stat("Pending engagements", format::grouped(h.pending_engagements))}
+                {stat("Late events", format::grouped(h.late_events))}
+                {stat("WebSocket clients", format::grouped(h.websocket_clients))}
+                {stat("Stream clock", if h.stream_clock_ms > 0 { format::timestamp(h.stream_clock_ms) } else { "–".into() })}
+            </div>
+        </section>
+        <div class="grid thirds">
+            <section class="panel">
+                <h2>"Events by kind"</h2>
+                <table><tbody>{h.events_by_kind.iter().map(|(k, n)| view! {
+                    <tr><td>{k.clone()}</td><td class="num">{format::grouped(*n)}</td></tr>
+                }).collect_view()}</tbody></table>
+            </section>
+            <section class="panel" data-test="dead-letter-reasons">
+                <h2>"Dead letters by reason"</h2>
+                {if h.dead_letters_by_reason.is_empty() {
+                    view! { <p class="empty">"None."</p> }.into_any()
+                } else {
+                    view! { <table><tbody>{h.dead_letters_by_reason.iter().map(|(k, n)| view! {
+                        <tr><td><code>{k.clone()}</code></td><td class="num">{format::grouped(*n)}</td></tr>
+                    }).collect_view()}</tbody></table> }.into_any()
+                }}
+            </section>
+            <section class="panel">
+                <h2>"Sources"</h2>
+                <table>
+                    <thead><tr><th>"Source"</th><th>"State"</th><th class="num">"Rate"</th><th>"Detail"</th></tr></thead>
+                    <tbody>{h.sources.iter().map(|s| {
+                        let state = if !s.connected { "disconnected" } else if s.paused { "paused" } else { "running" };
+                        let lag: i64 = s.lag.values().sum();
+                        view! {
+                            <tr>
+                                <td>{s.kind.clone()}</td>
+                                <td>{state}</td>
+                                <td class="num">{s.rate.map(format::rate).unwrap_or_default()}</td>
+                                <td>{s.detail.clone()}{(!s.lag.is_empty()).then(|| format!(" · lag {lag}"))}</td>
+                            </tr>
+                        }
+                    }).collect_view()}</tbody>
+                </table>
+            </section>
+        </div>
+    }
+}

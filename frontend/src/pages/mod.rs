@@ -1,0 +1,8 @@
+//! One module per page of the dashboard.
+
+pub mod brand;
+pub mod feeds;
+pub mod health;
+pub mod map;
+pub mod overview;
+pub mod present;

@@ -1,0 +1,101 @@
+//! The overview: the live brand leaderboard for the chosen window, headline numbers
+//! (event rate, photos, brands), alerts as they fire and the top influencers.
+
+use instabrand_shared::ws::{Frame, Topic};
+use leptos::prelude::*;
+
+use crate::app::ctx;
+use crate::components::alerts::AlertsPanel;
+use crate::components::influencers::InfluencersPanel;
+use crate::components::leaderboard::LeaderboardTable;
+use crate::components::window_picker::WindowPicker;
+use crate::dom;
+use crate::format;
+use crate::live::LeaderboardState;
+use crate::ws;
+
+/// Subscribes to the leaderboard of the app's chosen window and keeps it in `board`;
+/// `loaded` turns true at the first frame. Also records, once per page load, how long
+/// the first live number took (`data-first-number-ms` on `<body>`, for the benchmark).
+pub fn use_leaderboard(board: RwSignal<LeaderboardState>, loaded: RwSignal<bool>) {
+    let ctx = ctx();
+    ws::use_topic(
+        move || {
+            // A new window starts from its own snapshot, not the old window's rows.
+            board.set(LeaderboardState::default());
+            loaded.set(false);
+            Some(Topic::Leaderboard {
+                window: ctx.window.get(),
+            })
+        },
+        move |msg| {
+            if let Frame::Leaderboard(frame) = &msg.frame {
+                board.update(|b| b.apply(msg.snapshot, frame.clone()));
+                loaded.set(true);
+                record_first_number(board);
+            }
+        },
+    );
+}
+
+fn record_first_number(board: RwSignal<LeaderboardState>) {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if DONE.get() || board.with_untracked(|b| b.rows.is_empty()) {
+        return;
+    }
+    DONE.set(true);
+    // After this frame's DOM update has painted.
+    dom::request_animation_frame(|| dom::report_metric("first-number-ms", dom::perf_now()));
+}
+
+#[component]
+pub fn Overview() -> impl IntoView {
+    let ctx = ctx();
+    let board = RwSignal::new(LeaderboardState::default());
+    let loaded = RwSignal::new(false);
+    use_leaderboard(board, loaded);
+
+    let stat = |label: &'static str, test: &'static str, value: Signal<String>| {
+        view! {
+            <div class="stat" data-test=test>
+                <span class="label">{label}</span>
+                <span class="value">{value}</span>
+            </div>
+        }
+    };
+    view! {
+        <div class="page overview">
+            <div class="page-head">
+                <h1>"Brands right now"</h1>
+                <WindowPicker/>
+            </div>
+            <div class="stats">
+                {stat("Events per second", "event-rate",
+                    Signal::derive(move || if loaded.get() { format::rate(board.with(|b| b.events_per_sec)) } else { "–".into() }))}
+                {stat("Photos in window", "total-photos",
+                    Signal::derive(move || if loaded.get() { format::grouped(board.with(|b| b.total_photos)) } else { "–".into() }))}
+                {stat("Brands", "brand-count",
+                    Signal::derive(move || if loaded.get() { board.with(|b| b.rows.len()).to_string() } else { "–".into() }))}
+                {stat("Window", "window-range",
+                    Signal::derive(move || {
+                        let w = ctx.window.get();
+                        board.with(|b| if b.to_ms > 0 && loaded.get() {
+                            format!("{} · to {} UTC", w.label(), format::clock(b.to_ms))
+                        } else {
+                            w.label().to_string()
+                        })
+                    }))}
+            </div>
+            <div class="grid">
+                <section class="panel wide">
+                    <h2>"Leaderboard"</h2>
+                    <LeaderboardTable board=board loaded=loaded/>
+                </section>
+                <div class="side">
+                    <AlertsPanel/>
+                    <InfluencersPanel/>
+                </div>
+            </div>
+        </div>
+    }
+}
