@@ -152,6 +152,56 @@ fn stitch(indices: &[i64], arcs: &[Ring]) -> Result<Ring, TopoError> {
     Ok(ring)
 }
 
+/// Makes each ring drawable on a flat map. Natural Earth cuts land at the
+/// antimeridian, but a ring such as Eurasia's (Chukotka) or Fiji's still jumps from
+/// 180° to −180° between neighbouring points; drawn as is, that edge becomes a stripe
+/// across the whole map. Each ring is unwrapped so longitudes run continuously past
+/// ±180°, and a ring that then spills over an edge is repeated 360° the other way, so
+/// that with the map clipped to [−180°, 180°] both halves are filled.
+pub fn rings_for_flat_map(rings: &[Ring]) -> Vec<Ring> {
+    let mut out = Vec::with_capacity(rings.len() + 8);
+    for ring in rings {
+        let mut unwrapped: Ring = Vec::with_capacity(ring.len());
+        let mut shift = 0.0;
+        let mut prev: Option<f64> = None;
+        for &[lon, lat] in ring {
+            if let Some(p) = prev {
+                let d = lon - p;
+                if d > 180.0 {
+                    shift -= 360.0;
+                } else if d < -180.0 {
+                    shift += 360.0;
+                }
+            }
+            prev = Some(lon);
+            unwrapped.push([lon + shift, lat]);
+        }
+        let min = unwrapped.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+        let max = unwrapped
+            .iter()
+            .map(|p| p[0])
+            .fold(f64::NEG_INFINITY, f64::max);
+        if max > 180.0 + 1e-9 {
+            out.push(
+                unwrapped
+                    .iter()
+                    .map(|&[lon, lat]| [lon - 360.0, lat])
+                    .collect(),
+            );
+        }
+        if min < -180.0 - 1e-9 {
+            out.push(
+                unwrapped
+                    .iter()
+                    .map(|&[lon, lat]| [lon + 360.0, lat])
+                    .collect(),
+            );
+        }
+        out.push(unwrapped);
+    }
+    out
+}
+
 /// Northernmost and southernmost latitudes shown. Antarctica's interior and the high
 /// Arctic hold no cities, and cropping them leaves more of the screen for the world's
 /// uploads.
@@ -284,6 +334,61 @@ mod tests {
             assert!(ring.len() >= 4);
             for [lon, lat] in ring {
                 assert!((-180.0..=180.0).contains(lon) && (-90.0..=90.0).contains(lat));
+            }
+        }
+    }
+
+    #[test]
+    fn rings_crossing_the_antimeridian_are_unwrapped_and_repeated() {
+        // An island straddling 180°: 179 → −179 → −179 → 179.
+        let island: Ring = vec![
+            [179.0, -16.0],
+            [-179.0, -16.0],
+            [-179.0, -17.0],
+            [179.0, -17.0],
+            [179.0, -16.0],
+        ];
+        let plain: Ring = vec![[10.0, 10.0], [11.0, 10.0], [11.0, 11.0], [10.0, 10.0]];
+        let out = rings_for_flat_map(&[island, plain.clone()]);
+        assert_eq!(out.len(), 3);
+        for ring in &out {
+            for w in ring.windows(2) {
+                assert!(
+                    (w[0][0] - w[1][0]).abs() <= 180.0,
+                    "no edge spans the map: {ring:?}"
+                );
+            }
+        }
+        assert_eq!(
+            out[0],
+            vec![
+                [-181.0, -16.0],
+                [-179.0, -16.0],
+                [-179.0, -17.0],
+                [-181.0, -17.0],
+                [-181.0, -16.0]
+            ]
+        );
+        assert_eq!(
+            out[1],
+            vec![
+                [179.0, -16.0],
+                [181.0, -16.0],
+                [181.0, -17.0],
+                [179.0, -17.0],
+                [179.0, -16.0]
+            ]
+        );
+        assert_eq!(out[2], plain);
+    }
+
+    #[test]
+    fn the_bundled_land_has_no_edge_across_the_map_once_unwrapped() {
+        let json = include_str!("../../public/land-110m.json");
+        let rings = rings_for_flat_map(&decode_rings(json, "land").unwrap());
+        for ring in &rings {
+            for w in ring.windows(2) {
+                assert!((w[0][0] - w[1][0]).abs() <= 180.0);
             }
         }
     }

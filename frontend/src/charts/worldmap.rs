@@ -41,7 +41,8 @@ pub async fn land() -> Result<Rc<Vec<Ring>>, String> {
     let text = crate::api::land_topojson()
         .await
         .map_err(|e| e.to_string())?;
-    let rings = Rc::new(geo::decode_rings(&text, "land").map_err(|e| e.to_string())?);
+    let decoded = geo::decode_rings(&text, "land").map_err(|e| e.to_string())?;
+    let rings = Rc::new(geo::rings_for_flat_map(&decoded));
     LAND_RINGS.with_borrow_mut(|slot| *slot = Some(rings.clone()));
     Ok(rings)
 }
@@ -133,6 +134,13 @@ fn paint_land(
     }
     ctx.stroke();
     let Some(rings) = land else { return };
+    // Clip to the map's own rectangle: rings repeated past ±180° must not show in the
+    // margins of a screen wider than the map.
+    let (map_w, map_h) = proj.size();
+    ctx.save();
+    ctx.begin_path();
+    ctx.rect(proj.left, proj.top, map_w, map_h);
+    ctx.clip();
     ctx.begin_path();
     for ring in rings {
         let mut first = true;
@@ -153,6 +161,7 @@ fn paint_land(
     ctx.set_stroke_style_str(COAST);
     ctx.set_line_width(0.6);
     ctx.stroke();
+    ctx.restore();
 }
 
 pub struct DrawOptions<'a> {

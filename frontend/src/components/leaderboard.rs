@@ -103,8 +103,10 @@ fn Row(rank: usize, row: BrandMetrics) -> impl IntoView {
             <td class="num reach" data-value=row.reach.to_string()>{format::compact(row.reach)}</td>
             <td class="num engagement">{format::percent(row.engagement_rate)}</td>
             <td class="share">
-                <span class="bar"><span style:width=format!("{share:.1}%") style:background=color.clone()></span></span>
-                <span class="num">{format::percent(row.share_of_voice)}</span>
+                <div class="share-cell">
+                    <span class="bar"><span style:width=format!("{share:.1}%") style:background=color.clone()></span></span>
+                    <span class="num">{format::percent(row.share_of_voice)}</span>
+                </div>
             </td>
             <td class="spark-col">
                 <svg class="spark" viewBox="0 0 100 24" preserveAspectRatio="none" aria-hidden="true">

@@ -44,8 +44,8 @@ pub fn PhotoCard(photo: PhotoView) -> impl IntoView {
             </div>
             {link_view}
             <div class="counts">
-                <span class="likes" data-value=photo.likes.to_string()>"♥ " {format::grouped(photo.likes)}</span>
-                <span class="comments-count" data-value=photo.comments.to_string()>"💬 " {format::grouped(photo.comments)}</span>
+                <span class="likes" data-value=photo.likes.to_string()>{format::grouped(photo.likes)}" likes"</span>
+                <span class="comments-count" data-value=photo.comments.to_string()>{format::grouped(photo.comments)}" comments"</span>
             </div>
             {(!photo.recent_comments.is_empty()).then(|| view! {
                 <ul class="comments">

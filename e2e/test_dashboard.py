@@ -1,0 +1,212 @@
+"""The dashboard in a real headless Chromium against the real server on its embedded
+generator: pages load cleanly, numbers move, feeds update live, user text stays text,
+presenter controls work and are guarded, and nothing is fetched from another host."""
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import quote, urlparse
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+
+from conftest import console_errors, screenshot, wait_for
+
+XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
+
+
+def css(driver, selector):
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def text_of(driver, selector):
+    found = css(driver, selector)
+    return found[0].text if found else ""
+
+
+def top_brand(server):
+    rows = server.get("/api/leaderboard?window=all")["rows"]
+    return rows[0]["brand"] if rows else server.get("/api/brands")[0]["name"]
+
+
+def naive_now(offset_s=0):
+    return datetime.fromtimestamp(time.time() + offset_s, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ingest(server, events):
+    body = "\n".join(json.dumps(e) for e in events) + "\n"
+    status, report = server.request("POST", "/api/ingest", body, token=server.ingest_token,
+                                    content_type="application/x-ndjson")
+    assert status in (200, 202), f"ingest -> {status}: {report}"
+    assert report.get("rejected", 0) == 0, report
+    return report
+
+
+def assert_no_alert_dialog(driver):
+    try:
+        alert = driver.switch_to.alert
+    except NoAlertPresentException:
+        return
+    text = alert.text
+    alert.dismiss()
+    raise AssertionError(f"user text ran as script: alert({text!r})")
+
+
+def pages(server):
+    user = server.get("/api/influencers?window=all&limit=1")
+    username = user[0]["username"] if user else "nobody"
+    return [
+        ("overview", "/", "[data-test=leaderboard] tbody tr"),
+        ("brand", "/brand/" + quote(top_brand(server), safe=""), "[data-test=brand-cards]"),
+        ("map", "/map", "[data-test=map-readout]"),
+        ("feeds-search", "/feed", "[data-test=user-search]"),
+        ("feed", "/feed/" + quote(username, safe=""), "[data-test=profile]"),
+        ("health", "/health", "[data-test=health-status]"),
+        ("presentation", "/present", "[data-test=present] [data-test=leaderboard] tbody tr"),
+    ]
+
+
+def test_every_page_loads_without_console_errors(page, server):
+    wait_for(lambda: server.get("/api/leaderboard?window=all")["rows"], 30, message="the generator's first brands")
+    for name, path, ready in pages(server):
+        page.get(server.url(path))
+        wait_for(lambda: css(page, ready), 20, message=f"{name} page content ({ready})")
+        time.sleep(1.0)  # let live frames and the map paint
+        screenshot(page, name)
+        errors = console_errors(page)
+        assert not errors, f"{path}: console errors {errors}"
+        assert text_of(page, "[data-test=conn]") in ("live", "") or name == "presentation"
+
+
+def test_leaderboard_numbers_change_over_time(page, server):
+    page.get(server.url("/"))
+    first = wait_for(lambda: text_of(page, "[data-test=total-photos] .value").replace("\u202f", "").strip("–") and
+                     text_of(page, "[data-test=total-photos] .value"), 15, message="a first live number")
+
+    def snapshot():
+        cells = css(page, "[data-test=leaderboard] tbody tr td[data-value]")
+        return text_of(page, "[data-test=total-photos] .value"), tuple(c.get_attribute("data-value") for c in cells)
+
+    before = snapshot()
+    wait_for(lambda: snapshot() != before, 30, message=f"leaderboard numbers to move from {first}")
+
+
+def test_map_points_arrive_and_are_drawn(page, server):
+    page.get(server.url("/map"))
+    readout = lambda: css(page, "[data-test=map-readout]")[0]
+    wait_for(lambda: int(readout().get_attribute("data-points") or 0) > 0, 20, message="map points")
+    before = int(readout().get_attribute("data-points"))
+    wait_for(lambda: int(readout().get_attribute("data-points")) > before, 30, message="new map points")
+    # The canvas really has coloured pixels where points are (not just the land colours).
+    assert float(readout().get_attribute("data-frame-ms")) < 100
+
+
+def test_a_new_photo_and_comment_show_live_in_the_feed_as_text(page, server):
+    owner = "e2e" + uuid.uuid4().hex[:8]
+    friend = "e2efriend" + uuid.uuid4().hex[:6]
+    taken = naive_now()
+    ingest(server, [
+        {"username": owner, "full_name": "End To End", "created_time": naive_now(-5), "event": "create-user"},
+        {"username": friend, "full_name": "A Friend", "created_time": naive_now(-5), "event": "create-user"},
+    ])
+    page.get(server.url("/feed/" + owner))
+    wait_for(lambda: css(page, "[data-test=profile]"), 15, message="the new user's profile")
+    # Posted after the page subscribed: it must arrive live, not from a reload.
+    ingest(server, [{"username": owner, "tags": "Apple, Inc.", "photo_link": "javascript:alert(1)",
+                     "created_time": taken, "latitude": "48.85", "longitude": "2.35", "event": "photo-upload"}])
+    selector = f"article.photo[data-owner={owner}]"
+    wait_for(lambda: css(page, selector), 20, message="the new photo in the feed")
+    photo = css(page, selector)[0]
+    assert "Apple, Inc." in photo.text
+    assert not photo.find_elements(By.CSS_SELECTOR, "a.photo-link"), "a javascript: link must not become a link"
+
+    ingest(server, [
+        {"followed_username": owner, "follower_username": friend, "photo_id": taken, "event": "like",
+         "created_time": naive_now(1)},
+        {"followed_username": owner, "follower_username": friend, "photo_id": taken, "text": XSS,
+         "event": "comment", "created_time": naive_now(1)},
+    ])
+    wait_for(lambda: XSS in text_of(page, selector + " .comments"), 20, message="the comment, as literal text")
+    wait_for(lambda: css(page, selector + " .likes")[0].get_attribute("data-value") == "1", 10, message="the live like count")
+    comments = css(page, selector + " .comments")[0]
+    assert not comments.find_elements(By.CSS_SELECTOR, "script, img"), "comment markup was parsed as HTML"
+    assert not css(page, "img[src=x]")
+    assert_no_alert_dialog(page)
+    screenshot(page, "feed-live-photo-and-comment")
+    assert not console_errors(page)
+
+
+def test_presenter_controls_refuse_without_token(server):
+    for path, body in [("/api/control", None), ("/api/control/pause", ""),
+                       ("/api/control/campaign", json.dumps({"brand": "Nike"}))]:
+        method = "GET" if body is None else "POST"
+        status, reply = server.request(method, path, body)
+        assert status == 401, f"{method} {path} without a token -> {status}"
+        assert isinstance(reply, dict) and reply.get("error"), reply
+        status, _ = server.request(method, path, body, token="wrong-token")
+        assert status == 401, f"{method} {path} with a wrong token -> {status}"
+
+
+def test_a_campaign_launched_from_the_controls_fires_an_alert_on_screen(page, server):
+    brand = server.get("/api/brands")[-1]["name"]
+    page.get(server.url("/?presenter"))
+    wait_for(lambda: css(page, "[data-test=token-input]"), 10, message="the token form")
+    assert not css(page, "[data-test=campaign-form]"), "controls must stay hidden before a token"
+    css(page, "[data-test=token-input]")[0].send_keys(server.control_token)
+    css(page, "[data-test=token-form] button[type=submit]")[0].click()
+    wait_for(lambda: "Generator" in text_of(page, "[data-test=generator-status]")
+             and "unknown" not in text_of(page, "[data-test=generator-status]"), 10, message="generator status")
+    assert page.execute_script("return localStorage.getItem('instabrand.control_token')") == server.control_token
+
+    def fill(selector, value):
+        el = css(page, selector)[0]
+        el.clear()
+        el.send_keys(value)
+
+    fill("[data-test=campaign-brand]", brand)
+    fill("[data-test=campaign-city]", "Paris")
+    fill("[data-test=campaign-photos]", "600")
+    fill("[data-test=campaign-seconds]", "10")
+    css(page, "[data-test=campaign-launch]")[0].click()
+    wait_for(lambda: "launched" in text_of(page, "[data-test=control-message]"), 10, message="campaign accepted")
+    on_screen = f'[data-test=alerts] li[data-brand="{brand}"], [data-test=alert-banner][data-brand="{brand}"]'
+    wait_for(lambda: css(page, on_screen), 60, interval=0.5, message=f"a spike alert for {brand}")
+    screenshot(page, "campaign-alert")
+    assert not console_errors(page)
+
+
+def test_presentation_mode_rotates_views(page, server):
+    page.get(server.url("/present?every=3"))
+    root = lambda: css(page, "[data-test=present]")[0]
+    wait_for(lambda: css(page, "[data-test=present]"), 10, message="presentation mode")
+    first = root().get_attribute("data-view")
+    wait_for(lambda: root().get_attribute("data-view") != first, 10, message="the next view")
+    if root().get_attribute("data-view") == "1":
+        time.sleep(1)
+        screenshot(page, "presentation-map")
+    assert "present" in page.find_element(By.TAG_NAME, "body").get_attribute("class")
+    assert not console_errors(page)
+
+
+def test_no_request_leaves_the_servers_origin(page, server):
+    origin = urlparse(server.base)
+    seen = set()
+    for _, path, ready in pages(server):
+        page.get(server.url(path))
+        wait_for(lambda: css(page, ready), 20, message=path)
+        time.sleep(1.0)
+        for name in page.execute_script("return performance.getEntries().map(e => e.name)"):
+            seen.add(name)
+        for entry in page.get_log("performance"):
+            msg = json.loads(entry["message"])["message"]
+            if msg.get("method") in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+                seen.add((msg["params"].get("request") or {}).get("url") or msg["params"].get("url", ""))
+    assert seen, "no requests were recorded"
+    foreign = []
+    for url in seen:
+        u = urlparse(url)
+        if u.scheme in ("data", "blob", "about", "") or (u.scheme in ("http", "https", "ws", "wss") and u.netloc == origin.netloc):
+            continue
+        foreign.append(url)
+    assert not foreign, f"requests outside {server.base}: {sorted(foreign)}"
