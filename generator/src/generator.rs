@@ -201,7 +201,6 @@ pub struct Generator {
     sampled_users: usize,
     brand_pick: WeightedAliasIndex<f64>,
     city_pick: WeightedAliasIndex<f64>,
-    follows_per_user: Option<LogNormal<f64>>,
     popularity_noise: LogNormal<f64>,
     activity_noise: LogNormal<f64>,
     jitter: Normal<f64>,
@@ -256,7 +255,6 @@ impl Generator {
             sampled_users: 0,
             brand_pick: WeightedAliasIndex::new(brand_weights).expect("brand weights"),
             city_pick: WeightedAliasIndex::new(city_weights).expect("city populations"),
-            follows_per_user,
             popularity_noise: LogNormal::new(0.0, tune::POPULARITY_NOISE).expect("sigma"),
             activity_noise: LogNormal::new(0.0, tune::ACTIVITY_NOISE).expect("sigma"),
             jitter: Normal::new(0.0, tune::JITTER_DEG).expect("sigma"),
@@ -287,20 +285,20 @@ impl Generator {
         let expected_edges = (n as f64 * cfg.mean_follows.max(0.0)) as usize;
         g.graph = Graph::with_capacity(n, expected_edges);
         let cap = (n - 1).min(tune::MAX_FOLLOWS);
-        for follower in 0..n as u32 {
-            let Some(dist) = g.follows_per_user else {
-                break;
-            };
-            let want = (dist.sample(&mut g.rng).round() as usize).min(cap);
-            let mut made = 0;
-            // Popular targets repeat; a few extra draws cover the duplicates.
-            for _ in 0..want * 3 + 10 {
-                if made == want {
-                    break;
-                }
-                let target = g.pick_follow_target(follower);
-                if g.graph.follow(follower, target) {
-                    made += 1;
+        // No initial graph at all when mean_follows is not positive.
+        if let Some(dist) = follows_per_user {
+            for follower in 0..n as u32 {
+                let want = (dist.sample(&mut g.rng).round() as usize).min(cap);
+                let mut made = 0;
+                // Popular targets repeat; a few extra draws cover the duplicates.
+                for _ in 0..want * 3 + 10 {
+                    if made == want {
+                        break;
+                    }
+                    let target = g.pick_follow_target(follower);
+                    if g.graph.follow(follower, target) {
+                        made += 1;
+                    }
                 }
             }
         }

@@ -50,8 +50,8 @@ pub fn write_original_json(event: &Event<'_>, out: &mut Vec<u8>) {
         }
         Event::Follow(e) => edge(out, e, b"follow"),
         Event::Unfollow(e) => edge(out, e, b"unfollow"),
-        Event::Like(e) => engagement(out, e, b"like"),
-        Event::Comment(e) => engagement(out, e, b"comment"),
+        Event::Like(e) => engagement(out, e, None),
+        Event::Comment(e) => engagement(out, e, Some(e.text.as_deref().unwrap_or(""))),
     }
 }
 
@@ -64,18 +64,20 @@ fn edge(out: &mut Vec<u8>, e: &Edge<'_>, kind: &[u8]) {
     event_field(out, kind);
 }
 
-fn engagement(out: &mut Vec<u8>, e: &Engagement<'_>, kind: &[u8]) {
+/// A like when `text` is `None`, a comment otherwise (a comment without text is written
+/// with an empty one, as `Event::to_original_json` does).
+fn engagement(out: &mut Vec<u8>, e: &Engagement<'_>, text: Option<&str>) {
     out.extend_from_slice(b"{\"followed_username\": ");
     string(out, &e.owner);
     out.extend_from_slice(b", \"follower_username\": ");
     string(out, &e.actor);
     time_field(out, b", \"photo_id\": ", e.photo);
-    if let Some(text) = &e.text {
+    if let Some(text) = text {
         out.extend_from_slice(b", \"text\": ");
         string(out, text);
     }
     time_field(out, b", \"created_time\": ", e.created);
-    event_field(out, kind);
+    event_field(out, if text.is_some() { b"comment" } else { b"like" });
 }
 
 fn event_field(out: &mut Vec<u8>, kind: &[u8]) {
@@ -280,6 +282,21 @@ mod tests {
         // serde_json agrees it is one valid JSON document.
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["text"], nasty);
+    }
+
+    #[test]
+    fn likes_carry_no_text_and_comments_always_do() {
+        let Event::Comment(mut c) = comment("x") else {
+            unreachable!()
+        };
+        c.text = None;
+        assert!(line(&Event::Comment(c.clone())).contains(r#""text": """#));
+        c.text = Some("ignored".into());
+        let like = line(&Event::Like(c));
+        assert!(
+            !like.contains("text") && like.contains(r#""event": "like""#),
+            "{like}"
+        );
     }
 
     #[test]

@@ -424,3 +424,31 @@ fn file_mode_advances_by_one_over_rate() {
         [start, start, start + 1_000, start + 1_000, start + 2_000]
     );
 }
+
+#[test]
+fn a_tiny_network_without_initial_follows_still_streams_valid_events() {
+    let mut g = Generator::new(Config {
+        users: 0,
+        mean_follows: 0.0,
+        rate: f64::NAN,
+        ..small(14)
+    });
+    assert_eq!(
+        g.bootstrap_len(),
+        2,
+        "at least two users, no initial follows"
+    );
+    let mut line = Vec::new();
+    for _ in 0..20_000 {
+        let e = g.next_event();
+        line.clear();
+        write_original_json(&e, &mut line);
+        assert_eq!(decode(&line, None, &DecodeLimits::default()).unwrap(), e);
+    }
+    assert!(g.user_count() > 2, "people join");
+    assert_eq!(
+        g.clock_ms() - Config::default().start_ms,
+        (20_000 - 1) * 5,
+        "an unusable rate falls back to 200/s"
+    );
+}
