@@ -47,7 +47,11 @@ fn split(hash: u64) -> (usize, u8) {
     let index = (hash >> (64 - P)) as usize;
     // Rank of the first 1 bit in the remaining 50 bits, 1-based; 51 if all zero.
     let rest = hash << P;
-    let rank = if rest == 0 { 64 - P + 1 } else { rest.leading_zeros() + 1 };
+    let rank = if rest == 0 {
+        64 - P + 1
+    } else {
+        rest.leading_zeros() + 1
+    };
     (index, rank as u8)
 }
 
@@ -259,7 +263,10 @@ mod tests {
         for n in [1u64, 2, 10, 100, 1000] {
             let e = sketch(0..n).estimate();
             // Linear counting: off by at most a collision or two at these sizes.
-            assert!((e - n as f64).abs() <= (n as f64 * 0.01).max(1.0), "n={n} estimate={e}");
+            assert!(
+                (e - n as f64).abs() <= (n as f64 * 0.01).max(1.0),
+                "n={n} estimate={e}"
+            );
         }
     }
 
@@ -284,7 +291,11 @@ mod tests {
     #[test]
     fn merge_equals_the_sketch_of_the_union_in_any_representation() {
         let whole = sketch(0..30_000);
-        for (x, y) in [(0..100, 100..30_000), (0..29_000, 29_000..30_000), (0..15_000, 10_000..30_000)] {
+        for (x, y) in [
+            (0..100, 100..30_000),
+            (0..29_000, 29_000..30_000),
+            (0..15_000, 10_000..30_000),
+        ] {
             let mut a = sketch(x.clone());
             a.merge(&sketch(y.clone()));
             let mut b = sketch(y);

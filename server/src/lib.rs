@@ -1,8 +1,23 @@
 //! The Instabrand server as a library: the processor (a pure, deterministic state
-//! machine over the six events), the sources that feed it (embedded generator, HTTP
-//! ingest), the dead-letter store, the live hub that turns its deltas into WebSocket
-//! frames, and the axum application serving REST, WebSocket and the dashboard.
-//! `main.rs` only parses the command line and calls in here.
+//! machine over the six events), the sources that feed it (embedded generator, Kafka,
+//! HTTP ingest), the dead-letter store, the live hub that turns its deltas into
+//! WebSocket frames, and the axum application serving REST, WebSocket and the
+//! dashboard. `main.rs` only parses the command line and calls in here.
 
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod deadletter;
 pub mod hll;
+pub mod hub;
+pub mod kafka;
+pub mod pipeline;
 pub mod processor;
+pub mod sources;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+
+pub use config::Config;
+pub use startup::Application;

@@ -40,7 +40,8 @@ impl Timeline {
     }
 
     pub fn remove_owner(&mut self, owner: UserId, photos: &[Photo]) {
-        self.entries.retain(|(_, p)| photos[p.0 as usize].owner != owner);
+        self.entries
+            .retain(|(_, p)| photos[p.0 as usize].owner != owner);
     }
 
     pub fn len(&self) -> usize {
@@ -116,7 +117,12 @@ impl Processor {
     }
 
     /// A page of the user's own photos, newest first.
-    pub fn profile_page(&self, user: UserId, before: Option<Cursor>, limit: usize) -> (Vec<PhotoId>, Option<Cursor>) {
+    pub fn profile_page(
+        &self,
+        user: UserId,
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> (Vec<PhotoId>, Option<Cursor>) {
         let u = self.user(user);
         let items = u
             .photos
@@ -129,10 +135,20 @@ impl Processor {
 
     /// A page of the home timeline, newest first: the fanned-out entries merged with
     /// the recent photos of followed celebrities.
-    pub fn timeline_page(&self, user: UserId, before: Option<Cursor>, limit: usize) -> (Vec<PhotoId>, Option<Cursor>) {
+    pub fn timeline_page(
+        &self,
+        user: UserId,
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> (Vec<PhotoId>, Option<Cursor>) {
         let u = self.user(user);
         let older = |c: &Cursor| before.is_none_or(|b| *c < b);
-        let mut items: Vec<Cursor> = u.timeline.newest_first().filter(older).take(limit + 1).collect();
+        let mut items: Vec<Cursor> = u
+            .timeline
+            .newest_first()
+            .filter(older)
+            .take(limit + 1)
+            .collect();
         for &c in &u.following {
             if !self.is_celebrity(c) {
                 continue;

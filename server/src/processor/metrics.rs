@@ -183,7 +183,9 @@ impl BrandState {
             b.reach = None;
         }
         let clock_hour = clock_minute.div_euclid(60);
-        self.hours = self.hours.split_off(&(clock_hour - cfg.hour_retention_hours));
+        self.hours = self
+            .hours
+            .split_off(&(clock_hour - cfg.hour_retention_hours));
     }
 
     /// Counters and reach over a span of buckets.
@@ -216,7 +218,10 @@ impl BrandState {
     pub fn counters(&self, span: Span) -> Counters {
         let mut out = Counters::default();
         match span {
-            Span::Minutes(a, b) => self.minutes.range(a..=b).for_each(|(_, m)| out += m.counters),
+            Span::Minutes(a, b) => self
+                .minutes
+                .range(a..=b)
+                .for_each(|(_, m)| out += m.counters),
             Span::Hours(a, b) => self.hours.range(a..=b).for_each(|(_, h)| out += h.counters),
             Span::All => out = self.all,
         }
@@ -232,7 +237,12 @@ impl BrandState {
             Window::M5 | Window::H1 => {
                 let n = if w == Window::M5 { 5 } else { 60 };
                 let pts = (m - n + 1..=m)
-                    .map(|k| (k * MS_PER_MIN, self.minutes.get(&k).map(|b| b.counters).unwrap_or_default()))
+                    .map(|k| {
+                        (
+                            k * MS_PER_MIN,
+                            self.minutes.get(&k).map(|b| b.counters).unwrap_or_default(),
+                        )
+                    })
                     .collect();
                 (MS_PER_MIN, pts)
             }
@@ -242,7 +252,12 @@ impl BrandState {
                     _ => self.hours.keys().next().copied().unwrap_or(h).max(h - 47),
                 };
                 let pts = (first..=h)
-                    .map(|k| (k * MS_PER_HOUR, self.hours.get(&k).map(|b| b.counters).unwrap_or_default()))
+                    .map(|k| {
+                        (
+                            k * MS_PER_HOUR,
+                            self.hours.get(&k).map(|b| b.counters).unwrap_or_default(),
+                        )
+                    })
                     .collect();
                 (MS_PER_HOUR, pts)
             }
@@ -275,7 +290,11 @@ impl BrandState {
                 }
             }
         }
-        while self.activity.front().is_some_and(|(s, _)| *s <= now_sec - recent_secs) {
+        while self
+            .activity
+            .front()
+            .is_some_and(|(s, _)| *s <= now_sec - recent_secs)
+        {
             self.activity.pop_front();
         }
     }

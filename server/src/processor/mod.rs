@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::hll::{Hll, hash64};
-pub use feeds::Timeline;
+pub use feeds::{Cursor, Timeline, format_cursor, parse_cursor};
 pub use metrics::{BrandState, Counters, Windowed};
 
 /// Every limit of the processor. Defaults follow DESIGN.md.
@@ -172,17 +172,31 @@ pub struct Photo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delta {
     UserChanged(UserId),
-    Followed { follower: UserId, followed: UserId },
-    Unfollowed { follower: UserId, followed: UserId },
+    Followed {
+        follower: UserId,
+        followed: UserId,
+    },
+    Unfollowed {
+        follower: UserId,
+        followed: UserId,
+    },
     PhotoAdded(PhotoId),
-    Engaged { photo: PhotoId, actor: UserId, kind: EventKind },
+    Engaged {
+        photo: PhotoId,
+        actor: UserId,
+        kind: EventKind,
+    },
     /// A like or comment is waiting for its photo.
     Held,
     /// Applied before, changes nothing now (a repeated like, follow, photo).
     Duplicate,
     Alert(u64),
     /// The record must go to the dead letters with its original bytes.
-    DeadLetter { reason: Reason, detail: String, raw: Box<[u8]> },
+    DeadLetter {
+        reason: Reason,
+        detail: String,
+        raw: Box<[u8]>,
+    },
 }
 
 pub type Deltas = SmallVec<[Delta; 2]>;
@@ -269,7 +283,8 @@ impl Processor {
     /// The stream's clock: the newest event time, held back by the allowed lateness.
     /// Windows end here. `None` before the first event.
     pub fn clock(&self) -> Option<Millis> {
-        self.max_time.map(|t| t - self.cfg.allowed_lateness_secs * MS_PER_SEC)
+        self.max_time
+            .map(|t| t - self.cfg.allowed_lateness_secs * MS_PER_SEC)
     }
 
     pub fn user_count(&self) -> usize {
@@ -342,11 +357,13 @@ impl Processor {
             Event::PhotoUpload(p) => self.apply_photo(p, &mut out),
             Event::Follow(e) => self.apply_follow(e, &mut out),
             Event::Unfollow(e) => self.apply_unfollow(e, &mut out),
-            Event::Like(e) | Event::Comment(e) => self.apply_engagement(event.kind(), e, raw, true, &mut out),
+            Event::Like(e) | Event::Comment(e) => {
+                self.apply_engagement(event.kind(), e, raw, true, &mut out)
+            }
         }
-        let counted = out.iter().any(|d| {
-            !matches!(d, Delta::Duplicate | Delta::Held | Delta::DeadLetter { .. })
-        });
+        let counted = out
+            .iter()
+            .any(|d| !matches!(d, Delta::Duplicate | Delta::Held | Delta::DeadLetter { .. }));
         if counted {
             self.stats.applied_by_kind[KIND_INDEX(event.kind())] += 1;
         } else if out.iter().any(|d| matches!(d, Delta::Duplicate)) {
@@ -384,7 +401,11 @@ impl Processor {
     fn evict(&mut self, minute: i64) {
         let cfg = &self.cfg;
         let hour = minute.div_euclid(60);
-        for b in self.brands.iter_mut().chain(std::iter::once(&mut self.totals)) {
+        for b in self
+            .brands
+            .iter_mut()
+            .chain(std::iter::once(&mut self.totals))
+        {
             b.evict(minute, cfg);
         }
         let keep_minutes = minute - 65;
@@ -606,11 +627,22 @@ impl Processor {
         }
     }
 
-    fn hold(&mut self, kind: EventKind, e: &Engagement<'_>, raw: &[u8], owner: UserId, out: &mut Deltas) {
+    fn hold(
+        &mut self,
+        kind: EventKind,
+        e: &Engagement<'_>,
+        raw: &[u8],
+        owner: UserId,
+        out: &mut Deltas,
+    ) {
         let key = (owner, e.photo);
         let clock = self.clock().unwrap_or(e.created);
         if e.created + self.cfg.pending_hold_secs * MS_PER_SEC < clock {
-            *self.stats.dead_letters.entry(Reason::OrphanEngagement).or_default() += 1;
+            *self
+                .stats
+                .dead_letters
+                .entry(Reason::OrphanEngagement)
+                .or_default() += 1;
             out.push(Delta::DeadLetter {
                 reason: Reason::OrphanEngagement,
                 detail: format!("{kind}: photo {}@{} never arrived", e.owner, e.photo),
@@ -649,9 +681,15 @@ impl Processor {
     }
 
     fn drop_oldest_pending(&mut self, reason: Reason, out: &mut Deltas) {
-        let Some(((_, seq), key)) = self.pending_order.pop_first() else { return };
-        let Some(list) = self.pending.get_mut(&key) else { return };
-        let Some(pos) = list.iter().position(|p| p.seq == seq) else { return };
+        let Some(((_, seq), key)) = self.pending_order.pop_first() else {
+            return;
+        };
+        let Some(list) = self.pending.get_mut(&key) else {
+            return;
+        };
+        let Some(pos) = list.iter().position(|p| p.seq == seq) else {
+            return;
+        };
         let p = list.remove(pos);
         if list.is_empty() {
             self.pending.remove(&key);
@@ -678,7 +716,14 @@ impl Processor {
 
     /// Adds `c` to the brand's (or, for `None`, the totals') buckets at time `t`, and
     /// the followers of `reached_via` to its reach.
-    fn count(&mut self, brand: Option<BrandId>, t: Millis, clock: Millis, c: Counters, reached_via: UserId) {
+    fn count(
+        &mut self,
+        brand: Option<BrandId>,
+        t: Millis,
+        clock: Millis,
+        c: Counters,
+        reached_via: UserId,
+    ) {
         self.refresh_follower_sketch(reached_via);
         let u = &self.users[reached_via.0 as usize];
         let state = match brand {
@@ -724,10 +769,20 @@ impl Processor {
         let hour = t.div_euclid(MS_PER_HOUR);
         let clock_minute = clock.div_euclid(MS_PER_MIN);
         if minute >= clock_minute - 65 {
-            *self.influence_minutes.entry(minute).or_default().entry(user).or_default() += 1;
+            *self
+                .influence_minutes
+                .entry(minute)
+                .or_default()
+                .entry(user)
+                .or_default() += 1;
         }
         if hour >= clock.div_euclid(MS_PER_HOUR) - 25 {
-            *self.influence_hours.entry(hour).or_default().entry(user).or_default() += 1;
+            *self
+                .influence_hours
+                .entry(hour)
+                .or_default()
+                .entry(user)
+                .or_default() += 1;
         }
     }
 
@@ -746,7 +801,9 @@ impl Processor {
         {
             return;
         }
-        let Some((recent, baseline)) = bs.spike_rates(now, cfg) else { return };
+        let Some((recent, baseline)) = bs.spike_rates(now, cfg) else {
+            return;
+        };
         if recent < cfg.min_per_minute || recent < cfg.factor * baseline.max(1.0) {
             return;
         }

@@ -1,8 +1,8 @@
 //! Read side of the processor: its state rendered as the API's bodies.
 
 use instabrand_shared::api::{
-    BrandDetail, BrandMetrics, CommentView, FeedPage, Influencer, Leaderboard, MapPoint, OriginalBrandMetric,
-    PhotoView, SeriesPoint, UserFeeds, UserProfile, Window,
+    BrandDetail, BrandMetrics, CommentView, FeedPage, Influencer, Leaderboard, MapPoint,
+    OriginalBrandMetric, PhotoView, SeriesPoint, UserFeeds, UserProfile, Window,
 };
 use rustc_hash::FxHashMap;
 
@@ -98,7 +98,13 @@ impl Processor {
             .collect()
     }
 
-    pub fn brand_detail(&self, name: &str, w: Window, posters: usize, points: usize) -> Option<BrandDetail> {
+    pub fn brand_detail(
+        &self,
+        name: &str,
+        w: Window,
+        posters: usize,
+        points: usize,
+    ) -> Option<BrandDetail> {
         let b = self.brand_id(name)?;
         let clock = self.clock_or_zero();
         let (from_ms, to_ms) = window_bounds(w, clock);
@@ -202,7 +208,8 @@ impl Processor {
             .into_iter()
             .map(|(u, s)| {
                 let user = self.user(u);
-                let mut i = self.influencer(u, user.uploads, user.likes_received, user.comments_received);
+                let mut i =
+                    self.influencer(u, user.uploads, user.likes_received, user.comments_received);
                 i.score = s;
                 i
             })
@@ -232,7 +239,11 @@ impl Processor {
         PhotoView {
             owner: self.user(ph.owner).name.to_string(),
             created_ms: ph.created,
-            brands: ph.brands.iter().map(|b| self.brand(*b).name.to_string()).collect(),
+            brands: ph
+                .brands
+                .iter()
+                .map(|b| self.brand(*b).name.to_string())
+                .collect(),
             photo_link: ph.link.to_string(),
             latitude: ph.latitude,
             longitude: ph.longitude,
@@ -291,7 +302,10 @@ impl Processor {
                 .cmp(&self.user(*a).followers.len())
                 .then_with(|| self.user(*a).name.cmp(&self.user(*b).name))
         });
-        hits.into_iter().take(limit).map(|u| self.profile(u)).collect()
+        hits.into_iter()
+            .take(limit)
+            .map(|u| self.profile(u))
+            .collect()
     }
 
     /// One point per brand of the photo.
@@ -322,5 +336,9 @@ impl Processor {
 }
 
 fn sort_influencers(v: &mut [Influencer]) {
-    v.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.username.cmp(&b.username)));
+    v.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then_with(|| a.username.cmp(&b.username))
+    });
 }

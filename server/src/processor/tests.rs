@@ -17,7 +17,9 @@ fn base() -> Millis {
 }
 
 fn user(name: &str, t: &str) -> String {
-    format!(r#"{{"username":"{name}","full_name":"{name} Full","created_time":"{t}","event":"create-user"}}"#)
+    format!(
+        r#"{{"username":"{name}","full_name":"{name} Full","created_time":"{t}","event":"create-user"}}"#
+    )
 }
 
 fn photo(owner: &str, brand: &str, t: &str) -> String {
@@ -27,11 +29,15 @@ fn photo(owner: &str, brand: &str, t: &str) -> String {
 }
 
 fn follow(follower: &str, followed: &str, t: &str) -> String {
-    format!(r#"{{"followed_username":"{followed}","follower_username":"{follower}","created_time":"{t}","event":"follow"}}"#)
+    format!(
+        r#"{{"followed_username":"{followed}","follower_username":"{follower}","created_time":"{t}","event":"follow"}}"#
+    )
 }
 
 fn unfollow(follower: &str, followed: &str, t: &str) -> String {
-    format!(r#"{{"followed_username":"{followed}","follower_username":"{follower}","created_time":"{t}","event":"unfollow"}}"#)
+    format!(
+        r#"{{"followed_username":"{followed}","follower_username":"{follower}","created_time":"{t}","event":"unfollow"}}"#
+    )
 }
 
 fn like(actor: &str, owner: &str, photo_t: &str, t: &str) -> String {
@@ -81,16 +87,22 @@ impl Sim {
     }
 
     fn uid(&self, name: &str) -> UserId {
-        self.p.user_id(name).unwrap_or_else(|| panic!("no user {name}"))
+        self.p
+            .user_id(name)
+            .unwrap_or_else(|| panic!("no user {name}"))
     }
 
     fn timeline(&self, name: &str) -> Vec<(String, Millis)> {
         let page = self.p.home_timeline(self.uid(name), None, 1000);
-        page.items.into_iter().map(|p| (p.owner, p.created_ms)).collect()
+        page.items
+            .into_iter()
+            .map(|p| (p.owner, p.created_ms))
+            .collect()
     }
 
     fn row(&self, brand: &str, w: Window) -> instabrand_shared::api::BrandMetrics {
-        self.p.brand_metrics(self.p.brand_id(brand).unwrap(), w, false)
+        self.p
+            .brand_metrics(self.p.brand_id(brand).unwrap(), w, false)
     }
 }
 
@@ -121,7 +133,10 @@ fn users_named_without_create_user_are_accepted_and_counted() {
     // A later create-user registers the implicit user.
     s.feed(&[user("ghost", &at(0, 2))]);
     assert_eq!(s.p.implicit_user_count(), 0);
-    assert_eq!(s.p.profile(s.uid("ghost")).full_name.as_deref(), Some("ghost Full"));
+    assert_eq!(
+        s.p.profile(s.uid("ghost")).full_name.as_deref(),
+        Some("ghost Full")
+    );
 }
 
 #[test]
@@ -152,7 +167,10 @@ fn every_comment_counts_and_its_text_is_kept_verbatim() {
     ]);
     let v = s.p.photo_view(s.p.photo_id(s.uid("a"), base()).unwrap());
     assert_eq!(v.comments, 3);
-    assert_eq!(v.recent_comments.last().unwrap().text, "<script>alert(1)</script>");
+    assert_eq!(
+        v.recent_comments.last().unwrap().text,
+        "<script>alert(1)</script>"
+    );
     assert_eq!(s.row("Nike", Window::All).comments, 3);
 }
 
@@ -160,7 +178,10 @@ fn every_comment_counts_and_its_text_is_kept_verbatim() {
 fn an_engagement_before_its_photo_is_held_then_applied_when_the_photo_arrives() {
     let mut s = Sim::new();
     let pt = at(0, 0);
-    s.feed(&[like("b", "a", &pt, &at(0, 5)), comment("c", "a", &pt, "first!", &at(0, 6))]);
+    s.feed(&[
+        like("b", "a", &pt, &at(0, 5)),
+        comment("c", "a", &pt, "first!", &at(0, 6)),
+    ]);
     assert_eq!(s.p.pending_count(), 2);
     assert!(s.dead.is_empty());
     s.feed(&[photo("a", "Nike", &pt)]);
@@ -181,7 +202,10 @@ fn an_engagement_whose_photo_never_arrives_is_dead_lettered_after_the_hold() {
     s.feed(&[user("x", &at(0, 50))]);
     assert!(s.dead.is_empty(), "still within the hold");
     s.feed(&[user("y", &at(2, 0))]);
-    assert_eq!(s.dead, vec![(Reason::OrphanEngagement, orphan.into_bytes())]);
+    assert_eq!(
+        s.dead,
+        vec![(Reason::OrphanEngagement, orphan.into_bytes())]
+    );
     assert_eq!(s.p.pending_count(), 0);
     assert_eq!(s.p.stats.dead_letters[&Reason::OrphanEngagement], 1);
 }
@@ -252,8 +276,16 @@ fn timelines_are_capped_and_page_with_a_cursor() {
     assert_eq!(first.items.len(), 3);
     let cursor = feeds::parse_cursor(first.next.as_deref().unwrap());
     let second = s.p.home_timeline(s.uid("reader"), cursor, 3);
-    let times: Vec<_> = first.items.iter().chain(&second.items).map(|p| p.created_ms).collect();
-    let expected: Vec<_> = (3..8).rev().map(|i| base() + MS_PER_MIN + i * MS_PER_SEC).collect();
+    let times: Vec<_> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|p| p.created_ms)
+        .collect();
+    let expected: Vec<_> = (3..8)
+        .rev()
+        .map(|i| base() + MS_PER_MIN + i * MS_PER_SEC)
+        .collect();
     assert_eq!(times, expected);
     assert_eq!(second.next, None);
 }
@@ -289,7 +321,11 @@ fn follow_backfills_recent_photos_and_unfollow_removes_them() {
         follow("reader", "b", &at(0, 5)),
         follow("reader", "a", &at(0, 6)),
     ]);
-    let times: Vec<_> = s.timeline("reader").into_iter().map(|(o, t)| (o, (t - base()) / 1000)).collect();
+    let times: Vec<_> = s
+        .timeline("reader")
+        .into_iter()
+        .map(|(o, t)| (o, (t - base()) / 1000))
+        .collect();
     assert_eq!(times, [("b".into(), 4), ("a".into(), 3), ("a".into(), 2)]);
     s.feed(&[unfollow("reader", "a", &at(0, 7))]);
     assert_eq!(s.timeline("reader"), [("b".into(), base() + 4000)]);
@@ -311,7 +347,11 @@ fn windows_slide_with_the_stream_clock_over_minute_buckets() {
     assert_eq!(s.row("Nike", Window::H24).photos, 4);
     assert_eq!(s.row("Nike", Window::All).photos, 4);
     let lb = s.p.leaderboard(Window::M5);
-    assert_eq!(lb.to_ms, base() + 74 * MS_PER_MIN + 8_000, "ends at the clock, held back 2 s");
+    assert_eq!(
+        lb.to_ms,
+        base() + 74 * MS_PER_MIN + 8_000,
+        "ends at the clock, held back 2 s"
+    );
     assert_eq!(lb.from_ms, base() + 70 * MS_PER_MIN);
 }
 
@@ -434,7 +474,9 @@ fn a_burst_far_above_the_baseline_raises_one_alert() {
     }
     s.feed(&ev);
     assert!(s.alerts.is_empty(), "steady activity raises nothing");
-    let burst: Vec<_> = (0..120).map(|i| photo(&format!("burst{i}"), "Nike", &at(10, i / 4))).collect();
+    let burst: Vec<_> = (0..120)
+        .map(|i| photo(&format!("burst{i}"), "Nike", &at(10, i / 4)))
+        .collect();
     s.feed(&burst);
     assert_eq!(s.alerts.len(), 1, "one alert, then the cooldown");
     let a = s.p.alerts().back().unwrap();
@@ -449,7 +491,11 @@ fn the_same_events_give_the_same_state() {
             let u = format!("u{}", i % 17);
             let v = format!("u{}", (i * 7) % 17);
             let t = at(i / 20, i % 60);
-            let mut e = vec![photo(&u, if i % 3 == 0 { "Nike" } else { "Apple, Inc." }, &t)];
+            let mut e = vec![photo(
+                &u,
+                if i % 3 == 0 { "Nike" } else { "Apple, Inc." },
+                &t,
+            )];
             if u != v {
                 e.push(follow(&v, &u, &t));
                 e.push(like(&v, &u, &t, &t));
@@ -481,12 +527,23 @@ fn the_original_brand_metrics_are_top_20_by_engagement_in_percent() {
     s.feed(&ev);
     let m = s.p.original_brand_metrics(Window::M5);
     assert_eq!(m.len(), 20);
-    assert!((m[0].engagement_rate - 50.0).abs() < 1e-9, "1 like / reach 2 = 50 %");
+    assert!(
+        (m[0].engagement_rate - 50.0).abs() < 1e-9,
+        "1 like / reach 2 = 50 %"
+    );
     let json = serde_json::to_value(&m[0]).unwrap();
     let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
     keys.sort();
     assert_eq!(
         keys,
-        ["Comment Frequency", "Comment Rate", "Engagement Rate", "Like Frequency", "Like Rate", "Reach", "Tag"]
+        [
+            "Comment Frequency",
+            "Comment Rate",
+            "Engagement Rate",
+            "Like Frequency",
+            "Like Rate",
+            "Reach",
+            "Tag"
+        ]
     );
 }

@@ -1,0 +1,269 @@
+//! The command line: `serve`, `generate`, `bench`. Flags are the last layer of the
+//! configuration (see `config`), so each flag here maps onto a config key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use instabrand_shared::time::parse_time;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::startup::Application;
+use crate::{bench, telemetry};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "instabrand",
+    version,
+    about = "Live brand analytics from a social network's event stream"
+)]
+pub struct Cli {
+    /// A TOML configuration file (default: ./instabrand.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: the embedded generator by default, Kafka with --kafka.
+    Serve {
+        /// Port to listen on (0 picks a free one and prints it).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Address to bind (use 0.0.0.0 to serve other machines, e.g. a wall screen).
+        #[arg(long)]
+        bind: Option<String>,
+        /// The built dashboard (Trunk's dist/).
+        #[arg(long)]
+        static_dir: Option<PathBuf>,
+        /// Where dead letters (and state) are written.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Kafka brokers, host:port[,host:port…]: consume Kafka instead of the generator.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Do not run the embedded generator.
+        #[arg(long)]
+        no_generator: bool,
+        /// The embedded generator's events per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The embedded generator's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Users in the embedded generator's network.
+        #[arg(long)]
+        users: Option<u32>,
+    },
+    /// Generate events: to an NDJSON file (--out) or to Kafka (--kafka).
+    Generate {
+        /// How many events (default: unlimited with --kafka; required with --out).
+        #[arg(long)]
+        events: Option<u64>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 20_000)]
+        users: u32,
+        #[arg(long, default_value_t = 20.0)]
+        mean_follows: f64,
+        /// Events per second (of event time for files; of wall time for Kafka).
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Event time of the first event, `YYYY-MM-DD HH:MM:SS` (files only).
+        #[arg(long, default_value = "2017-06-12 00:00:00")]
+        start: String,
+        /// Write NDJSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Produce to these Kafka brokers instead.
+        #[arg(long)]
+        kafka: Option<String>,
+    },
+    /// Decode and process an event file on one thread; print events/s and peak RSS.
+    Bench {
+        /// The NDJSON file to process.
+        #[arg(long)]
+        events: PathBuf,
+        /// First generate this many events into that file (100,000 users).
+        #[arg(long)]
+        generate: Option<u64>,
+        /// Users in the generated network.
+        #[arg(long, default_value_t = 100_000)]
+        users: u32,
+    },
+}
+
+fn put(map: &mut Map<String, Value>, path: &[&str], v: Value) {
+    match path {
+        [last] => {
+            map.insert(last.to_string(), v);
+        }
+        [first, rest @ ..] => {
+            let child = map.entry(first.to_string()).or_insert_with(|| json!({}));
+            if let Value::Object(m) = child {
+                put(m, rest, v);
+            }
+        }
+        [] => {}
+    }
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    match cli.command {
+        Command::Serve {
+            port,
+            bind,
+            static_dir,
+            data_dir,
+            kafka,
+            no_generator,
+            rate,
+            seed,
+            users,
+        } => {
+            let mut o = Map::new();
+            if let Some(v) = port {
+                put(&mut o, &["port"], json!(v));
+            }
+            if let Some(v) = bind {
+                put(&mut o, &["bind"], json!(v));
+            }
+            if let Some(v) = static_dir {
+                put(&mut o, &["static_dir"], json!(v));
+            }
+            if let Some(v) = data_dir {
+                put(&mut o, &["data_dir"], json!(v));
+            }
+            if let Some(v) = kafka {
+                put(&mut o, &["kafka", "brokers"], json!(v));
+            }
+            if no_generator {
+                put(&mut o, &["generator", "enabled"], json!(false));
+            }
+            if let Some(v) = rate {
+                put(&mut o, &["generator", "rate"], json!(v));
+            }
+            if let Some(v) = seed {
+                put(&mut o, &["generator", "seed"], json!(v));
+            }
+            if let Some(v) = users {
+                put(&mut o, &["generator", "users"], json!(v));
+            }
+            let config = Config::load(cli.config.as_deref(), Value::Object(o))?;
+            serve(config)
+        }
+        Command::Generate {
+            events,
+            seed,
+            users,
+            mean_follows,
+            rate,
+            start,
+            out,
+            kafka,
+        } => {
+            let start_ms =
+                parse_time(&start).map_err(|e| anyhow::anyhow!("--start {start:?}: {e}"))?;
+            let generator = instabrand_generator::Config {
+                seed,
+                users,
+                mean_follows,
+                start_ms,
+                rate,
+            };
+            match (out, kafka) {
+                (Some(path), None) => {
+                    let n = events.context("--events is required with --out")?;
+                    bench::generate_file(&path, n, generator)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("wrote {n} events to {}", path.display());
+                    Ok(())
+                }
+                (None, Some(brokers)) => {
+                    let mut config = Config::load(
+                        cli.config.as_deref(),
+                        json!({ "kafka": { "brokers": brokers } }),
+                    )?;
+                    config.kafka.brokers = Some(brokers);
+                    runtime()?.block_on(crate::kafka::produce(&config.kafka, generator, events))
+                }
+                _ => anyhow::bail!("give exactly one of --out FILE or --kafka BROKERS"),
+            }
+        }
+        Command::Bench {
+            events,
+            generate,
+            users,
+        } => {
+            let config = Config::load(cli.config.as_deref(), json!({}))?;
+            if let Some(n) = generate {
+                let started = std::time::Instant::now();
+                bench::generate_file(
+                    &events,
+                    n,
+                    instabrand_generator::Config {
+                        users,
+                        ..instabrand_generator::Config::default()
+                    },
+                )?;
+                eprintln!(
+                    "generated {n} events in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            let r = bench::run_file(&events, config.processor, &config.limits)?;
+            println!("events: {}", r.events);
+            println!("rejected: {}", r.rejected);
+            println!("users: {}", r.users);
+            println!("photos: {}", r.photos);
+            println!("seconds: {:.3}", r.elapsed.as_secs_f64());
+            println!("events_per_sec: {:.0}", r.events_per_sec());
+            println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let app = Application::build(config).await?;
+        // The first line on stdout: scripts and tests read the port from it.
+        println!("instabrand listening on http://{}", app.addr());
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        });
+        #[cfg(unix)]
+        {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    term.recv().await;
+                    stop.cancel();
+                }
+            });
+        }
+        app.run(shutdown).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    })
+}

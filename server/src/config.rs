@@ -1,0 +1,260 @@
+//! Configuration, layered in one documented order (later wins):
+//!
+//! 1. defaults in code (this file);
+//! 2. a TOML file: `--config FILE`, else `instabrand.toml` in the working directory if present;
+//! 3. environment variables `INSTABRAND_*`, nested keys joined by `__`
+//!    (`INSTABRAND_PORT=9000`, `INSTABRAND_CONTROL_TOKEN=…`, `INSTABRAND_KAFKA__BROKERS=…`,
+//!    `INSTABRAND_PROCESSOR__TIMELINE_CAP=500`);
+//! 4. command-line flags.
+//!
+//! Every limit the server enforces (sizes, queues, rates) is a field here.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use instabrand_shared::DecodeLimits;
+use serde::{Deserialize, Serialize};
+
+use crate::processor::ProcessorConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub bind: IpAddr,
+    /// 0 picks a free port (printed at start).
+    pub port: u16,
+    /// Where the built dashboard (Trunk's `dist/`) is served from.
+    pub static_dir: PathBuf,
+    /// Bearer token for `POST /api/ingest`; ingest is refused while unset.
+    pub ingest_token: Option<String>,
+    /// Bearer token for the presenter controls; a random one is made (and logged) if unset.
+    pub control_token: Option<String>,
+    /// Where dead letters (and later state and archive) are written.
+    pub data_dir: PathBuf,
+    pub limits: DecodeLimits,
+    pub processor: ProcessorConfig,
+    pub live: LiveConfig,
+    pub pipeline: PipelineConfig,
+    pub generator: GeneratorSettings,
+    pub dead_letters: DeadLetterConfig,
+    pub http: HttpConfig,
+    pub kafka: crate::kafka::KafkaConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            static_dir: PathBuf::from("dist"),
+            ingest_token: None,
+            control_token: None,
+            data_dir: PathBuf::from("data"),
+            limits: DecodeLimits::default(),
+            processor: ProcessorConfig::default(),
+            live: LiveConfig::default(),
+            pipeline: PipelineConfig::default(),
+            generator: GeneratorSettings::default(),
+            dead_letters: DeadLetterConfig::default(),
+            http: HttpConfig::default(),
+            kafka: crate::kafka::KafkaConfig::default(),
+        }
+    }
+}
+
+/// The live hub and WebSocket limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveConfig {
+    /// Frames per second per subscription, at most.
+    pub frames_per_sec: u32,
+    /// Frames queued per subscriber before it counts as slow and is resynced.
+    pub queue_frames: usize,
+    /// Topics one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Largest message a client may send.
+    pub max_client_message_bytes: usize,
+    /// A send taking longer than this closes the connection.
+    pub send_timeout_secs: u64,
+    /// Most WebSocket connections at once.
+    pub max_connections: usize,
+    /// Leaderboards over 1 h and 24 h merge many sketches: recompute them at most this often.
+    pub slow_refresh_ms: u64,
+    /// Map points in a snapshot, and at most per delta frame.
+    pub map_snapshot_points: usize,
+    pub map_points_per_frame: usize,
+    /// Feed items in a snapshot page.
+    pub feed_page_size: usize,
+    /// Alerts in a snapshot.
+    pub alert_snapshot: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            frames_per_sec: 10,
+            queue_frames: 64,
+            max_subscriptions: 32,
+            max_client_message_bytes: 4096,
+            send_timeout_secs: 10,
+            max_connections: 1000,
+            slow_refresh_ms: 1000,
+            map_snapshot_points: 2000,
+            map_points_per_frame: 1000,
+            feed_page_size: 30,
+            alert_snapshot: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PipelineConfig {
+    /// Batches queued for the processor before sources wait (back-pressure).
+    pub queue_batches: usize,
+    /// Records per batch a source should send at most.
+    pub max_batch_records: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_batches: 64,
+            max_batch_records: 4096,
+        }
+    }
+}
+
+/// The embedded generator, used when no other source is configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GeneratorSettings {
+    /// `None`: on unless Kafka is configured.
+    pub enabled: Option<bool>,
+    pub seed: u64,
+    pub users: u32,
+    pub mean_follows: f64,
+    /// Events per second after the bootstrap (which runs unpaced).
+    pub rate: f64,
+    /// Highest rate the presenter controls may set.
+    pub max_rate: f64,
+    /// Largest campaign burst, in photos.
+    pub max_campaign_photos: u32,
+}
+
+impl Default for GeneratorSettings {
+    fn default() -> Self {
+        GeneratorSettings {
+            enabled: None,
+            seed: 42,
+            users: 20_000,
+            mean_follows: 20.0,
+            rate: 150.0,
+            max_rate: 20_000.0,
+            max_campaign_photos: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadLetterConfig {
+    /// File name under `data_dir` (embedded mode keeps dead letters in a file).
+    pub file: String,
+    /// The file is rotated (to `.1`) past this size.
+    pub max_file_bytes: u64,
+    /// Dead letters kept in memory for the API.
+    pub keep_recent: usize,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            file: "dead-letters.ndjson".into(),
+            max_file_bytes: 256 * 1024 * 1024,
+            keep_recent: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Largest `POST /api/ingest` body.
+    pub ingest_max_body_bytes: usize,
+    /// Most rejected lines an ingest response lists.
+    pub ingest_max_errors_listed: usize,
+    /// Most items a list endpoint returns.
+    pub max_page: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            ingest_max_body_bytes: 16 * 1024 * 1024,
+            ingest_max_errors_listed: 100,
+            max_page: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Config {
+    /// Layers defaults, the TOML file, the environment and `overrides` (flags, as a
+    /// partial tree of the same shape).
+    pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => return Err(ConfigError::MissingFile(f.into())),
+            Some(f) => fig = fig.merge(Toml::file(f)),
+            None if Path::new("instabrand.toml").exists() => {
+                fig = fig.merge(Toml::file("instabrand.toml"))
+            }
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("INSTABRAND_").split("__"));
+        fig = fig.merge(Serialized::defaults(overrides));
+        fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "port = 9000\n[processor]\ntimeline_cap = 10\n").unwrap();
+        let c = Config::load(
+            Some(&f),
+            serde_json::json!({ "processor": { "backfill": 7 } }),
+        )
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.processor.timeline_cap, 10);
+        assert_eq!(c.processor.backfill, 7);
+        assert_eq!(c.processor.celebrity_threshold, 10_000);
+        let c = Config::load(Some(&f), serde_json::json!({ "port": 1234 })).unwrap();
+        assert_eq!(c.port, 1234);
+    }
+
+    #[test]
+    fn a_missing_file_or_bad_value_is_a_clear_error() {
+        let e =
+            Config::load(Some(Path::new("/nonexistent.toml")), serde_json::json!({})).unwrap_err();
+        assert!(e.to_string().contains("does not exist"));
+        let e = Config::load(None, serde_json::json!({ "port": "eighty" })).unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
+    }
+}

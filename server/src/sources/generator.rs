@@ -1,0 +1,208 @@
+//! The embedded generator as a source: the default when no broker is configured.
+//!
+//! It emits the bootstrap (every user and the initial follow graph) as fast as the
+//! pipeline takes it, then paces the steady state at the configured rate, stamping
+//! events with the wall clock. Every event is written in the original JSON shape and
+//! goes through the same decoding as Kafka records, so the embedded demo exercises the
+//! real path. Presenter controls reach it through [`GeneratorControl`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use instabrand_generator::{Generator, write_original_json};
+use instabrand_shared::api::GeneratorStatus;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::pipeline::{Origin, Record};
+use crate::state::{AppState, wall_ms};
+
+pub enum Command {
+    Pause,
+    Resume,
+    SetRate(f64),
+    Campaign {
+        brand: String,
+        city: Option<String>,
+        photos: u32,
+        seconds: u32,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+#[derive(Default)]
+struct Status {
+    paused: AtomicBool,
+    rate_bits: AtomicU64,
+    sent: AtomicU64,
+    running: AtomicBool,
+}
+
+/// A handle for the presenter controls.
+#[derive(Clone)]
+pub struct GeneratorControl {
+    tx: mpsc::Sender<Command>,
+    status: Arc<Status>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the generator has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl GeneratorControl {
+    pub fn new(rate: f64) -> (GeneratorControl, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(16);
+        let status = Arc::new(Status::default());
+        status.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+        (GeneratorControl { tx, status }, rx)
+    }
+
+    pub fn status(&self) -> GeneratorStatus {
+        GeneratorStatus {
+            running: self.status.running.load(Ordering::Relaxed),
+            paused: self.status.paused.load(Ordering::Relaxed),
+            rate: f64::from_bits(self.status.rate_bits.load(Ordering::Relaxed)),
+            events_sent: self.status.sent.load(Ordering::Relaxed),
+        }
+    }
+
+    pub async fn send(&self, cmd: Command) -> Result<(), ControlError> {
+        self.tx.send(cmd).await.map_err(|_| ControlError::Stopped)
+    }
+
+    pub async fn campaign(
+        &self,
+        brand: String,
+        city: Option<String>,
+        photos: u32,
+        seconds: u32,
+    ) -> Result<(), ControlError> {
+        let (reply, wait) = oneshot::channel();
+        self.send(Command::Campaign {
+            brand,
+            city,
+            photos,
+            seconds,
+            reply,
+        })
+        .await?;
+        wait.await
+            .map_err(|_| ControlError::Stopped)?
+            .map_err(ControlError::Refused)
+    }
+}
+
+fn encode(generator: &mut Generator, now: i64, buf: &mut Vec<u8>) -> Record {
+    let ev = generator.next_event_at(now);
+    buf.clear();
+    write_original_json(&ev, buf);
+    Record::new(Bytes::copy_from_slice(buf), Origin::Generator)
+}
+
+/// Runs the generator until `shutdown`.
+pub async fn run(
+    state: Arc<AppState>,
+    mut generator: Generator,
+    control: GeneratorControl,
+    mut commands: mpsc::Receiver<Command>,
+    shutdown: CancellationToken,
+) {
+    let status = control.status.clone();
+    status.running.store(true, Ordering::Relaxed);
+    let max_batch = state.config.pipeline.max_batch_records.max(1);
+    let mut buf = Vec::with_capacity(512);
+    let report = |paused: bool, rate: f64| {
+        state.sources.update("generator", |h| {
+            h.connected = true;
+            h.paused = paused;
+            h.rate = Some(rate);
+            h.detail = "embedded generator".into();
+        })
+    };
+    report(
+        false,
+        f64::from_bits(status.rate_bits.load(Ordering::Relaxed)),
+    );
+    let started = Instant::now();
+    while generator.in_bootstrap() && !shutdown.is_cancelled() {
+        let now = wall_ms();
+        let mut batch = Vec::with_capacity(max_batch);
+        while batch.len() < max_batch && generator.in_bootstrap() {
+            batch.push(encode(&mut generator, now, &mut buf));
+        }
+        status.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if state.pipeline.send(batch).await.is_err() {
+            return;
+        }
+    }
+    info!(
+        events = generator.bootstrap_len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "generator bootstrap sent"
+    );
+
+    let tick = Duration::from_millis(50);
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    let mut owed = 0.0f64;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                let rate = f64::from_bits(status.rate_bits.load(Ordering::Relaxed));
+                match cmd {
+                    Command::Pause => status.paused.store(true, Ordering::Relaxed),
+                    Command::Resume => {
+                        status.paused.store(false, Ordering::Relaxed);
+                        last = Instant::now();
+                    }
+                    Command::SetRate(r) => status.rate_bits.store(r.to_bits(), Ordering::Relaxed),
+                    Command::Campaign { brand, city, photos, seconds, reply } => {
+                        let r = generator.campaign(&brand, city.as_deref(), photos, seconds).map_err(|e| e.to_string());
+                        if r.is_ok() {
+                            info!(%brand, ?city, photos, seconds, "campaign scheduled");
+                        }
+                        let _ = reply.send(r);
+                    }
+                }
+                report(status.paused.load(Ordering::Relaxed), f64::from_bits(status.rate_bits.load(Ordering::Relaxed)));
+                let _ = rate;
+            }
+            _ = ticker.tick() => {
+                let now_i = Instant::now();
+                let elapsed = now_i.duration_since(last).as_secs_f64();
+                last = now_i;
+                if status.paused.load(Ordering::Relaxed) {
+                    owed = 0.0;
+                    continue;
+                }
+                let rate = f64::from_bits(status.rate_bits.load(Ordering::Relaxed));
+                owed += rate * elapsed;
+                let n = (owed.floor() as usize).min(max_batch);
+                if n == 0 {
+                    continue;
+                }
+                // Anything beyond one batch a tick is dropped, not accumulated: a stalled
+                // pipeline must not come back to a flood.
+                owed = (owed - n as f64).min(max_batch as f64);
+                let now = wall_ms();
+                let batch: Vec<Record> = (0..n).map(|_| encode(&mut generator, now, &mut buf)).collect();
+                status.sent.fetch_add(n as u64, Ordering::Relaxed);
+                if state.pipeline.send(batch).await.is_err() {
+                    warn!("pipeline closed; generator stops");
+                    break;
+                }
+            }
+        }
+    }
+    status.running.store(false, Ordering::Relaxed);
+}

@@ -1,0 +1,4 @@
+//! Sources that feed the pipeline. The embedded generator lives here; Kafka has its
+//! own module; HTTP ingest is a route in `web`.
+
+pub mod generator;

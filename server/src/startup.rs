@@ -1,0 +1,137 @@
+//! Building and running the application: state, the pipeline thread, the sources, the
+//! live hub and the HTTP server. `Application::build` binds the port (0 picks a free
+//! one, which `port()` reports) so tests can start the real thing.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::deadletter::{DeadLetterLog, DeadLetterSink, FileSink};
+use crate::hub::Hub;
+use crate::pipeline::{self, PipelineHandle};
+use crate::processor::Processor;
+use crate::sources::generator::{self, Command, GeneratorControl};
+use crate::state::{AppState, PipelineStats, SourceRegistry, wall_ms};
+use crate::{kafka, web};
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    generator: Option<(instabrand_generator::Generator, mpsc::Receiver<Command>)>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let kafka_mode = config.kafka.brokers.is_some();
+        let sink: Box<dyn DeadLetterSink> = if kafka_mode {
+            kafka::dead_letter_sink(&config.kafka).context("opening the dead-letter topic")?
+        } else {
+            let path = config.data_dir.join(&config.dead_letters.file);
+            Box::new(
+                FileSink::open(&path, config.dead_letters.max_file_bytes)
+                    .with_context(|| format!("opening the dead-letter file {}", path.display()))?,
+            )
+        };
+        let (pipeline, rx) = PipelineHandle::new(config.pipeline.queue_batches);
+        let generator_on = config.generator.enabled.unwrap_or(!kafka_mode);
+        let (control, generator) = if generator_on {
+            let g = &config.generator;
+            let generator = instabrand_generator::Generator::new(instabrand_generator::Config {
+                seed: g.seed,
+                users: g.users,
+                mean_follows: g.mean_follows,
+                start_ms: wall_ms(),
+                rate: g.rate,
+            });
+            let (control, commands) = GeneratorControl::new(g.rate);
+            (Some(control), Some((generator, commands)))
+        } else {
+            (None, None)
+        };
+        let control_token = match &config.control_token {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ => {
+                let t = format!("{:032x}", rand::random::<u128>());
+                warn!(token = %t, "no control_token configured; presenter controls use this one");
+                t
+            }
+        };
+        let listener = TcpListener::bind((config.bind, config.port))
+            .await
+            .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(AppState {
+            processor: RwLock::new(Processor::new(config.processor.clone())),
+            hub: Hub::new(config.live.clone()),
+            dead_letters: DeadLetterLog::new(config.dead_letters.keep_recent),
+            pipeline,
+            stats: PipelineStats::default(),
+            sources: SourceRegistry::default(),
+            generator: control,
+            control_token,
+            started: Instant::now(),
+            config,
+        });
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || pipeline::run_blocking(st, rx, sink))
+            .context("starting the pipeline thread")?;
+        Ok(Application {
+            listener,
+            addr,
+            state,
+            generator,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops the sources and the hub.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state = self.state;
+        tokio::spawn(Hub::run(state.clone(), shutdown.child_token()));
+        if let (Some((generator, commands)), Some(control)) =
+            (self.generator, state.generator.clone())
+        {
+            tokio::spawn(generator::run(
+                state.clone(),
+                generator,
+                control,
+                commands,
+                shutdown.child_token(),
+            ));
+        }
+        if state.config.kafka.brokers.is_some() {
+            tokio::spawn(kafka::run_consumer(
+                state.clone(),
+                state.config.kafka.clone(),
+                shutdown.child_token(),
+            ));
+        }
+        info!(addr = %self.addr, "serving");
+        let stop = shutdown.clone();
+        axum::serve(self.listener, web::app(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("HTTP server failed")
+    }
+}

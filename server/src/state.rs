@@ -1,0 +1,154 @@
+//! The state every part of the running server shares: configuration, the processor
+//! behind a lock (one writer: the pipeline thread; many readers: REST, the hub), the
+//! live hub, dead letters, pipeline counters and the sources' health.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use instabrand_shared::api::{Health, SourceHealth};
+use instabrand_shared::{EventKind, Millis};
+
+use crate::config::Config;
+use crate::deadletter::DeadLetterLog;
+use crate::hub::Hub;
+use crate::pipeline::PipelineHandle;
+use crate::processor::Processor;
+use crate::sources::generator::GeneratorControl;
+
+pub fn wall_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub processor: RwLock<Processor>,
+    pub hub: Hub,
+    pub dead_letters: DeadLetterLog,
+    pub pipeline: PipelineHandle,
+    pub stats: PipelineStats,
+    pub sources: SourceRegistry,
+    /// The embedded generator's controls, when it runs.
+    pub generator: Option<GeneratorControl>,
+    /// The presenter controls' bearer token.
+    pub control_token: String,
+    pub started: Instant,
+}
+
+/// Events applied, and the recent rate.
+#[derive(Default)]
+pub struct PipelineStats {
+    applied: AtomicU64,
+    window: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+const RATE_SPAN: Duration = Duration::from_secs(5);
+
+impl PipelineStats {
+    pub fn record_applied(&self, n: u64) {
+        self.applied.fetch_add(n, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut w = self.window.lock().expect("stats lock poisoned");
+        w.push_back((now, n));
+        while w
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_SPAN)
+        {
+            w.pop_front();
+        }
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    /// Events per second over the last few seconds.
+    pub fn rate(&self) -> f64 {
+        let now = Instant::now();
+        let w = self.window.lock().expect("stats lock poisoned");
+        let n: u64 = w
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= RATE_SPAN)
+            .map(|(_, n)| n)
+            .sum();
+        n as f64 / RATE_SPAN.as_secs_f64()
+    }
+}
+
+/// Each source reports its own health under its name.
+#[derive(Default)]
+pub struct SourceRegistry {
+    inner: Mutex<BTreeMap<String, SourceHealth>>,
+}
+
+impl SourceRegistry {
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut SourceHealth)) {
+        let mut g = self.inner.lock().expect("source registry poisoned");
+        let h = g.entry(name.to_string()).or_insert_with(|| SourceHealth {
+            kind: name.to_string(),
+            ..SourceHealth::default()
+        });
+        f(h);
+    }
+
+    pub fn all(&self) -> Vec<SourceHealth> {
+        self.inner
+            .lock()
+            .expect("source registry poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+impl AppState {
+    pub fn health(&self) -> Health {
+        let p = self.processor.read().expect("processor lock poisoned");
+        let sources = self.sources.all();
+        let mut problems: Vec<String> = sources
+            .iter()
+            .filter(|s| !s.connected)
+            .map(|s| format!("{} source disconnected: {}", s.kind, s.detail))
+            .collect();
+        if self.dead_letters.sink_errors() > 0 {
+            problems.push(format!(
+                "{} dead-letter writes failed",
+                self.dead_letters.sink_errors()
+            ));
+        }
+        let by_reason = self.dead_letters.by_reason();
+        Health {
+            status: if problems.is_empty() {
+                "ok"
+            } else {
+                "degraded"
+            }
+            .into(),
+            problems,
+            uptime_ms: self.started.elapsed().as_millis() as Millis,
+            events_applied: p.stats.applied_by_kind.iter().sum(),
+            events_per_sec: self.stats.rate(),
+            events_by_kind: EventKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_string(), p.stats.applied_by_kind[*k as usize]))
+                .collect(),
+            dead_letters: by_reason.values().sum(),
+            dead_letters_by_reason: by_reason
+                .iter()
+                .map(|(r, n)| (r.code().to_string(), *n))
+                .collect(),
+            pending_engagements: p.pending_count() as u64,
+            users: p.user_count() as u64,
+            implicit_users: p.stats.implicit_users,
+            photos: p.photo_count() as u64,
+            stream_clock_ms: p.clock().unwrap_or(0),
+            late_events: p.stats.late_events,
+            websocket_clients: self.hub.connections(),
+            sources,
+        }
+    }
+}
