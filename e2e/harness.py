@@ -1,0 +1,153 @@
+"""Starting the real `instabrand` server and headless Debian Chromium, shared by the
+end-to-end tests (conftest.py) and the benchmark (bench.py).
+
+Environment:
+  INSTABRAND_BIN    server binary (default target/release/instabrand)
+  INSTABRAND_DIST   built dashboard (default dist; build it with scripts/build-frontend.sh)
+  CHROMIUM, CHROMEDRIVER   browser and driver (default Debian's /usr/bin ones)
+"""
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTROL_TOKEN = "e2e-control-secret"
+INGEST_TOKEN = "e2e-ingest-secret"
+
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1600,1000",
+]
+
+
+class Server:
+    def __init__(self, base, proc, lines):
+        self.base = base
+        self.proc = proc
+        self.lines = lines  # the server's output, for failure reports
+        self.control_token = CONTROL_TOKEN
+        self.ingest_token = INGEST_TOKEN
+
+    def url(self, path):
+        return self.base + path
+
+    def request(self, method, path, body=None, token=None, content_type="application/json"):
+        """(status, parsed JSON or text) without raising on HTTP errors."""
+        data = body.encode() if isinstance(body, str) else body
+        req = urllib.request.Request(self.url(path), data=data, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def get(self, path):
+        status, body = self.request("GET", path)
+        assert status == 200, f"GET {path} -> {status}: {body}"
+        return body
+
+
+class StartError(RuntimeError):
+    pass
+
+
+def start_server():
+    """Starts the server on a free port; returns a Server once its API answers."""
+    binary = Path(os.environ.get("INSTABRAND_BIN", ROOT / "target" / "release" / "instabrand")).resolve()
+    dist = Path(os.environ.get("INSTABRAND_DIST", ROOT / "dist")).resolve()
+    if not binary.exists():
+        raise StartError(f"no server binary at {binary}: cargo build --release -p instabrand-server")
+    if not (dist / "index.html").exists():
+        raise StartError(f"no dashboard in {dist}: run scripts/build-frontend.sh")
+    data_dir = tempfile.mkdtemp(prefix="instabrand-e2e-")
+    env = dict(os.environ,
+               INSTABRAND_CONTROL_TOKEN=CONTROL_TOKEN,
+               INSTABRAND_INGEST_TOKEN=INGEST_TOKEN,
+               INSTABRAND_DATA_DIR=data_dir,
+               RUST_LOG=os.environ.get("RUST_LOG", "info"))
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--port", "0", "--static-dir", str(dist)],
+        cwd=data_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines = []
+    first = queue.Queue()
+
+    def drain():
+        # Keep reading so a chatty server never blocks on a full pipe.
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                first.put(line)
+        first.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        line = first.get(timeout=60)
+    except queue.Empty:
+        line = None
+    if not line:
+        proc.kill()
+        raise StartError("server did not report its address:\n" + "".join(lines[-40:]))
+    base = line.strip().split("listening on ", 1)[1].split()[0].rstrip("/")
+    srv = Server(base, proc, lines)
+    srv.data_dir = data_dir
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if srv.request("GET", "/api/health")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return srv
+
+
+def stop_server(srv):
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+    shutil.rmtree(srv.data_dir, ignore_errors=True)
+
+
+def new_browser():
+    """Headless Chromium with a fresh profile; returns (driver, profile_dir)."""
+    profile = tempfile.mkdtemp(prefix="instabrand-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    # Browser console for errors; the performance log carries CDP network events.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=options)
+    driver.set_page_load_timeout(30)
+    return driver, profile
