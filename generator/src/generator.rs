@@ -65,8 +65,14 @@ mod tune {
     pub const LIKE_MEMORY: usize = 1 << 16;
     /// Share of steady-state follows made by someone who just joined, while any are
     /// still settling in, and how many follows each newcomer makes (inclusive range).
-    pub const NEWCOMER_FOLLOWS_SHARE: f64 = 0.5;
-    pub const NEWCOMER_FOLLOWS: (u32, u32) = (2, 8);
+    /// Newcomers ask for fewer follows than that share supplies (4% joins × 2 follows
+    /// < 12% follows × 75%), so the queue of newcomers stays short.
+    pub const NEWCOMER_FOLLOWS_SHARE: f64 = 0.75;
+    pub const NEWCOMER_FOLLOWS: (u32, u32) = (1, 3);
+    /// The network grows to at most this many times its bootstrap size (users and
+    /// edges), then joins stop and follows balance unfollows: a demo left running for
+    /// days keeps flat memory.
+    pub const MAX_GROWTH: usize = 3;
     /// Extra likes each campaign photo draws: 2 + exponential with this mean, capped,
     /// arriving after a delay that is 1 s + exponential with this mean.
     pub const CAMPAIGN_LIKES_MEAN: f64 = 6.0;
@@ -216,6 +222,8 @@ pub struct Generator {
     deferred: Vec<CampaignPlan>,
     bootstrap_users: u64,
     bootstrap_len: u64,
+    max_users: usize,
+    max_edges: usize,
     emitted: u64,
     /// File-mode clock: event k after `file_base_ms` is at base + k/rate.
     file_base_ms: Millis,
@@ -266,6 +274,8 @@ impl Generator {
             deferred: Vec::new(),
             bootstrap_users: n as u64,
             bootstrap_len: 0,
+            max_users: n * tune::MAX_GROWTH,
+            max_edges: 0,
             emitted: 0,
             file_base_ms: cfg.start_ms,
             file_count: 0,
@@ -303,6 +313,7 @@ impl Generator {
             }
         }
         g.bootstrap_len = n as u64 + g.graph.len() as u64;
+        g.max_edges = g.graph.len().max(n) * tune::MAX_GROWTH;
         g
     }
 
@@ -347,6 +358,12 @@ impl Generator {
     /// Users so far, including those who joined after the bootstrap.
     pub fn user_count(&self) -> usize {
         self.users.len()
+    }
+
+    /// Follow edges in the network as it stands after the events emitted so far
+    /// (the whole initial graph from the start, as it is built up front).
+    pub fn follow_count(&self) -> usize {
+        self.graph.len()
     }
 
     /// Schedules a campaign burst: `photos` uploads of `brand` spread over `seconds`
@@ -425,6 +442,14 @@ impl Generator {
                 break;
             }
             roll -= parts;
+        }
+        if step == Step::Join && self.users.len() >= self.max_users {
+            step = Step::Like;
+        }
+        // At the edge cap, half the follows become unfollows, so the graph shrinks back
+        // below it and then grows again: it hovers at the cap.
+        if step == Step::Follow && self.graph.len() >= self.max_edges && self.rng.random_bool(0.5) {
+            step = Step::Unfollow;
         }
         let e = match step {
             Step::Photo => self.photo(at),

@@ -452,3 +452,28 @@ fn a_tiny_network_without_initial_follows_still_streams_valid_events() {
         "an unusable rate falls back to 200/s"
     );
 }
+
+#[test]
+fn a_long_run_stops_growing_so_memory_stays_flat() {
+    let mut g = Generator::new(Config {
+        users: 300,
+        mean_follows: 10.0,
+        ..small(15)
+    });
+    skip_bootstrap(&mut g);
+    let edges = g.follow_count();
+    for _ in 0..300_000 {
+        g.next_event();
+    }
+    assert_eq!(
+        g.user_count(),
+        900,
+        "joins stop at three times the bootstrap"
+    );
+    // Hovering at the cap: a random walk with a downward drift above it.
+    let now = g.follow_count();
+    assert!(
+        now <= edges * 3 + 50 && now > edges * 2,
+        "{now} edges from {edges}"
+    );
+}
