@@ -126,6 +126,8 @@ pub enum CampaignError {
     UnknownCity(String),
     #[error("a campaign needs at least one photo")]
     NoPhotos,
+    #[error("a campaign of {0} photos is over the limit of {max}", max = Generator::MAX_CAMPAIGN_PHOTOS)]
+    TooManyPhotos(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +235,9 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// The largest campaign: each scheduled photo holds memory until it is emitted.
+    pub const MAX_CAMPAIGN_PHOTOS: u32 = 100_000;
+
     /// Builds the whole initial network (users and follow graph) up front, so
     /// [`Generator::bootstrap_len`] is known before the first event.
     pub fn new(cfg: Config) -> Self {
@@ -390,6 +395,9 @@ impl Generator {
         };
         if photos == 0 {
             return Err(CampaignError::NoPhotos);
+        }
+        if photos > Self::MAX_CAMPAIGN_PHOTOS {
+            return Err(CampaignError::TooManyPhotos(photos));
         }
         let plan = CampaignPlan {
             brand: brand_at as u16,

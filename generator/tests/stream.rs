@@ -366,6 +366,9 @@ fn a_campaign_with_an_unknown_brand_or_city_is_refused() {
         g.campaign("Nike", None, 0, 10),
         Err(CampaignError::NoPhotos)
     );
+    let err = g.campaign("Nike", None, 1_000_000, 10).unwrap_err();
+    assert_eq!(err, CampaignError::TooManyPhotos(1_000_000));
+    assert!(err.to_string().contains("limit of 100000"), "{err}");
     assert_eq!(g.campaign("Apple, Inc.", Some("São Paulo"), 1, 1), Ok(()));
 }
 
