@@ -69,10 +69,10 @@ if [ "$want_test" = 1 ]; then
     log "cargo install tansu $TANSU_VERSION (about 9 minutes, once)"
     cargo install tansu --version "$TANSU_VERSION" --features dynostore --quiet
   fi
-  if ! python3 -c 'import kafka, duckdb, selenium' 2>/dev/null; then
-    log "pip install kafka-python duckdb selenium"
-    python3 -m pip install --quiet --disable-pip-version-check \
-      'kafka-python==2.2.15' 'duckdb==1.4.1' 'selenium==4.38.0'
+  if ! python3 -c 'import kafka, duckdb, selenium, pytest, websocket' 2>/dev/null; then
+    log "pip install kafka-python duckdb selenium pytest websocket-client"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+      'kafka-python==2.2.15' 'duckdb==1.4.1' 'selenium==4.38.0' 'pytest==8.4.2' 'websocket-client==1.9.0'
   fi
 fi
 log "ready"

@@ -71,9 +71,9 @@ pub struct BrandState {
     pub all_reach: Hll,
     /// Newest photos of the brand, oldest first (bounded).
     pub recent_photos: VecDeque<PhotoId>,
-    /// Activity per second over the recent spike span: (second, count).
+    /// Activity per second over the spike detector's spans: (second, count), oldest first.
     activity: VecDeque<(i64, u32)>,
-    first_minute: Option<i64>,
+    first_sec: Option<i64>,
     pub last_spike_check_sec: i64,
     pub last_alert_ms: Option<Millis>,
 }
@@ -123,7 +123,7 @@ impl BrandState {
             all_reach: Hll::new(),
             recent_photos: VecDeque::new(),
             activity: VecDeque::new(),
-            first_minute: None,
+            first_sec: None,
             last_spike_check_sec: i64::MIN,
             last_alert_ms: None,
         }
@@ -145,7 +145,6 @@ impl BrandState {
         let clock_minute = clock.div_euclid(MS_PER_MIN);
         let clock_hour = clock.div_euclid(MS_PER_HOUR);
         let mut late = true;
-        self.first_minute = Some(self.first_minute.map_or(minute, |f| f.min(minute)));
         if minute >= clock_minute - cfg.minute_retention_minutes {
             let b = self.minutes.entry(minute).or_insert(MinuteBucket {
                 counters: Counters::default(),
@@ -278,22 +277,29 @@ impl BrandState {
         out
     }
 
-    pub(super) fn note_activity(&mut self, t: Millis, now: Millis, recent_secs: i64) {
+    /// Counts activity per second over the last `keep_secs` (recent span + baseline).
+    pub(super) fn note_activity(&mut self, t: Millis, now: Millis, keep_secs: i64) {
         let sec = t.div_euclid(MS_PER_SEC);
         let now_sec = now.div_euclid(MS_PER_SEC);
-        if sec > now_sec - recent_secs {
-            match self.activity.iter_mut().rev().find(|(s, _)| *s == sec) {
-                Some((_, n)) => *n += 1,
-                None => {
+        self.first_sec = Some(self.first_sec.map_or(sec, |f| f.min(sec)));
+        if sec > now_sec - keep_secs {
+            match self.activity.back_mut() {
+                Some((s, n)) if *s == sec => *n += 1,
+                Some((s, _)) if *s > sec => {
+                    // A late event: find its second (rare, so a search is fine).
                     let pos = self.activity.partition_point(|(s, _)| *s < sec);
-                    self.activity.insert(pos, (sec, 1));
+                    match self.activity.get_mut(pos) {
+                        Some((s, n)) if *s == sec => *n += 1,
+                        _ => self.activity.insert(pos, (sec, 1)),
+                    }
                 }
+                _ => self.activity.push_back((sec, 1)),
             }
         }
         while self
             .activity
             .front()
-            .is_some_and(|(s, _)| *s <= now_sec - recent_secs)
+            .is_some_and(|(s, _)| *s <= now_sec - keep_secs)
         {
             self.activity.pop_front();
         }
@@ -301,26 +307,25 @@ impl BrandState {
 
     /// (recent rate, baseline rate), both per minute, or None without enough history.
     pub(super) fn spike_rates(&self, now: Millis, cfg: &SpikeConfig) -> Option<(f64, f64)> {
-        let now_minute = now.div_euclid(MS_PER_MIN);
-        // The baseline ends before the minute the recent span starts in.
-        let end = (now - cfg.recent_secs * MS_PER_SEC).div_euclid(MS_PER_MIN) - 1;
-        let first = self.first_minute?;
-        let start = (end - cfg.baseline_minutes + 1).max(first);
-        let n = end - start + 1;
-        if n < cfg.min_history_minutes || now_minute - first < cfg.min_history_minutes {
+        let now_sec = now.div_euclid(MS_PER_SEC);
+        let split = now_sec - cfg.recent_secs;
+        let first = self.first_sec?;
+        // The baseline runs from its span's start (or the brand's first activity) to the split.
+        let history = (split - first.max(split - cfg.baseline_secs)).max(0);
+        if history < cfg.min_history_secs.max(1) {
             return None;
         }
-        let now_sec = now.div_euclid(MS_PER_SEC);
-        let recent: u64 = self
-            .activity
-            .iter()
-            .filter(|(s, _)| *s > now_sec - cfg.recent_secs)
-            .map(|(_, c)| *c as u64)
-            .sum();
-        let base = self.counters(Span::Minutes(start, end)).activity();
+        let (mut recent, mut base) = (0u64, 0u64);
+        for &(s, c) in &self.activity {
+            if s > split {
+                recent += c as u64;
+            } else if s > split - cfg.baseline_secs {
+                base += c as u64;
+            }
+        }
         Some((
-            recent as f64 * 60.0 / cfg.recent_secs as f64,
-            base as f64 / n as f64,
+            recent as f64 * 60.0 / cfg.recent_secs.max(1) as f64,
+            base as f64 * 60.0 / history as f64,
         ))
     }
 }

@@ -92,20 +92,21 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// When a brand's activity jumps far above its baseline.
+/// When a brand's activity jumps far above its baseline. Rates are measured per second
+/// of event time, so detection works minutes after a start, not hours.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SpikeConfig {
     /// The recent span whose rate is compared (seconds of event time).
     pub recent_secs: i64,
-    /// The baseline: this many whole minutes before the recent span.
-    pub baseline_minutes: i64,
+    /// The baseline: up to this many seconds just before the recent span.
+    pub baseline_secs: i64,
+    /// The brand needs at least this much baseline history before it can alert.
+    pub min_history_secs: i64,
     /// Alert when recent rate >= factor × baseline rate …
     pub factor: f64,
     /// … and the recent rate is at least this many events per minute.
     pub min_per_minute: f64,
-    /// The brand must have this many minutes of history before it can alert.
-    pub min_history_minutes: i64,
     /// No second alert for a brand within this many seconds.
     pub cooldown_secs: i64,
 }
@@ -113,11 +114,11 @@ pub struct SpikeConfig {
 impl Default for SpikeConfig {
     fn default() -> Self {
         SpikeConfig {
-            recent_secs: 60,
-            baseline_minutes: 15,
+            recent_secs: 30,
+            baseline_secs: 600,
+            min_history_secs: 60,
             factor: 2.5,
             min_per_minute: 20.0,
-            min_history_minutes: 3,
             cooldown_secs: 300,
         }
     }
@@ -790,7 +791,7 @@ impl Processor {
         let Some(now) = self.max_time else { return };
         let cfg = &self.cfg.spike;
         let bs = &mut self.brands[b.0 as usize];
-        bs.note_activity(t, now, cfg.recent_secs);
+        bs.note_activity(t, now, cfg.recent_secs + cfg.baseline_secs);
         let sec = now.div_euclid(MS_PER_SEC);
         if bs.last_spike_check_sec == sec {
             return;

@@ -466,7 +466,7 @@ fn influencers_rank_uploads_plus_engagement_received() {
 fn a_burst_far_above_the_baseline_raises_one_alert() {
     let mut s = Sim::new();
     let mut ev = Vec::new();
-    // Ten quiet minutes: 10 photos a minute for Nike.
+    // Ten quiet minutes: 10 photos a minute for Nike (the burst must beat 2.5× that).
     for m in 0..10 {
         for i in 0..10 {
             ev.push(photo(&format!("u{i}"), "Nike", &at(m, i * 6)));
