@@ -18,6 +18,8 @@ pub struct BenchReport {
     pub elapsed: Duration,
     pub users: usize,
     pub photos: usize,
+    /// Events applied by type, e.g. `create-user=20000 follow=…`.
+    pub by_kind: String,
     pub peak_rss_mb: Option<f64>,
 }
 
@@ -62,6 +64,11 @@ pub fn run_file(
         elapsed,
         users: p.user_count(),
         photos: p.photo_count(),
+        by_kind: instabrand_shared::EventKind::ALL
+            .iter()
+            .map(|k| format!("{k}={}", p.stats.applied_by_kind[*k as usize]))
+            .collect::<Vec<_>>()
+            .join(" "),
         peak_rss_mb: peak_rss_mb(),
     })
 }

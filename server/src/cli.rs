@@ -89,11 +89,12 @@ pub enum Command {
         /// The NDJSON file to process.
         #[arg(long)]
         events: PathBuf,
-        /// First generate this many events into that file (100,000 users).
+        /// First generate this many events into that file.
         #[arg(long)]
         generate: Option<u64>,
-        /// Users in the generated network.
-        #[arg(long, default_value_t = 100_000)]
+        /// Users in the generated network (its bootstrap is users × ~21 events; the
+        /// rest of the file is the steady mix of uploads and engagement).
+        #[arg(long, default_value_t = 20_000)]
         users: u32,
     },
 }
@@ -223,6 +224,7 @@ pub fn main() -> anyhow::Result<()> {
             println!("rejected: {}", r.rejected);
             println!("users: {}", r.users);
             println!("photos: {}", r.photos);
+            println!("by_type: {}", r.by_kind);
             println!("seconds: {:.3}", r.elapsed.as_secs_f64());
             println!("events_per_sec: {:.0}", r.events_per_sec());
             println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));

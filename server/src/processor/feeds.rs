@@ -12,15 +12,17 @@ use instabrand_shared::Millis;
 
 use super::{Photo, PhotoId, Processor, UserId};
 
-/// A home timeline: (photo time, photo), oldest first, at most `cap` entries.
+/// A home timeline: (photo time, photo, owner), oldest first, at most `cap` entries.
+/// The owner rides along (free: it fills the padding) so unfollow can filter without
+/// touching every photo.
 #[derive(Debug, Default, Clone)]
 pub struct Timeline {
-    entries: VecDeque<(Millis, PhotoId)>,
+    entries: VecDeque<(Millis, PhotoId, UserId)>,
 }
 
 impl Timeline {
-    pub fn insert(&mut self, t: Millis, id: PhotoId, cap: usize) {
-        let e = (t, id);
+    pub fn insert(&mut self, t: Millis, id: PhotoId, owner: UserId, cap: usize) {
+        let e = (t, id, owner);
         if self.entries.len() >= cap && self.entries.front().is_some_and(|f| e < *f) {
             return; // older than everything a full timeline keeps
         }
@@ -39,9 +41,8 @@ impl Timeline {
         }
     }
 
-    pub fn remove_owner(&mut self, owner: UserId, photos: &[Photo]) {
-        self.entries
-            .retain(|(_, p)| photos[p.0 as usize].owner != owner);
+    pub fn remove_owner(&mut self, owner: UserId) {
+        self.entries.retain(|e| e.2 != owner);
     }
 
     pub fn len(&self) -> usize {
@@ -54,7 +55,7 @@ impl Timeline {
 
     /// Newest first.
     pub fn newest_first(&self) -> impl Iterator<Item = (Millis, PhotoId)> + '_ {
-        self.entries.iter().rev().copied()
+        self.entries.iter().rev().map(|e| (e.0, e.1))
     }
 }
 
@@ -85,16 +86,13 @@ impl Processor {
     pub(super) fn fan_out(&mut self, owner: UserId, photo: PhotoId) {
         let t = self.photos[photo.0 as usize].created;
         let cap = self.cfg.timeline_cap;
-        self.users[owner.0 as usize].timeline.insert(t, photo, cap);
+        self.timelines[owner.0 as usize].insert(t, photo, owner, cap);
         if self.is_celebrity(owner) {
             return;
         }
-        // Take the set out so we can touch other users' timelines while walking it.
-        let followers = std::mem::take(&mut self.users[owner.0 as usize].followers);
-        for f in &followers {
-            self.users[f.0 as usize].timeline.insert(t, photo, cap);
+        for f in &self.users[owner.0 as usize].followers {
+            self.timelines[f.0 as usize].insert(t, photo, owner, cap);
         }
-        self.users[owner.0 as usize].followers = followers;
     }
 
     pub(super) fn backfill(&mut self, follower: UserId, followed: UserId) {
@@ -110,9 +108,9 @@ impl Processor {
                 .map(|p| (self.photos[p.0 as usize].created, *p))
                 .collect()
         };
-        let tl = &mut self.users[follower.0 as usize].timeline;
+        let tl = &mut self.timelines[follower.0 as usize];
         for (t, p) in recent {
-            tl.insert(t, p, cap);
+            tl.insert(t, p, followed, cap);
         }
     }
 
@@ -143,8 +141,7 @@ impl Processor {
     ) -> (Vec<PhotoId>, Option<Cursor>) {
         let u = self.user(user);
         let older = |c: &Cursor| before.is_none_or(|b| *c < b);
-        let mut items: Vec<Cursor> = u
-            .timeline
+        let mut items: Vec<Cursor> = self.timelines[user.0 as usize]
             .newest_first()
             .filter(older)
             .take(limit + 1)

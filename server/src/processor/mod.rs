@@ -135,14 +135,10 @@ pub struct User {
     pub name: Box<str>,
     pub full_name: Option<Box<str>>,
     pub created: Option<Millis>,
-    /// Stable hash of the username: the same user hashes alike on every instance, so
-    /// reach sketches merge across instances.
-    pub hash: u64,
     pub followers: FxHashSet<UserId>,
     pub following: FxHashSet<UserId>,
     /// Own photos, oldest first.
     pub photos: Vec<PhotoId>,
-    pub timeline: Timeline,
     follower_sketch: Option<Box<Hll>>,
     /// Followers removed since the sketch was built (HLL cannot delete).
     sketch_removals: u32,
@@ -224,6 +220,13 @@ pub struct Stats {
 pub struct Processor {
     pub(crate) cfg: ProcessorConfig,
     pub(crate) users: Vec<User>,
+    /// Stable hash of each username, by user id: the same user hashes alike on every
+    /// instance, so reach sketches merge across instances. Kept apart from `users` (and
+    /// timelines likewise) so the loops over followers touch dense memory.
+    hashes: Vec<u64>,
+    pub(crate) timelines: Vec<Timeline>,
+    /// The users one event reaches, encoded once and merged into each of its sketches.
+    reached: Hll,
     user_index: FxHashMap<Box<str>, UserId>,
     pub(crate) photos: Vec<Photo>,
     photo_index: FxHashMap<(UserId, Millis), PhotoId>,
@@ -257,6 +260,9 @@ impl Processor {
             totals: BrandState::new("*".into()),
             cfg,
             users: Vec::new(),
+            hashes: Vec::new(),
+            timelines: Vec::new(),
+            reached: Hll::new(),
             user_index: FxHashMap::default(),
             photos: Vec::new(),
             photo_index: FxHashMap::default(),
@@ -306,6 +312,10 @@ impl Processor {
 
     pub fn user(&self, id: UserId) -> &User {
         &self.users[id.0 as usize]
+    }
+
+    pub fn timeline(&self, id: UserId) -> &Timeline {
+        &self.timelines[id.0 as usize]
     }
 
     pub fn photo(&self, id: PhotoId) -> &Photo {
@@ -424,11 +434,9 @@ impl Processor {
             name: name.into(),
             full_name: None,
             created: None,
-            hash: stable_hash(name),
             followers: FxHashSet::default(),
             following: FxHashSet::default(),
             photos: Vec::new(),
-            timeline: Timeline::default(),
             follower_sketch: None,
             sketch_removals: 0,
             uploads: 0,
@@ -436,6 +444,8 @@ impl Processor {
             comments_received: 0,
         });
         self.user_index.insert(name.into(), id);
+        self.hashes.push(stable_hash(name));
+        self.timelines.push(Timeline::default());
         if !registering {
             self.stats.implicit_users += 1;
         }
@@ -495,6 +505,7 @@ impl Processor {
             self.recent_photos.pop_front();
         }
         let clock = self.clock().unwrap_or(p.created);
+        self.prepare_reach(owner);
         for &b in &brands {
             let c = Counters {
                 photos: 1,
@@ -544,7 +555,7 @@ impl Processor {
             return;
         }
         self.users[follower.0 as usize].following.insert(followed);
-        let hash = self.users[follower.0 as usize].hash;
+        let hash = self.hashes[follower.0 as usize];
         let u = &mut self.users[followed.0 as usize];
         if let Some(s) = u.follower_sketch.as_mut() {
             s.insert_hash(hash);
@@ -565,9 +576,7 @@ impl Processor {
         if u.follower_sketch.is_some() {
             u.sketch_removals += 1;
         }
-        self.users[follower.0 as usize]
-            .timeline
-            .remove_owner(followed, &self.photos);
+        self.timelines[follower.0 as usize].remove_owner(followed);
         out.push(Delta::Unfollowed { follower, followed });
     }
 
@@ -617,6 +626,7 @@ impl Processor {
             }
         }
         let brands = self.photos[photo.0 as usize].brands.clone();
+        self.prepare_reach(actor);
         for &b in &brands {
             self.count(Some(b), e.created, clock, c, actor);
         }
@@ -715,8 +725,20 @@ impl Processor {
         });
     }
 
+    /// Encodes the followers of `user` into `self.reached`, unless the user keeps a
+    /// follower sketch (then `count` merges that instead). Once per event.
+    fn prepare_reach(&mut self, user: UserId) {
+        self.refresh_follower_sketch(user);
+        let u = &self.users[user.0 as usize];
+        if u.follower_sketch.is_none() {
+            let hashes = &self.hashes;
+            self.reached
+                .assign_hashes(u.followers.iter().map(|f| hashes[f.0 as usize]));
+        }
+    }
+
     /// Adds `c` to the brand's (or, for `None`, the totals') buckets at time `t`, and
-    /// the followers of `reached_via` to its reach.
+    /// the followers of `reached_via` (prepared by `prepare_reach`) to its reach.
     fn count(
         &mut self,
         brand: Option<BrandId>,
@@ -725,20 +747,22 @@ impl Processor {
         c: Counters,
         reached_via: UserId,
     ) {
-        self.refresh_follower_sketch(reached_via);
-        let u = &self.users[reached_via.0 as usize];
+        let sketch = self.users[reached_via.0 as usize]
+            .follower_sketch
+            .as_deref();
+        let reached = &self.reached;
         let state = match brand {
             Some(b) => &mut self.brands[b.0 as usize],
             None => &mut self.totals,
         };
-        let late = state.add(t, clock, c, &self.cfg, |sketch| match &u.follower_sketch {
-            Some(s) => sketch.merge(s),
-            None => {
-                for f in &u.followers {
-                    sketch.insert_hash(self.users[f.0 as usize].hash);
-                }
-            }
-        });
+        let late = if brand.is_some() {
+            state.add(t, clock, c, &self.cfg, |s| {
+                s.merge(sketch.unwrap_or(reached))
+            })
+        } else {
+            // The totals serve share of voice and influencers: no reach to keep.
+            state.add(t, clock, c, &self.cfg, |_| {})
+        };
         if late && brand.is_none() {
             self.stats.late_events += 1;
         }
@@ -757,9 +781,8 @@ impl Processor {
             return;
         }
         let mut s = Hll::new();
-        for f in &u.followers {
-            s.insert_hash(self.users[f.0 as usize].hash);
-        }
+        let hashes = &self.hashes;
+        s.assign_hashes(u.followers.iter().map(|f| hashes[f.0 as usize]));
         let u = &mut self.users[id.0 as usize];
         u.follower_sketch = Some(Box::new(s));
         u.sketch_removals = 0;

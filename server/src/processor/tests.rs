@@ -271,7 +271,7 @@ fn timelines_are_capped_and_page_with_a_cursor() {
         events.push(photo("a", "Nike", &at(1, i)));
     }
     s.feed(&events);
-    assert_eq!(s.p.user(s.uid("reader")).timeline.len(), 5);
+    assert_eq!(s.p.timeline(s.uid("reader")).len(), 5);
     let first = s.p.home_timeline(s.uid("reader"), None, 3);
     assert_eq!(first.items.len(), 3);
     let cursor = feeds::parse_cursor(first.next.as_deref().unwrap());
@@ -303,7 +303,7 @@ fn celebrities_are_not_fanned_out_but_merged_when_read() {
         photo("star", "Nike", &at(0, 1)),
     ]);
     assert!(s.p.is_celebrity(s.uid("star")));
-    assert!(s.p.user(s.uid("f1")).timeline.is_empty(), "no fan-out");
+    assert!(s.p.timeline(s.uid("f1")).is_empty(), "no fan-out");
     assert_eq!(s.timeline("f1"), vec![("star".to_string(), base() + 1000)]);
 }
 
