@@ -74,7 +74,8 @@ impl Sim {
     fn feed<S: AsRef<str>>(&mut self, lines: &[S]) -> &mut Self {
         for l in lines {
             let raw = l.as_ref().as_bytes();
-            let ev = decode(raw, None, &DecodeLimits::default()).expect(l.as_ref());
+            let ev = decode(raw, None, &DecodeLimits::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", l.as_ref()));
             for d in self.p.apply(&ev, raw) {
                 match d {
                     Delta::DeadLetter { reason, raw, .. } => self.dead.push((reason, raw.into())),
@@ -198,7 +199,7 @@ fn an_engagement_whose_photo_never_arrives_is_dead_lettered_after_the_hold() {
         ..ProcessorConfig::default()
     });
     let orphan = like("b", "a", &at(0, 0), &at(0, 1));
-    s.feed(&[orphan.clone()]);
+    s.feed(std::slice::from_ref(&orphan));
     s.feed(&[user("x", &at(0, 50))]);
     assert!(s.dead.is_empty(), "still within the hold");
     s.feed(&[user("y", &at(2, 0))]);

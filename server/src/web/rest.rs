@@ -81,7 +81,7 @@ pub async fn brands(State(state): State<Arc<AppState>>) -> Json<Vec<BrandInfo>> 
     let p = read(&state);
     for id in p.brand_ids() {
         let name = &p.brand(id).name;
-        if !out.iter().any(|b| &*b.name == &**name) {
+        if !out.iter().any(|b| *b.name == **name) {
             out.push(BrandInfo {
                 name: name.to_string(),
                 category: "other".into(),
