@@ -209,17 +209,24 @@ fn send(msg: &ClientMessage) {
 
 /// Starts delivering `topic`'s frames to `callback`; returns the id to unsubscribe with.
 pub fn subscribe(topic: Topic, callback: impl Fn(&ServerMessage) + 'static) -> u64 {
-    let id = SERVICE.with_borrow_mut(|s| {
+    let (id, held) = SERVICE.with_borrow_mut(|s| {
+        let held = s.subscriptions.iter().any(|sub| sub.topic == topic);
         s.next_id += 1;
         s.subscriptions.push(Subscription {
             id: s.next_id,
             topic: topic.clone(),
             callback: Rc::new(callback),
         });
-        s.next_id
+        (s.next_id, held)
     });
-    // Sent even when another component already holds the topic: the server answers
-    // with a snapshot, which the newcomer needs and the others take as a resync.
+    if held {
+        // The server ignores a repeated subscribe, but the newcomer needs a snapshot:
+        // resubscribing makes the server send one, which the other holders take as a
+        // resync.
+        send(&ClientMessage::Unsubscribe {
+            topic: topic.clone(),
+        });
+    }
     send(&ClientMessage::Subscribe { topic });
     id
 }

@@ -1,0 +1,264 @@
+"""What the Kafka end-to-end tests and the Kafka benchmark need: a real broker (tansu,
+started by scripts/kafka-broker.sh on a free loopback port), the real `instabrand`
+server consuming it, and kafka-python as the independent client (its own protocol
+implementation, not librdkafka) to produce records and read the dead-letter topic.
+
+Environment:
+  INSTABRAND_BIN   server binary (default target/release/instabrand)
+"""
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER_SCRIPT = ROOT / "scripts" / "kafka-broker.sh"
+EVENT_TOPICS = ["create-user", "photo-upload", "follow", "unfollow", "like", "comment"]
+DEAD_LETTER_TOPIC = "instabrand-dead-letters"
+
+
+def binary():
+    return Path(os.environ.get("INSTABRAND_BIN", ROOT / "target" / "release" / "instabrand"))
+
+
+def wait_for(predicate, timeout=60.0, interval=0.2, message="condition"):
+    """Polls `predicate` until it returns something truthy, and returns that."""
+    deadline = time.time() + timeout
+    last_error = None
+    while time.time() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError, KeyError, AssertionError) as e:
+            last_error = e
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {message}"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
+
+
+class Broker:
+    """A tansu broker. storage="s3" keeps topics, records and committed offsets in a
+    local S3 server, so the broker can be killed and restarted without losing them."""
+
+    def __init__(self, storage="memory"):
+        self.dir = tempfile.mkdtemp(prefix="instabrand-kafka-")
+        out = subprocess.run(
+            [str(BROKER_SCRIPT), "start", "--dir", self.dir, "--storage", storage],
+            check=True, capture_output=True, text=True, timeout=60,
+        )
+        self.address = out.stdout.strip().splitlines()[-1]
+
+    def kill(self):
+        """kill -9: no goodbye to the clients."""
+        subprocess.run([str(BROKER_SCRIPT), "kill", self.dir], check=True, timeout=30)
+
+    def restart(self):
+        subprocess.run([str(BROKER_SCRIPT), "restart", self.dir], check=True, timeout=60)
+
+    def stop(self):
+        subprocess.run([str(BROKER_SCRIPT), "stop", self.dir], timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            return (Path(self.dir) / "tansu.log").read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    # --- kafka-python, the independent client ---
+
+    def producer(self):
+        return KafkaProducer(
+            bootstrap_servers=self.address, acks="all", linger_ms=5,
+            retries=2147483647, request_timeout_ms=10000, max_request_size=4 * 1024 * 1024,
+        )
+
+    def produce(self, records):
+        """records: iterable of (topic, key: str|None, value: bytes). Returns the end
+        offset (last offset + 1) written to each TopicPartition."""
+        p = self.producer()
+        futures = [
+            p.send(topic, key=key.encode() if key else None, value=value)
+            for topic, key, value in records
+        ]
+        p.flush(timeout=60)
+        ends = {}
+        for f in futures:
+            md = f.get(timeout=60)
+            tp = TopicPartition(md.topic, md.partition)
+            ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+        p.close()
+        return ends
+
+    def read_all(self, topic, timeout=10.0):
+        """Every record of `topic`, from the beginning, without a consumer group."""
+        c = KafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False,
+                          consumer_timeout_ms=int(timeout * 1000))
+        parts = wait_for(lambda: c.partitions_for_topic(topic), timeout=timeout,
+                         message=f"partitions of {topic}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out = []
+        deadline = time.time() + timeout
+        while any(c.position(tp) < ends[tp] for tp in tps) and time.time() < deadline:
+            for batch in c.poll(timeout_ms=500).values():
+                out.extend(batch)
+        c.close()
+        return out
+
+    def committed(self, group, tps):
+        """The group's committed offsets for `tps`: {TopicPartition: offset or None}.
+        (A consumer that never subscribes: it reads the group's offsets without
+        joining it. kafka-python's admin client cannot decode tansu's OffsetFetch
+        response; the consumer's request version can.)"""
+        c = KafkaConsumer(bootstrap_servers=self.address, group_id=group, enable_auto_commit=False)
+        try:
+            return {tp: c.committed(tp) for tp in tps}
+        finally:
+            c.close(autocommit=False)
+
+
+class Server:
+    """The real `instabrand serve --kafka`, on a free port, with its own data dir."""
+
+    def __init__(self, broker, group="instabrand", env=None, args=()):
+        self.data_dir = tempfile.mkdtemp(prefix="instabrand-data-")
+        self.group = group
+        e = dict(os.environ)
+        e.update({
+            "INSTABRAND_DATA_DIR": self.data_dir,
+            "INSTABRAND_KAFKA__GROUP_ID": group,
+            "INSTABRAND_CONTROL_TOKEN": "e2e-control",
+            "RUST_LOG": e.get("RUST_LOG", "info,librdkafka=warn"),
+            "NO_COLOR": "1",
+        })
+        e.update(env or {})
+        bin_ = binary()
+        if not bin_.exists():
+            raise RuntimeError(f"{bin_} not found: cargo build --release -p instabrand-server")
+        self.proc = subprocess.Popen(
+            [str(bin_), "serve", "--kafka", broker.address, "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
+        )
+        self.lines = []
+        first = queue.Queue()
+
+        def drain():
+            for line in self.proc.stdout:
+                if not self.lines:
+                    first.put(line)
+                self.lines.append(line)
+                if len(self.lines) > 5000:
+                    del self.lines[1:1000]
+            first.put(None)
+
+        threading.Thread(target=drain, daemon=True).start()
+        try:
+            line = first.get(timeout=60)
+        except queue.Empty:
+            line = None
+        if not line or "listening on http://" not in line:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.lines[-50:]))
+        self.base = line.strip().split("listening on ", 1)[1]
+
+    def get(self, path):
+        with urllib.request.urlopen(self.base + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def status(self, path):
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def health(self):
+        return self.get("/api/health")
+
+    def kafka_health(self):
+        return next(s for s in self.health()["sources"] if s["kind"] == "kafka")
+
+    def wait_connected(self, timeout=60):
+        return wait_for(lambda: self.kafka_health()["connected"], timeout=timeout,
+                        message="the server to reach the broker")
+
+    def wait_caught_up(self, broker, ends, timeout=120):
+        """Until the group has committed every offset in `ends`: committing follows
+        applying, so everything produced has then been applied."""
+        def done():
+            c = broker.committed(self.group, list(ends))
+            return all((c[tp] or 0) >= end for tp, end in ends.items())
+        return wait_for(done, timeout=timeout, interval=0.5,
+                        message=f"group {self.group} to commit {len(ends)} partitions")
+
+    def output(self):
+        return "".join(self.lines[-80:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def event_key(e):
+    """The original producer's key: the user the event is about."""
+    return e.get("username") or e.get("follower_username")
+
+
+def as_records(lines):
+    """NDJSON lines (bytes) of original events -> (topic, key, value) per event."""
+    out = []
+    for raw in lines:
+        e = json.loads(raw)
+        out.append((e["event"], event_key(e), raw))
+    return out
+
+
+def generate(events, users, seed):
+    """`instabrand generate --out`: a deterministic stream, as NDJSON lines (bytes)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "events.ndjson"
+        subprocess.run(
+            [str(binary()), "generate", "--out", str(path), "--events", str(events),
+             "--users", str(users), "--seed", str(seed)],
+            check=True, capture_output=True, timeout=120,
+        )
+        return [l for l in path.read_bytes().split(b"\n") if l.strip()]
+
+
+def order_independent_state(server):
+    """What must match between two runs of the same records, whatever order the six
+    topics were interleaved in: per-brand photos, likes and comments over all time,
+    the users and photos known, and the counts of the events that are not set
+    operations on the follow graph. (Reach and follower counts are taken as they are
+    when each event applies, so they depend on the interleaving; so does whether an
+    unfollow read before its follow is a no-op.)"""
+    board = server.get("/api/leaderboard?window=all")
+    h = server.health()
+    return {
+        "brands": sorted((r["brand"], r["photos"], r["likes"], r["comments"]) for r in board["rows"]),
+        "total_photos": board["total_photos"],
+        "users": h["users"],
+        "photos": h["photos"],
+        "events": {k: v for k, v in h["events_by_kind"].items() if k not in ("follow", "unfollow")},
+    }
