@@ -136,9 +136,9 @@ def test_a_new_photo_and_comment_show_live_in_the_feed_as_text(page, server):
         {"followed_username": owner, "follower_username": friend, "photo_id": taken, "text": XSS,
          "event": "comment", "created_time": naive_now(1)},
     ])
-    wait_for(lambda: XSS in text_of(page, selector + " .comments"), 20, message="the comment, as literal text")
+    wait_for(lambda: XSS in text_of(page, selector + " .comment-list"), 20, message="the comment, as literal text")
     wait_for(lambda: attrs_of(page, selector + " .likes", "data-value") == ["1"], 10, message="the live like count")
-    assert not css(page, selector + " .comments script, " + selector + " .comments img"), "comment markup was parsed as HTML"
+    assert not css(page, selector + " .comment-list script, " + selector + " .comment-list img"), "comment markup was parsed as HTML"
     assert not css(page, "img[src=x]")
     assert_no_alert_dialog(page)
     screenshot(page, "feed-live-photo-and-comment")

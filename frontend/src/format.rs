@@ -105,6 +105,11 @@ pub fn duration(ms: Millis) -> String {
     }
 }
 
+/// A count with its noun: `1 like`, `2 likes`, `1 234 comments`.
+pub fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", grouped(n), if n == 1 { one } else { many })
+}
+
 /// Event time as the original wrote it (`2017-06-12 19:42:07`, UTC).
 pub fn timestamp(ms: Millis) -> String {
     instabrand_shared::time::format_naive(ms)
@@ -169,6 +174,16 @@ mod tests {
         assert_eq!(age(MS_PER_HOUR * 5, MS_PER_HOUR * 2), "3h ago");
         assert_eq!(duration(65_000), "1m 05s");
         assert_eq!(duration(MS_PER_DAY + 4 * MS_PER_HOUR), "1d 04h");
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count_of(1, "like", "likes"), "1 like");
+        assert_eq!(count_of(0, "like", "likes"), "0 likes");
+        assert_eq!(
+            count_of(1_500, "comment", "comments"),
+            "1\u{202f}500 comments"
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn draw(canvas: &HtmlCanvasElement, series: &[SeriesPoint]) -> Result<(), St
 
     let mut chart = ChartBuilder::on(&root)
         .margin(px(12.0))
+        .margin_right(px(28.0)) // room for the last time label
         .x_label_area_size(px(26.0))
         .y_label_area_size(px(44.0))
         .build_cartesian_2d(x0..x1, 0u64..y_top)

@@ -44,11 +44,11 @@ pub fn PhotoCard(photo: PhotoView) -> impl IntoView {
             </div>
             {link_view}
             <div class="counts">
-                <span class="likes" data-value=photo.likes.to_string()>{format::grouped(photo.likes)}" likes"</span>
-                <span class="comments-count" data-value=photo.comments.to_string()>{format::grouped(photo.comments)}" comments"</span>
+                <span class="likes" data-value=photo.likes.to_string()>{format::count_of(photo.likes, "like", "likes")}</span>
+                <span class="comments-count" data-value=photo.comments.to_string()>{format::count_of(photo.comments, "comment", "comments")}</span>
             </div>
             {(!photo.recent_comments.is_empty()).then(|| view! {
-                <ul class="comments">
+                <ul class="comment-list">
                     {photo.recent_comments.iter().map(|c| {
                         let href = Route::Feed(Some(c.username.clone())).href();
                         view! {

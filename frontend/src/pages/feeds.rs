@@ -164,7 +164,7 @@ fn UserFeed(username: String) -> impl IntoView {
                 <button role="tab" aria-selected=move || (!show_timeline.get()).to_string() data-test="tab-photos"
                     on:click=move |_| show_timeline.set(false)>"Own photos"</button>
             </div>
-            <div class="photos" data-test="feed-photos">
+            <div class="photo-grid" data-test="feed-photos">
                 {move || {
                     let items = feed.with(|f| if show_timeline.get() { f.timeline.clone() } else { f.photos.clone() });
                     if items.is_empty() && loaded.get() {
