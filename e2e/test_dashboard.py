@@ -10,6 +10,7 @@ from urllib.parse import quote, urlparse
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from conftest import console_errors, screenshot, wait_for
 
@@ -167,6 +168,35 @@ def test_presentation_mode_rotates_views(page, server):
         time.sleep(1)
         screenshot(page, "presentation-map")
     assert "present" in page.find_element(By.TAG_NAME, "body").get_attribute("class")
+    assert not console_errors(page)
+
+
+def test_brand_page_exports_its_series_as_csv_from_the_same_server(page, server):
+    brand = top_brand(server)
+    page.get(server.url("/brand/" + quote(brand, safe="")))
+    wait_for(lambda: css(page, "[data-test=brand-cards]"), 20, message="the brand's numbers")
+    href = page.execute_script("return document.querySelector('[data-test=csv-link]').href")
+    assert urlparse(href).netloc == urlparse(server.base).netloc
+    status, body = server.request("GET", urlparse(href).path + "?" + urlparse(href).query)
+    assert status == 200, body
+    assert isinstance(body, str) and body.splitlines()[0].count(",") >= 2, body[:200]
+
+
+def test_the_keyboard_moves_between_pages_and_presentation(page, server):
+    page.get(server.url("/"))
+    wait_for(lambda: css(page, "[data-test=leaderboard] tbody tr"), 20, message="the overview")
+    body = page.find_element(By.TAG_NAME, "body")
+    body.send_keys("m")
+    wait_for(lambda: urlparse(page.current_url).path == "/map", 5, message="key m opens the map")
+    body.send_keys("3")
+    body.send_keys("o")
+    wait_for(lambda: attrs_of(page, "[data-test=window-picker] button[aria-pressed=true]", "title") == ["24 hours"],
+             5, message="key 3 picks the 24-hour window")
+    body.send_keys("p")
+    wait_for(lambda: css(page, "[data-test=present]"), 5, message="key p starts the presentation")
+    body.send_keys(Keys.ESCAPE)
+    wait_for(lambda: urlparse(page.current_url).path == "/", 5, message="Escape leaves it")
+    page.execute_script("localStorage.removeItem('instabrand.window')")
     assert not console_errors(page)
 
 
