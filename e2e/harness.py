@@ -78,8 +78,9 @@ class StartError(RuntimeError):
     pass
 
 
-def start_server():
-    """Starts the server on a free port; returns a Server once its API answers."""
+def start_server(port=0):
+    """Starts the server (on a free port unless given); returns a Server once its API
+    answers."""
     binary = Path(os.environ.get("INSTABRAND_BIN", ROOT / "target" / "release" / "instabrand")).resolve()
     dist = Path(os.environ.get("INSTABRAND_DIST", ROOT / "dist")).resolve()
     if not binary.exists():
@@ -93,7 +94,7 @@ def start_server():
                INSTABRAND_DATA_DIR=data_dir,
                RUST_LOG=os.environ.get("RUST_LOG", "info"))
     proc = subprocess.Popen(
-        [str(binary), "serve", "--port", "0", "--static-dir", str(dist)],
+        [str(binary), "serve", "--port", str(port), "--static-dir", str(dist)],
         cwd=data_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
@@ -127,6 +128,13 @@ def start_server():
             pass
         time.sleep(0.2)
     return srv
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_server(srv):

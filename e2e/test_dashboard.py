@@ -12,6 +12,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+import harness
 from conftest import console_errors, screenshot, wait_for
 
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
@@ -198,6 +199,32 @@ def test_the_keyboard_moves_between_pages_and_presentation(page, server):
     wait_for(lambda: urlparse(page.current_url).path == "/", 5, message="Escape leaves it")
     page.execute_script("localStorage.removeItem('instabrand.window')")
     assert not console_errors(page)
+
+
+def test_the_page_says_when_it_is_offline_and_resyncs_after_a_server_restart(page):
+    """Its own server on a fixed port, so the page can find it again after a restart."""
+    port = harness.free_port()
+    first = harness.start_server(port)
+    try:
+        page.get(first.url("/"))
+        wait_for(lambda: css(page, "[data-test=leaderboard] tbody tr"), 20, message="the overview")
+        assert attrs_of(page, "[data-test=conn]", "data-state") == ["open"]
+    finally:
+        harness.stop_server(first)
+    wait_for(lambda: attrs_of(page, "[data-test=conn]", "data-state") == ["reconnecting"], 15,
+             message="the connection badge to show the outage")
+    assert "retrying" in text_of(page, "[data-test=conn]")
+    screenshot(page, "offline")
+    second = harness.start_server(port)
+    try:
+        # A fresh server starts from nothing: the resync snapshot replaces the old rows.
+        wait_for(lambda: attrs_of(page, "[data-test=conn]", "data-state") == ["open"], 30,
+                 message="the page to reconnect by itself")
+        wait_for(lambda: css(page, "[data-test=leaderboard] tbody tr"), 20, message="live rows again")
+        errors = [e for e in console_errors(page) if "/ws" not in e["message"]]
+        assert not errors, errors
+    finally:
+        harness.stop_server(second)
 
 
 def test_no_request_leaves_the_servers_origin(page, server):

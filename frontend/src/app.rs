@@ -86,10 +86,9 @@ fn App() -> impl IntoView {
         alerts: RwSignal::new(AlertLog::new(ALERT_CAPACITY)),
         fresh_alert: RwSignal::new(None),
         now: RwSignal::new(dom::now_ms()),
-        controls_open: RwSignal::new(
-            dom::location_search().contains("presenter")
-                || crate::components::controls::has_token(),
-        ),
+        // Closed by default even with a stored token, so a wall screen shows no
+        // controls; `?presenter`, the footer button or key `c` open it.
+        controls_open: RwSignal::new(dom::location_search().contains("presenter")),
     };
     provide_context(ctx);
     ws::start(ctx.conn);

@@ -14,10 +14,6 @@ use crate::{api, dom};
 
 const TOKEN_KEY: &str = "instabrand.control_token";
 
-pub fn has_token() -> bool {
-    dom::storage_get(TOKEN_KEY).is_some_and(|t| !t.is_empty())
-}
-
 #[component]
 pub fn ControlsPanel() -> impl IntoView {
     let ctx = ctx();
