@@ -59,6 +59,15 @@ pub enum Command {
         /// Users in the embedded generator's network.
         #[arg(long)]
         users: Option<u32>,
+        /// Read this NDJSON file as the source (resumable across restarts).
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Events per second from --events (0: as fast as possible).
+        #[arg(long)]
+        events_rate: Option<f64>,
+        /// Keep state in memory only (no checkpoints in --data-dir).
+        #[arg(long)]
+        in_memory: bool,
     },
     /// Generate events: to an NDJSON file (--out) or to Kafka (--kafka).
     Generate {
@@ -128,8 +137,20 @@ pub fn main() -> anyhow::Result<()> {
             rate,
             seed,
             users,
+            events,
+            events_rate,
+            in_memory,
         } => {
             let mut o = Map::new();
+            if let Some(v) = events {
+                put(&mut o, &["file_source", "path"], json!(v));
+            }
+            if let Some(v) = events_rate {
+                put(&mut o, &["file_source", "rate"], json!(v));
+            }
+            if in_memory {
+                put(&mut o, &["state", "persist"], json!(false));
+            }
             if let Some(v) = port {
                 put(&mut o, &["port"], json!(v));
             }

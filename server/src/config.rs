@@ -41,6 +41,8 @@ pub struct Config {
     pub dead_letters: DeadLetterConfig,
     pub http: HttpConfig,
     pub kafka: crate::kafka::KafkaConfig,
+    pub state: StateConfig,
+    pub file_source: FileSourceConfig,
 }
 
 impl Default for Config {
@@ -60,6 +62,8 @@ impl Default for Config {
             dead_letters: DeadLetterConfig::default(),
             http: HttpConfig::default(),
             kafka: crate::kafka::KafkaConfig::default(),
+            state: StateConfig::default(),
+            file_source: FileSourceConfig::default(),
         }
     }
 }
@@ -177,6 +181,41 @@ impl Default for DeadLetterConfig {
             keep_recent: 500,
         }
     }
+}
+
+/// Checkpoints of the whole state, with the sources' positions, in `data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StateConfig {
+    /// Off: state lives in memory only (tests, throwaway demos).
+    pub persist: bool,
+    /// File name under `data_dir`.
+    pub file: String,
+    /// Checkpoint at least this often while anything changed.
+    pub checkpoint_interval_ms: u64,
+    /// When a client waits for durability (HTTP ingest, Kafka commits), checkpoint once
+    /// this much has passed since the last one.
+    pub durable_wait_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            persist: true,
+            file: "state.redb".into(),
+            checkpoint_interval_ms: 5_000,
+            durable_wait_ms: 100,
+        }
+    }
+}
+
+/// An NDJSON file as the source (`serve --events FILE`): a fixed stream, resumable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct FileSourceConfig {
+    pub path: Option<std::path::PathBuf>,
+    /// Events per second; 0 = as fast as the pipeline takes them.
+    pub rate: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

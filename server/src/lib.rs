@@ -4,6 +4,7 @@
 //! WebSocket frames, and the axum application serving REST, WebSocket and the
 //! dashboard. `main.rs` only parses the command line and calls in here.
 
+pub mod archive;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod processor;
 pub mod sources;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod web;
 

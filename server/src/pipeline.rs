@@ -2,23 +2,31 @@
 //! them to the processor, hands the deltas to the live hub and the failures to the
 //! dead letters, then acknowledges the batch.
 //!
-//! Delivery: a source learns that a batch is done (applied, and its dead letters
-//! written) only through the batch's acknowledgement, so a source that commits its
-//! position after the acknowledgement gets at-least-once delivery; the processor's
-//! idempotent rules (sets for follows and likes, photo identity) make most replays
-//! change nothing. The queue is bounded: a fast source waits rather than growing memory.
+//! Delivery: a batch may carry its source's position (a file offset, Kafka offsets, the
+//! generator's sequence). Every few seconds, and soon after anyone waits for
+//! durability, the pipeline checkpoints: the processor's whole state and the latest
+//! position of every source, in one atomic write to the state store. After a crash the
+//! server restores that checkpoint and each source resumes from its saved position, so
+//! every event is applied exactly once to the state, however often it is read
+//! (at-least-once delivery, exactly-once effect). A source that must tell someone else
+//! (Kafka's committed offsets, an HTTP ingest client) waits for durability first
+//! (`submit_durable`, `wait_durable`). The queue is bounded: a fast source waits rather
+//! than growing memory.
 
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use instabrand_shared::{DecodeError, EventKind, decode};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{instrument, warn};
+
+use tracing::{debug, instrument, warn};
 
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::processor::Delta;
 use crate::state::AppState;
+use crate::store::{Positions, StateStore};
 
 /// Where a record came from: shown with its dead letter.
 #[derive(Debug, Clone)]
@@ -33,6 +41,9 @@ pub enum Origin {
         offset: i64,
     },
     Replay,
+    File {
+        offset: u64,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -46,6 +57,7 @@ impl fmt::Display for Origin {
                 offset,
             } => write!(f, "kafka:{topic}/{partition}@{offset}"),
             Origin::Replay => f.write_str("replay"),
+            Origin::File { offset } => write!(f, "file:byte {offset}"),
         }
     }
 }
@@ -71,6 +83,8 @@ impl Record {
 /// What happened to a batch.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatchResult {
+    /// The batch's sequence number: it is durable once `durable_seq() >= seq`.
+    pub seq: u64,
     pub applied: u64,
     /// Records that did not decode: (index in the batch, error).
     pub rejected: Vec<(usize, DecodeError)>,
@@ -79,6 +93,24 @@ pub struct BatchResult {
 pub struct Batch {
     pub records: Vec<Record>,
     pub done: Option<oneshot::Sender<BatchResult>>,
+    /// The source's position after this batch: (source name, position).
+    pub position: Option<(String, serde_json::Value)>,
+    /// Also wait until the batch is in a checkpoint before answering `done`.
+    pub durable: bool,
+    /// Checkpoint now (shutdown), answering when done.
+    pub checkpoint: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Batch {
+    fn records(records: Vec<Record>) -> Batch {
+        Batch {
+            records,
+            done: None,
+            position: None,
+            durable: false,
+            checkpoint: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,50 +131,164 @@ impl PipelineHandle {
 
     /// Sends a batch and waits until it is applied.
     pub async fn submit(&self, records: Vec<Record>) -> Result<BatchResult, PipelineClosed> {
+        self.submit_batch(records, None, false).await
+    }
+
+    /// Sends a batch with the source's position after it, and waits until it is applied
+    /// (and, with `durable`, until it is in a checkpoint).
+    pub async fn submit_batch(
+        &self,
+        records: Vec<Record>,
+        position: Option<(String, serde_json::Value)>,
+        durable: bool,
+    ) -> Result<BatchResult, PipelineClosed> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Batch {
-                records,
-                done: Some(done),
-            })
-            .await
-            .map_err(|_| PipelineClosed)?;
+        let mut batch = Batch::records(records);
+        batch.done = Some(done);
+        batch.position = position;
+        batch.durable = durable;
+        self.tx.send(batch).await.map_err(|_| PipelineClosed)?;
         wait.await.map_err(|_| PipelineClosed)
     }
 
     /// Sends a batch without waiting for it to be applied (waits only for queue room).
     pub async fn send(&self, records: Vec<Record>) -> Result<(), PipelineClosed> {
         self.tx
-            .send(Batch {
-                records,
-                done: None,
-            })
+            .send(Batch::records(records))
             .await
             .map_err(|_| PipelineClosed)
     }
+
+    /// Like `send`, with the source's position after the batch.
+    pub async fn send_at(
+        &self,
+        records: Vec<Record>,
+        position: (String, serde_json::Value),
+    ) -> Result<(), PipelineClosed> {
+        let mut batch = Batch::records(records);
+        batch.position = Some(position);
+        self.tx.send(batch).await.map_err(|_| PipelineClosed)
+    }
+
+    /// Checkpoints now and waits for it (used at shutdown).
+    pub async fn checkpoint(&self) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        let mut batch = Batch::records(Vec::new());
+        batch.checkpoint = Some(done);
+        self.tx.send(batch).await.map_err(|e| e.to_string())?;
+        wait.await.map_err(|e| e.to_string())?
+    }
+
+    /// Wakes the pipeline so a due checkpoint happens even when no batch arrives.
+    pub fn tick(&self) {
+        let _ = self.tx.try_send(Batch::records(Vec::new()));
+    }
+}
+
+/// Checkpoint policy for the pipeline thread.
+pub struct Checkpointing {
+    pub store: Option<StateStore>,
+    /// Checkpoint at least this often while anything changed.
+    pub interval: Duration,
+    /// Someone waits for durability: checkpoint once this much has passed since the last.
+    pub min_gap: Duration,
+    /// Positions restored at start (kept until each source reports again).
+    pub positions: Positions,
 }
 
 /// Runs on its own thread until every handle is dropped: applying is CPU work under
-/// the processor's lock, and dead-letter writes are blocking I/O, so neither belongs on
-/// the async workers that serve HTTP and WebSockets.
+/// the processor's lock, and dead-letter and checkpoint writes are blocking I/O, so
+/// none of it belongs on the async workers that serve HTTP and WebSockets.
 pub fn run_blocking(
     state: Arc<AppState>,
     mut rx: mpsc::Receiver<Batch>,
     mut sink: Box<dyn DeadLetterSink>,
+    mut cp: Checkpointing,
 ) {
+    let mut seq = 0u64;
+    let mut durable_seq = 0u64;
+    let mut waiting: Vec<(oneshot::Sender<BatchResult>, BatchResult)> = Vec::new();
+    let mut last_checkpoint = Instant::now();
     while let Some(batch) = rx.blocking_recv() {
-        let (result, dead) = apply_batch(&state, &batch.records);
-        if !dead.is_empty() {
-            state.dead_letters.record(&dead);
-            if let Err(e) = sink.write(&dead) {
-                state.dead_letters.sink_failed();
-                warn!(error = %e, count = dead.len(), "could not write dead letters");
+        if !batch.records.is_empty() {
+            seq += 1;
+            let (mut result, dead) = apply_batch(&state, &batch.records);
+            result.seq = seq;
+            if !dead.is_empty() {
+                state.dead_letters.record(&dead);
+                if let Err(e) = sink.write(&dead) {
+                    state.dead_letters.sink_failed();
+                    warn!(error = %e, count = dead.len(), "could not write dead letters");
+                }
             }
+            if let Some((name, pos)) = batch.position {
+                cp.positions.insert(name, pos);
+            }
+            if cp.store.is_none() {
+                // In-memory mode: applied is as durable as it gets.
+                durable_seq = seq;
+                state.durable.send_replace(seq);
+            }
+            match (batch.done, batch.durable && cp.store.is_some()) {
+                (Some(done), true) => waiting.push((done, result)),
+                (Some(done), false) => {
+                    let _ = done.send(result);
+                }
+                (None, _) => {}
+            }
+        } else if let Some(done) = batch.done {
+            // Nothing to apply; answering still tells the sender all before it is applied.
+            let _ = done.send(BatchResult {
+                seq,
+                ..BatchResult::default()
+            });
         }
-        if let Some(done) = batch.done {
-            let _ = done.send(result);
+        let dirty = seq > durable_seq;
+        let since = last_checkpoint.elapsed();
+        let due = batch.checkpoint.is_some()
+            || (dirty && since >= cp.interval)
+            || (!waiting.is_empty() && since >= cp.min_gap);
+        if !due {
+            continue;
+        }
+        let outcome = match &cp.store {
+            Some(store) if dirty => checkpoint(&state, store, &cp.positions),
+            _ => Ok(()),
+        };
+        last_checkpoint = Instant::now();
+        match &outcome {
+            Ok(()) => {
+                durable_seq = seq;
+                state.durable.send_replace(seq);
+                for (done, result) in waiting.drain(..) {
+                    let _ = done.send(result);
+                }
+            }
+            Err(e) => warn!(error = %e, "checkpoint failed; will retry"),
+        }
+        if let Some(done) = batch.checkpoint {
+            let _ = done.send(outcome);
         }
     }
+}
+
+#[instrument(skip_all)]
+fn checkpoint(state: &AppState, store: &StateStore, positions: &Positions) -> Result<(), String> {
+    let started = Instant::now();
+    let bytes = {
+        let p = state.processor.read().expect("processor lock poisoned");
+        p.snapshot().map_err(|e| e.to_string())?
+    };
+    store.save(&bytes, positions).map_err(|e| e.to_string())?;
+    state
+        .stats
+        .record_checkpoint(bytes.len(), started.elapsed());
+    debug!(
+        bytes = bytes.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "checkpoint"
+    );
+    Ok(())
 }
 
 /// Decodes and applies one batch; returns the result and the dead letters to keep.

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -15,10 +15,12 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::deadletter::{DeadLetterLog, DeadLetterSink, FileSink};
 use crate::hub::Hub;
-use crate::pipeline::{self, PipelineHandle};
+use crate::pipeline::{self, Checkpointing, PipelineHandle};
 use crate::processor::Processor;
+use crate::sources::file;
 use crate::sources::generator::{self, Command, GeneratorControl};
 use crate::state::{AppState, PipelineStats, SourceRegistry, wall_ms};
+use crate::store::{Positions, StateStore};
 use crate::{kafka, web};
 
 pub struct Application {
@@ -41,7 +43,35 @@ impl Application {
             )
         };
         let (pipeline, rx) = PipelineHandle::new(config.pipeline.queue_batches);
-        let generator_on = config.generator.enabled.unwrap_or(!kafka_mode);
+        let (store, processor, restored) = if config.state.persist {
+            let path = config.data_dir.join(&config.state.file);
+            let store = StateStore::open(&path)
+                .with_context(|| format!("opening the state store {}", path.display()))?;
+            match store.load()? {
+                Some(cp) => {
+                    let p = Processor::restore(&cp.state, config.processor.clone())
+                        .with_context(|| format!("reading the checkpoint in {}", path.display()))?;
+                    info!(users = p.user_count(), photos = p.photo_count(), positions = ?cp.positions, "restored the last checkpoint");
+                    (Some(store), p, cp.positions)
+                }
+                None => (
+                    Some(store),
+                    Processor::new(config.processor.clone()),
+                    Positions::new(),
+                ),
+            }
+        } else {
+            (
+                None,
+                Processor::new(config.processor.clone()),
+                Positions::new(),
+            )
+        };
+        let file_mode = config.file_source.path.is_some();
+        let generator_on = config
+            .generator
+            .enabled
+            .unwrap_or(!kafka_mode && !file_mode);
         let (control, generator) = if generator_on {
             let g = &config.generator;
             let generator = instabrand_generator::Generator::new(instabrand_generator::Config {
@@ -51,6 +81,14 @@ impl Application {
                 start_ms: wall_ms(),
                 rate: g.rate,
             });
+            let mut generator = generator;
+            let skipped = generator::fast_forward(&mut generator, &restored, wall_ms());
+            if skipped > 0 {
+                info!(
+                    events = skipped,
+                    "generator fast-forwarded past the checkpoint"
+                );
+            }
             let (control, commands) = GeneratorControl::new(g.rate);
             (Some(control), Some((generator, commands)))
         } else {
@@ -68,8 +106,16 @@ impl Application {
             .await
             .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
         let addr = listener.local_addr()?;
+        let checkpointing = Checkpointing {
+            store,
+            interval: Duration::from_millis(config.state.checkpoint_interval_ms.max(1)),
+            min_gap: Duration::from_millis(config.state.durable_wait_ms),
+            positions: restored.clone(),
+        };
         let state = Arc::new(AppState {
-            processor: RwLock::new(Processor::new(config.processor.clone())),
+            processor: RwLock::new(processor),
+            durable: tokio::sync::watch::channel(0).0,
+            restored,
             hub: Hub::new(config.live.clone()),
             dead_letters: DeadLetterLog::new(config.dead_letters.keep_recent),
             pipeline,
@@ -83,7 +129,7 @@ impl Application {
         let st = state.clone();
         std::thread::Builder::new()
             .name("pipeline".into())
-            .spawn(move || pipeline::run_blocking(st, rx, sink))
+            .spawn(move || pipeline::run_blocking(st, rx, sink, checkpointing))
             .context("starting the pipeline thread")?;
         Ok(Application {
             listener,
@@ -127,11 +173,40 @@ impl Application {
                 shutdown.child_token(),
             ));
         }
+        if let Some(path) = state.config.file_source.path.clone() {
+            tokio::spawn(file::run(
+                state.clone(),
+                path,
+                state.config.file_source.rate,
+                shutdown.child_token(),
+            ));
+        }
+        // Wakes the pipeline so due checkpoints happen even while no batch arrives.
+        let ticker = {
+            let st = state.clone();
+            let stop = shutdown.child_token();
+            let every = Duration::from_millis(st.config.state.durable_wait_ms.clamp(10, 1000));
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = t.tick() => st.pipeline.tick(),
+                    }
+                }
+            })
+        };
         info!(addr = %self.addr, "serving");
         let stop = shutdown.clone();
-        axum::serve(self.listener, web::app(state))
+        let served = axum::serve(self.listener, web::app(state.clone()))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
-            .context("HTTP server failed")
+            .context("HTTP server failed");
+        ticker.abort();
+        // A last checkpoint, so a clean stop loses nothing and replays nothing.
+        if let Err(e) = state.pipeline.checkpoint().await {
+            warn!(error = %e, "final checkpoint failed");
+        }
+        served
     }
 }

@@ -36,6 +36,10 @@ pub struct AppState {
     pub generator: Option<GeneratorControl>,
     /// The presenter controls' bearer token.
     pub control_token: String,
+    /// The sequence number of the last batch inside a durable checkpoint.
+    pub durable: tokio::sync::watch::Sender<u64>,
+    /// Source positions restored from the last checkpoint at start.
+    pub restored: crate::store::Positions,
     pub started: Instant,
 }
 
@@ -44,6 +48,9 @@ pub struct AppState {
 pub struct PipelineStats {
     applied: AtomicU64,
     window: Mutex<VecDeque<(Instant, u64)>>,
+    checkpoints: AtomicU64,
+    checkpoint_bytes: AtomicU64,
+    checkpoint_ms: AtomicU64,
 }
 
 const RATE_SPAN: Duration = Duration::from_secs(5);
@@ -60,6 +67,22 @@ impl PipelineStats {
         {
             w.pop_front();
         }
+    }
+
+    pub fn record_checkpoint(&self, bytes: usize, took: Duration) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_bytes.store(bytes as u64, Ordering::Relaxed);
+        self.checkpoint_ms
+            .store(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// (checkpoints taken, size of the last one, milliseconds it took).
+    pub fn checkpoint_figures(&self) -> (u64, u64, u64) {
+        (
+            self.checkpoints.load(Ordering::Relaxed),
+            self.checkpoint_bytes.load(Ordering::Relaxed),
+            self.checkpoint_ms.load(Ordering::Relaxed),
+        )
     }
 
     pub fn applied(&self) -> u64 {
@@ -106,6 +129,12 @@ impl SourceRegistry {
 }
 
 impl AppState {
+    /// Waits until the batch with sequence `seq` is in a durable checkpoint.
+    pub async fn wait_durable(&self, seq: u64) {
+        let mut rx = self.durable.subscribe();
+        let _ = rx.wait_for(|d| *d >= seq).await;
+    }
+
     pub fn health(&self) -> Health {
         let p = self.processor.read().expect("processor lock poisoned");
         let sources = self.sources.all();

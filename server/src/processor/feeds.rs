@@ -15,7 +15,7 @@ use super::{Photo, PhotoId, Processor, UserId};
 /// A home timeline: (photo time, photo, owner), oldest first, at most `cap` entries.
 /// The owner rides along (free: it fills the padding) so unfollow can filter without
 /// touching every photo.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Timeline {
     entries: VecDeque<(Millis, PhotoId, UserId)>,
 }

@@ -18,10 +18,12 @@ use instabrand_shared::Millis;
 use instabrand_shared::api::Window;
 use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN, MS_PER_SEC};
 
+use serde::{Deserialize, Serialize};
+
 use super::{PhotoId, ProcessorConfig, SpikeConfig};
 use crate::hll::Hll;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     pub photos: u64,
     pub likes: u64,
@@ -45,12 +47,14 @@ impl AddAssign for Counters {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct MinuteBucket {
     pub counters: Counters,
     /// Dropped once older than the sketch retention.
     pub reach: Option<Hll>,
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct HourBucket {
     pub counters: Counters,
     pub reach: Hll,
@@ -63,6 +67,7 @@ pub struct Windowed {
     pub reach: Hll,
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct BrandState {
     pub name: Box<str>,
     pub minutes: BTreeMap<i64, MinuteBucket>,

@@ -124,13 +124,14 @@ impl Default for SpikeConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UserId(pub u32);
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PhotoId(pub u32);
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BrandId(pub u16);
 
+#[derive(Serialize, Deserialize)]
 pub struct User {
     pub name: Box<str>,
     pub full_name: Option<Box<str>>,
@@ -147,12 +148,14 @@ pub struct User {
     pub comments_received: u64,
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Comment {
     pub user: UserId,
     pub text: Box<str>,
     pub created: Millis,
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Photo {
     pub owner: UserId,
     pub created: Millis,
@@ -198,14 +201,54 @@ pub enum Delta {
 
 pub type Deltas = SmallVec<[Delta; 2]>;
 
+/// A like or comment waiting for its photo. Only the original bytes are persisted;
+/// the event is decoded again on restore (it decoded once, so it decodes again).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "PendingRaw", try_from = "PendingRaw")]
 struct Pending {
     seq: u64,
     event: Event<'static>,
     raw: Box<[u8]>,
 }
 
+#[derive(Serialize, Deserialize)]
+struct PendingRaw {
+    seq: u64,
+    raw: Box<[u8]>,
+}
+
+impl From<Pending> for PendingRaw {
+    fn from(p: Pending) -> Self {
+        PendingRaw {
+            seq: p.seq,
+            raw: p.raw,
+        }
+    }
+}
+
+impl TryFrom<PendingRaw> for Pending {
+    type Error = String;
+    fn try_from(p: PendingRaw) -> Result<Self, String> {
+        let limits = instabrand_shared::DecodeLimits {
+            max_message_bytes: usize::MAX,
+            max_name_bytes: usize::MAX,
+            max_brand_bytes: usize::MAX,
+            max_brands: usize::MAX,
+            max_text_bytes: usize::MAX,
+        };
+        let event = instabrand_shared::decode(&p.raw, None, &limits)
+            .map_err(|e| e.to_string())?
+            .into_owned();
+        Ok(Pending {
+            seq: p.seq,
+            event,
+            raw: p.raw,
+        })
+    }
+}
+
 /// Counters for the health view.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub applied_by_kind: [u64; 6],
     pub duplicates: u64,
@@ -217,7 +260,11 @@ pub struct Stats {
     pub dead_letters: BTreeMap<Reason, u64>,
 }
 
+/// The whole state; `snapshot` / `restore` persist it (indexes are rebuilt, scratch
+/// space and configuration are not stored).
+#[derive(Serialize, Deserialize)]
 pub struct Processor {
+    #[serde(skip)]
     pub(crate) cfg: ProcessorConfig,
     pub(crate) users: Vec<User>,
     /// Stable hash of each username, by user id: the same user hashes alike on every
@@ -226,13 +273,17 @@ pub struct Processor {
     hashes: Vec<u64>,
     pub(crate) timelines: Vec<Timeline>,
     /// The users one event reaches, encoded once and merged into each of its sketches.
+    #[serde(skip)]
     reached: Hll,
+    #[serde(skip)]
     user_index: FxHashMap<Box<str>, UserId>,
     pub(crate) photos: Vec<Photo>,
+    #[serde(skip)]
     photo_index: FxHashMap<(UserId, Millis), PhotoId>,
     /// (photo, liker) pairs: a repeated like counts once.
     likes: FxHashSet<u64>,
     pub(crate) brands: Vec<BrandState>,
+    #[serde(skip)]
     brand_index: FxHashMap<Box<str>, BrandId>,
     /// All brands together, for share of voice and influencers.
     pub(crate) totals: BrandState,
@@ -285,6 +336,28 @@ impl Processor {
 
     pub fn config(&self) -> &ProcessorConfig {
         &self.cfg
+    }
+
+    /// The whole state as bytes (postcard), for a checkpoint.
+    pub fn snapshot(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(self)
+    }
+
+    /// The state a `snapshot` saved, running under `cfg`.
+    pub fn restore(bytes: &[u8], cfg: ProcessorConfig) -> Result<Processor, postcard::Error> {
+        let mut p: Processor = postcard::from_bytes(bytes)?;
+        p.cfg = cfg;
+        for (i, u) in p.users.iter().enumerate() {
+            p.user_index.insert(u.name.clone(), UserId(i as u32));
+        }
+        for (i, ph) in p.photos.iter().enumerate() {
+            p.photo_index
+                .insert((ph.owner, ph.created), PhotoId(i as u32));
+        }
+        for (i, b) in p.brands.iter().enumerate() {
+            p.brand_index.insert(b.name.clone(), BrandId(i as u16));
+        }
+        Ok(p)
     }
 
     /// The stream's clock: the newest event time, held back by the allowed lateness.

@@ -548,3 +548,41 @@ fn the_original_brand_metrics_are_top_20_by_engagement_in_percent() {
         ]
     );
 }
+
+#[test]
+fn a_restored_snapshot_continues_exactly_as_if_never_stopped() {
+    let first: Vec<String> = vec![
+        follow("reader", "a", &at(0, 0)),
+        photo("a", "Nike", &at(0, 1)),
+        like("b", "a", &at(0, 1), &at(0, 2)),
+        like("c", "a", &at(9, 0), &at(0, 3)), // waits for a photo that comes later
+        comment("d", "a", &at(0, 1), "<b>hi</b>", &at(0, 4)),
+    ];
+    let second: Vec<String> = vec![
+        photo("a", "Nike", &at(9, 0)),
+        like("b", "a", &at(0, 1), &at(9, 1)), // a repeat: still counts once
+        unfollow("reader", "a", &at(9, 2)),
+        photo("reader", "Apple, Inc.", &at(9, 3)),
+    ];
+    let mut whole = Sim::new();
+    whole.feed(&first).feed(&second);
+    let mut before = Sim::new();
+    before.feed(&first);
+    let bytes = before.p.snapshot().unwrap();
+    let mut after = Sim {
+        p: Processor::restore(&bytes, ProcessorConfig::default()).unwrap(),
+        dead: Vec::new(),
+        alerts: Vec::new(),
+    };
+    after.feed(&second);
+    let view = |s: &Sim| {
+        (
+            serde_json::to_string(&s.p.leaderboard(Window::All)).unwrap(),
+            serde_json::to_string(&s.p.user_feeds(s.uid("reader"), 50)).unwrap(),
+            serde_json::to_string(&s.p.user_feeds(s.uid("a"), 50)).unwrap(),
+            s.p.stats.clone(),
+            s.p.pending_count(),
+        )
+    };
+    assert_eq!(view(&after), view(&whole));
+}

@@ -99,6 +99,33 @@ impl GeneratorControl {
     }
 }
 
+pub const NAME: &str = "generator";
+
+fn position(generator: &Generator) -> (String, serde_json::Value) {
+    (
+        NAME.to_string(),
+        serde_json::json!({ "emitted": generator.events_emitted() }),
+    )
+}
+
+/// Skips the events a checkpoint already holds: the stream is deterministic by seed, so
+/// emitting and discarding them puts the generator back where the state left off.
+pub fn fast_forward(
+    generator: &mut Generator,
+    restored: &crate::store::Positions,
+    now: i64,
+) -> u64 {
+    let n = restored
+        .get(NAME)
+        .and_then(|p| p.get("emitted"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    for _ in 0..n {
+        generator.next_event_at(now);
+    }
+    n
+}
+
 fn encode(generator: &mut Generator, now: i64, buf: &mut Vec<u8>) -> Record {
     let ev = generator.next_event_at(now);
     buf.clear();
@@ -138,7 +165,12 @@ pub async fn run(
             batch.push(encode(&mut generator, now, &mut buf));
         }
         status.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if state.pipeline.send(batch).await.is_err() {
+        if state
+            .pipeline
+            .send_at(batch, position(&generator))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -197,7 +229,7 @@ pub async fn run(
                 let now = wall_ms();
                 let batch: Vec<Record> = (0..n).map(|_| encode(&mut generator, now, &mut buf)).collect();
                 status.sent.fetch_add(n as u64, Ordering::Relaxed);
-                if state.pipeline.send(batch).await.is_err() {
+                if state.pipeline.send_at(batch, position(&generator)).await.is_err() {
                     warn!("pipeline closed; generator stops");
                     break;
                 }

@@ -52,9 +52,11 @@ pub async fn ingest(
                 _ => 0,
             })
             .collect();
+        // Answer only once the events are in a durable checkpoint: an acknowledged
+        // ingest must survive a crash.
         let result = state
             .pipeline
-            .submit(std::mem::replace(&mut records, rest))
+            .submit_batch(std::mem::replace(&mut records, rest), None, true)
             .await
             .map_err(|e| ApiErr::Unavailable(e.to_string()))?;
         report.accepted += result.applied;
