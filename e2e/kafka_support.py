@@ -102,23 +102,27 @@ class Broker:
         p.close()
         return ends
 
-    def read_all(self, topic, timeout=10.0):
-        """Every record of `topic`, from the beginning, without a consumer group."""
-        c = KafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False,
-                          consumer_timeout_ms=int(timeout * 1000))
-        parts = wait_for(lambda: c.partitions_for_topic(topic), timeout=timeout,
-                         message=f"partitions of {topic}")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out = []
-        deadline = time.time() + timeout
-        while any(c.position(tp) < ends[tp] for tp in tps) and time.time() < deadline:
-            for batch in c.poll(timeout_ms=500).values():
-                out.extend(batch)
-        c.close()
-        return out
+    def read_all(self, topic, expected, timeout=30.0):
+        """Records of `topic` from the beginning, without a consumer group, until
+        `expected` have been read (or `timeout`). (Not "up to the end offsets": tansu
+        0.6 answers kafka-python's ListOffsets with the last batch's base offset + 1,
+        not the high watermark, and `seek_to_beginning` hangs `position()` there.)"""
+        c = KafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False)
+        try:
+            parts = wait_for(lambda: c.partitions_for_topic(topic), timeout=timeout,
+                             message=f"partitions of {topic}")
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            c.assign(tps)
+            for tp in tps:
+                c.seek(tp, 0)
+            out = []
+            deadline = time.time() + timeout
+            while len(out) < expected and time.time() < deadline:
+                for batch in c.poll(timeout_ms=500).values():
+                    out.extend(batch)
+            return out
+        finally:
+            c.close(autocommit=False)
 
     def committed(self, group, tps):
         """The group's committed offsets for `tps`: {TopicPartition: offset or None}.

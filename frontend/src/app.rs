@@ -111,7 +111,10 @@ fn App() -> impl IntoView {
     );
 
     let tick = set_interval_with_handle(
-        move || ctx.now.set(dom::now_ms()),
+        move || {
+            ctx.now.set(dom::now_ms());
+            dom::report_wasm_memory();
+        },
         std::time::Duration::from_secs(1),
     )
     .ok();

@@ -107,3 +107,20 @@ pub fn report_metric(name: &str, value: f64) {
     }
     tracing::info!(metric = name, value, "measurement");
 }
+
+/// Publishes the wasm linear memory size (`data-wasm-memory-bytes`): it only ever
+/// grows, so a value that stops growing shows the page's memory is bounded. Read by
+/// the benchmark's soak run.
+pub fn report_wasm_memory() {
+    let bytes = wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| {
+            m.buffer()
+                .unchecked_into::<js_sys::ArrayBuffer>()
+                .byte_length()
+        })
+        .unwrap_or(0);
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-wasm-memory-bytes", &bytes.to_string());
+    }
+}
