@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Kafka benchmark, against a real broker (tansu on loopback, in memory).
+#
+#   scripts/bench-kafka.sh [EVENTS]        (default 1,000,000)
+#
+# 1. Throughput: `instabrand generate --kafka` writes EVENTS generator events to the six
+#    topics; then a bare rdkafka consumer (server/examples/bare_consumer.rs: counts
+#    messages, nothing else) and the server (`serve --kafka`: consume, decode, apply,
+#    commit) each read all of them in their own consumer group. Both are timed from
+#    their first message to their last, so joining the group is not counted.
+# 2. Latency: a fresh broker and server; server/examples/kafka_latency.rs produces at
+#    LATENCY_RATE events/s (default 10,000) for LATENCY_SECONDS (default 20) and times
+#    each upload from just before it is handed to the producer until the WebSocket
+#    `map_points` frame carrying it arrives.
+#
+# Environment: CARGO_TARGET_DIR (default target), LATENCY_RATE, LATENCY_SECONDS,
+# BENCH_USERS (users in the generated network, default 20,000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EVENTS=${1:-1000000}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+echo "building (release)..." >&2
+cargo build --release -p instabrand-server --bin instabrand --example bare_consumer --example kafka_latency >&2
+
+INSTABRAND_BIN="$TARGET/release/instabrand" \
+BARE="$TARGET/release/examples/bare_consumer" \
+LATENCY="$TARGET/release/examples/kafka_latency" \
+EVENTS="$EVENTS" \
+LATENCY_RATE="${LATENCY_RATE:-10000}" \
+LATENCY_SECONDS="${LATENCY_SECONDS:-20}" \
+BENCH_USERS="${BENCH_USERS:-20000}" \
+python3 - <<'EOF'
+import json, os, subprocess, sys, time
+sys.path.insert(0, "e2e")
+from kafka import KafkaConsumer, TopicPartition
+from kafka_support import EVENT_TOPICS, Broker, Server, wait_for
+
+N = int(os.environ["EVENTS"])
+BIN, BARE, LATENCY = os.environ["INSTABRAND_BIN"], os.environ["BARE"], os.environ["LATENCY"]
+
+
+def end_offsets(broker):
+    c = KafkaConsumer(bootstrap_servers=broker.address)
+    tps = [TopicPartition(t, p) for t in EVENT_TOPICS for p in c.partitions_for_topic(t)]
+    ends = c.end_offsets(tps)
+    c.close()
+    return ends
+
+
+def server_rate(broker, ends):
+    """Consumed-and-applied events/s, from the first applied event to the last."""
+    s = Server(broker, group="bench-server", env={"RUST_LOG": "warn"})
+    try:
+        first = last = None
+        seen = 0
+        next_check = 0.0
+        while True:
+            applied = s.health()["events_applied"]
+            now = time.time()
+            if applied and first is None:
+                first = now
+            if applied != seen:
+                seen, last = applied, now
+            if now >= next_check:
+                next_check = now + 0.5
+                c = broker.committed("bench-server", list(ends))
+                if all((c[tp] or 0) >= end for tp, end in ends.items()):
+                    break
+            time.sleep(0.01)
+        return N / (last - first), seen
+    finally:
+        s.stop()
+
+
+def bare_rate(broker, group):
+    out = subprocess.run([BARE, broker.address, group, str(N)], check=True,
+                         capture_output=True, text=True, timeout=600)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["messages"] == N, r
+    return r["per_sec"]
+
+
+b = Broker()
+try:
+    t = time.time()
+    subprocess.run([BIN, "generate", "--kafka", b.address, "--events", str(N),
+                    "--users", os.environ["BENCH_USERS"], "--rate", "0"],
+                   check=True, env={**os.environ, "RUST_LOG": "warn"})
+    print(f"produced {N} events in {time.time() - t:.1f} s", file=sys.stderr)
+    ends = end_offsets(b)
+    assert sum(ends.values()) == N, (sum(ends.values()), N)
+    bare1 = bare_rate(b, "bench-bare-1")
+    ours, applied = server_rate(b, ends)
+    bare2 = bare_rate(b, "bench-bare-2")
+finally:
+    b.stop()
+bare = (bare1 + bare2) / 2
+
+b = Broker()
+try:
+    s = Server(b, group="bench-latency", env={"RUST_LOG": "warn"})
+    try:
+        s.wait_connected()
+        ws = s.base.replace("http://", "ws://") + "/ws"
+        out = subprocess.run([LATENCY, b.address, ws, os.environ["LATENCY_RATE"],
+                              os.environ["LATENCY_SECONDS"]],
+                             check=True, capture_output=True, text=True, timeout=600)
+        lat = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        s.stop()
+finally:
+    b.stop()
+
+print()
+print(f"Kafka benchmark ({os.cpu_count()} cores, tansu 0.6 in memory on loopback, {N:,} generator events, 6 topics x 3 partitions)")
+print(f"  server consume+decode+apply+commit : {ours:>10,.0f} events/s")
+print(f"  bare rdkafka consumer (count only) : {bare:>10,.0f} events/s   (runs before and after: {bare1:,.0f}, {bare2:,.0f})")
+print(f"  ratio                              : {ours / bare:>10.2f}   (goal >= 0.8)")
+print(f"  produce -> WebSocket map frame at {lat['rate']:,.0f} events/s for {os.environ['LATENCY_SECONDS']} s "
+      f"({lat['photos_seen']:,} of {lat['photos_timed']:,} uploads timed, {lat['frames']} frames):")
+print(f"    p50 {lat['p50_ms']:.1f} ms   p90 {lat['p90_ms']:.1f} ms   p99 {lat['p99_ms']:.1f} ms   max {lat['max_ms']:.1f} ms   (goal p99 <= 100 ms)")
+EOF

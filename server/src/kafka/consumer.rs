@@ -1,0 +1,481 @@
+//! The Kafka source: one consumer in the group `kafka.group_id`, subscribed to the six
+//! event topics (or the combined topic), feeding the pipeline in batches.
+//!
+//! Delivery guarantee: at-least-once, with replays suppressed inside one process.
+//! - Auto-commit and librdkafka's automatic offset store are off. A batch's offsets are
+//!   committed only after the pipeline acknowledges the batch, that is after it has been
+//!   applied to the processor and its dead letters acknowledged by the dead-letter
+//!   topic. A crash, or a rebalance, before the commit makes the next owner of the
+//!   partition read those records again.
+//! - The group falls back to its last committed offset whenever the consumer re-joins
+//!   (broker restarted, commit lost in a rebalance). This process remembers, per
+//!   partition, the next offset it has already handed to the pipeline and skips records
+//!   below it, so such a rewind applies nothing twice. That matters: comments are
+//!   counted, not kept as a set, so a replayed comment would count again.
+//! - Batching adapts to the load: a record read while the pipeline is idle is handed
+//!   over at once; while a batch is being applied, records gather (up to
+//!   `pipeline.max_batch_records`, or `kafka.flush_interval_ms`). Up to
+//!   `kafka.batches_in_flight` batches are handed over and awaited in order, so
+//!   reading overlaps applying. Applied offsets are committed every
+//!   `kafka.commit_interval_ms` (and at shutdown), not once per batch: small batches
+//!   must not turn into a commit request each.
+//! - The broker being away never ends this loop: librdkafka reconnects by itself, the
+//!   health view (source `kafka`) says what is wrong meanwhile, and consumption resumes
+//!   at the next offset not yet handed over.
+//!
+//! Until the state store exists the processor's state lives in memory only: a restarted
+//! server resumes at the committed offsets with an empty state. Once state is durable,
+//! the offsets to resume from belong with the snapshot they produced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use instabrand_shared::EventKind;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError as RdKafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, instrument, warn};
+
+use super::{KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics};
+use crate::pipeline::{BatchResult, Origin, PipelineClosed, PipelineHandle, Record};
+use crate::state::AppState;
+
+/// The name the source reports its health under.
+const SOURCE: &str = "kafka";
+/// Retry delays while the broker cannot be reached at start.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long shutdown waits for batches already handed to the pipeline.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Consumes until `shutdown`, feeding `state.pipeline`. Never returns early because of
+/// the broker: it retries until it is reachable.
+pub async fn run_consumer(state: Arc<AppState>, cfg: KafkaConfig, shutdown: CancellationToken) {
+    let brokers = cfg.brokers.clone().unwrap_or_default();
+    report(&state, false, format!("connecting to {brokers}"));
+    let mut retry = RETRY_FIRST;
+    loop {
+        let outcome = match setup(&state, &cfg).await {
+            Ok(consumer) => consume(&state, &cfg, consumer, &shutdown).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(why) => {
+                warn!(%why, retry_in = ?retry, "Kafka consumer not running");
+                report(&state, false, why);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// Creates the topics (when configured to) and a subscribed consumer.
+#[instrument(skip_all)]
+async fn setup(
+    state: &Arc<AppState>,
+    cfg: &KafkaConfig,
+) -> Result<StreamConsumer<GroupContext>, KafkaError> {
+    let topics = source_topics(cfg);
+    let mut names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
+    if cfg.create_topics {
+        names.push(&cfg.dead_letter_topic);
+        ensure_topics(cfg, &names).await?;
+        names.pop();
+    }
+    let mut c = client_config(cfg)?;
+    c.set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // Lag for the health view and /metrics comes from librdkafka's statistics.
+        .set("statistics.interval.ms", "1000")
+        // Bounds how long a fetch waits for data: part of the live latency.
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    let consumer: StreamConsumer<GroupContext> = c
+        .create_with_context(GroupContext {
+            state: state.clone(),
+            brokers: cfg.brokers.clone().unwrap_or_default(),
+            connected: AtomicBool::new(false),
+        })
+        .map_err(|source| KafkaError::Client {
+            what: "consumer",
+            source,
+        })?;
+    consumer
+        .subscribe(&names)
+        .map_err(|source| KafkaError::Client {
+            what: "subscription",
+            source,
+        })?;
+    info!(topics = ?names, group = %cfg.group_id, "consuming from Kafka");
+    Ok(consumer)
+}
+
+/// A topic we read, interned so records share its name.
+struct SourceTopic {
+    name: Arc<str>,
+    hint: Option<EventKind>,
+}
+
+/// The next offset per (topic index, partition).
+type Positions = BTreeMap<(usize, i32), i64>;
+
+/// Records read and not yet handed to the pipeline.
+struct PendingBatch {
+    records: Vec<Record>,
+    next: Positions,
+}
+
+/// The select loop. `Ok` on shutdown; `Err` when the consumer must be rebuilt.
+async fn consume(
+    state: &Arc<AppState>,
+    cfg: &KafkaConfig,
+    consumer: StreamConsumer<GroupContext>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let topics: Vec<SourceTopic> = source_topics(cfg)
+        .into_iter()
+        .map(|(name, hint)| SourceTopic {
+            name: name.into(),
+            hint,
+        })
+        .collect();
+    let max_batch = state.config.pipeline.max_batch_records.max(1);
+    let max_in_flight = cfg.batches_in_flight.max(1);
+    let mut batch = PendingBatch {
+        records: Vec::with_capacity(max_batch),
+        next: Positions::new(),
+    };
+    // Next offset already handed to the pipeline, per partition: below it is a replay.
+    let mut handed: HashMap<(usize, i32), i64> = HashMap::new();
+    let mut in_flight = FuturesOrdered::new();
+    let mut ticker = tokio::time::interval(cfg.flush_interval());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut commit_ticker = tokio::time::interval(cfg.commit_interval());
+    commit_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Applied and not yet committed.
+    let mut to_commit = Positions::new();
+    let mut replays_skipped = 0u64;
+
+    let result = loop {
+        // Biased, in this order, so a steady stream of records cannot starve the
+        // acknowledgements and the tickers.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            Some((done, next)) = in_flight.next(), if !in_flight.is_empty() => {
+                let done: Result<BatchResult, PipelineClosed> = done;
+                match done {
+                    Ok(_) => to_commit.extend(next),
+                    // The server is stopping: nothing more will be applied.
+                    Err(PipelineClosed) => break Ok(()),
+                }
+                // What gathered while the pipeline was busy goes now.
+                if in_flight.is_empty() && !batch.records.is_empty() {
+                    in_flight.push_back(hand_over(&state.pipeline, &mut batch, &mut handed));
+                }
+            }
+            _ = commit_ticker.tick(), if !to_commit.is_empty() => {
+                commit(&consumer, &topics, &std::mem::take(&mut to_commit), CommitMode::Async);
+            }
+            _ = ticker.tick(), if !batch.records.is_empty() && in_flight.len() < max_in_flight => {
+                in_flight.push_back(hand_over(&state.pipeline, &mut batch, &mut handed));
+            }
+            msg = consumer.recv(), if in_flight.len() < max_in_flight => match msg {
+                Ok(m) => {
+                    consumer.context().mark_connected();
+                    let Some(t) = topics.iter().position(|t| *t.name == *m.topic()) else {
+                        continue;
+                    };
+                    let key = (t, m.partition());
+                    if handed.get(&key).is_some_and(|&next| m.offset() < next) {
+                        replays_skipped += 1;
+                        if replays_skipped.is_power_of_two() {
+                            debug!(replays_skipped, "skipped records this process already applied");
+                        }
+                        continue;
+                    }
+                    batch.records.push(to_record(&topics[t], &m));
+                    batch.next.insert(key, m.offset() + 1);
+                    // Adaptive batching: an idle pipeline gets the record at once (low
+                    // latency when the stream is slow); a busy one lets records gather
+                    // into a larger batch (throughput when it is not).
+                    if batch.records.len() >= max_batch || in_flight.is_empty() {
+                        in_flight.push_back(hand_over(&state.pipeline, &mut batch, &mut handed));
+                    }
+                }
+                Err(e) => {
+                    if let Some(why) = consumer.context().on_error(&e) {
+                        break Err(why);
+                    }
+                }
+            },
+        }
+    };
+
+    // Batches already handed over are applied (or the pipeline is gone): wait for them,
+    // bounded, and commit what they cover. The partial batch is dropped uncommitted, so
+    // it is read again by whoever consumes next.
+    let drain = async {
+        while let Some((done, next)) = in_flight.next().await {
+            if done.is_err() {
+                break;
+            }
+            to_commit.extend(next);
+        }
+    };
+    let _ = tokio::time::timeout(SHUTDOWN_WAIT, drain).await;
+    if !to_commit.is_empty() {
+        commit(&consumer, &topics, &to_commit, CommitMode::Sync);
+    }
+    if result.is_ok() {
+        report(state, false, "stopped".into());
+    }
+    result
+}
+
+fn to_record(topic: &SourceTopic, m: &BorrowedMessage<'_>) -> Record {
+    Record {
+        bytes: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        hint: topic.hint,
+        origin: Origin::Kafka {
+            topic: topic.name.clone(),
+            partition: m.partition(),
+            offset: m.offset(),
+        },
+    }
+}
+
+/// Hands the pending batch to the pipeline; the future resolves once it is applied,
+/// with the positions to commit.
+fn hand_over(
+    pipeline: &PipelineHandle,
+    batch: &mut PendingBatch,
+    handed: &mut HashMap<(usize, i32), i64>,
+) -> impl Future<Output = (Result<BatchResult, PipelineClosed>, Positions)> + use<> {
+    let records = std::mem::take(&mut batch.records);
+    let next = std::mem::take(&mut batch.next);
+    batch.records.reserve(records.len());
+    for (k, v) in &next {
+        handed.insert(*k, *v);
+    }
+    let pipeline = pipeline.clone();
+    async move { (pipeline.submit(records).await, next) }
+}
+
+/// Commits `next` (the offsets after the last applied records).
+fn commit(
+    consumer: &StreamConsumer<GroupContext>,
+    topics: &[SourceTopic],
+    next: &Positions,
+    mode: CommitMode,
+) {
+    let mut tpl = TopicPartitionList::with_capacity(next.len());
+    for ((t, p), o) in next {
+        if let Err(e) = tpl.add_partition_offset(&topics[*t].name, *p, Offset::Offset(*o)) {
+            warn!(error = %e, "bad offset to commit");
+        }
+    }
+    // A failed commit only means these records may be read again after a rebalance or
+    // restart: at-least-once holds, so it is logged, not fatal.
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        warn!(error = %e, "could not commit offsets");
+    }
+}
+
+fn report(state: &AppState, connected: bool, detail: String) {
+    state.sources.update(SOURCE, |h| {
+        h.connected = connected;
+        h.detail = detail;
+    });
+}
+
+/// The consumer's callbacks: rebalances and commits logged, statistics turned into lag
+/// and broker state for the health view.
+struct GroupContext {
+    state: Arc<AppState>,
+    brokers: String,
+    /// Mirrors the health view's flag, so the hot path takes no lock.
+    connected: AtomicBool,
+}
+
+impl GroupContext {
+    fn mark_connected(&self) {
+        if !self.connected.swap(true, Ordering::Relaxed) {
+            info!(brokers = %self.brokers, "Kafka broker reachable; consuming");
+            report(
+                &self.state,
+                true,
+                format!("consuming from {}", self.brokers),
+            );
+        }
+    }
+
+    fn mark_disconnected(&self, why: String) {
+        if self.connected.swap(false, Ordering::Relaxed) {
+            warn!(brokers = %self.brokers, %why, "Kafka broker unreachable; retrying");
+        }
+        report(&self.state, false, why);
+    }
+
+    /// Handles an error from `recv`. `Some` when the consumer must be rebuilt.
+    fn on_error(&self, e: &RdKafkaError) -> Option<String> {
+        match e {
+            RdKafkaError::MessageConsumptionFatal(code) => {
+                error!(%code, "fatal Kafka consumer error; rebuilding the consumer");
+                Some(format!("fatal consumer error: {code}"))
+            }
+            RdKafkaError::MessageConsumption(
+                code @ (RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut),
+            ) => {
+                self.mark_disconnected(format!("broker {}: {code}", self.brokers));
+                None
+            }
+            other => {
+                // Transient (a topic not yet known, a coordinator moving): librdkafka
+                // recovers by itself.
+                warn!(error = %other, "Kafka consumer error");
+                None
+            }
+        }
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        logging::log("consumer", level, facility, message);
+    }
+
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        self.mark_disconnected(format!("{error}: {reason}"));
+    }
+
+    fn stats(&self, s: Statistics) {
+        let up = s
+            .brokers
+            .values()
+            .any(|b| b.source != "logical" && b.state == "UP");
+        let lag = partition_lag(&s);
+        self.state.sources.update(SOURCE, |h| h.lag = lag);
+        if up {
+            self.mark_connected();
+        } else {
+            self.mark_disconnected(format!("no connection to broker {}", self.brokers));
+        }
+    }
+}
+
+/// Lag in messages per `topic/partition` we consume: the high watermark minus the
+/// committed offset (minus the start of the log while nothing is committed yet).
+fn partition_lag(s: &Statistics) -> BTreeMap<String, i64> {
+    let mut lag = BTreeMap::new();
+    for (topic, t) in &s.topics {
+        for (p, part) in &t.partitions {
+            if *p < 0 || part.fetch_state == "none" {
+                continue;
+            }
+            let n = if part.consumer_lag >= 0 {
+                part.consumer_lag
+            } else if part.hi_offset >= 0 {
+                part.hi_offset - part.lo_offset.max(0)
+            } else {
+                continue;
+            };
+            lag.insert(format!("{topic}/{p}"), n);
+        }
+    }
+    lag
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => info!(partitions = %describe(tpl), "partitions revoked"),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            info!(partitions = %describe(tpl), "partitions assigned");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => debug!(partitions = offsets.count(), "offsets committed"),
+            Err(e) => warn!(error = %e, partitions = %describe(offsets), "offset commit failed"),
+        }
+    }
+}
+
+/// `topic/partition` list for logs.
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_reported_per_consumed_partition() {
+        use rdkafka::statistics::{Partition, Topic};
+        let part = |partition, fetch_state: &str, consumer_lag, lo_offset, hi_offset| Partition {
+            partition,
+            fetch_state: fetch_state.into(),
+            consumer_lag,
+            lo_offset,
+            hi_offset,
+            ..Partition::default()
+        };
+        let mut topic = Topic::default();
+        for p in [
+            part(0, "active", 5, 0, 10),
+            // Nothing committed yet: everything retained is lag.
+            part(1, "active", -1, 2, 7),
+            // Not ours (another member of the group reads it).
+            part(2, "none", -1, -1, -1),
+            // librdkafka's "unassigned" pseudo-partition.
+            part(-1, "none", -1, -1, -1),
+        ] {
+            topic.partitions.insert(p.partition, p);
+        }
+        let mut s = Statistics::default();
+        s.topics.insert("like".into(), topic);
+        assert_eq!(
+            partition_lag(&s),
+            BTreeMap::from([("like/0".to_string(), 5), ("like/1".to_string(), 5)])
+        );
+    }
+}

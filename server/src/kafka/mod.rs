@@ -1,0 +1,187 @@
+//! Kafka: the consumer-group source that feeds the pipeline (`consumer`), the
+//! dead-letter topic (`dead_letters`), the generator's producer behind
+//! `instabrand generate --kafka` (`producer`), and topic creation (`admin`).
+//!
+//! The topic layout is the original system's: one topic per event type, named after
+//! the event (`create-user`, `photo-upload`, `follow`, `unfollow`, `like`, `comment`),
+//! keyed by username; or, by option, one combined topic whose records carry their
+//! `event` field. Every client here is built from [`KafkaConfig`] by [`client_config`],
+//! so extra librdkafka properties (security, tuning) apply to all of them.
+
+mod admin;
+mod consumer;
+mod dead_letters;
+mod logging;
+mod producer;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use instabrand_shared::EventKind;
+use rdkafka::config::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+pub use admin::ensure_topics;
+pub use consumer::run_consumer;
+pub use dead_letters::{KafkaDeadLetterSink, dead_letter_sink};
+pub use producer::produce;
+
+/// Kafka settings (`[kafka]` in the TOML file, `INSTABRAND_KAFKA__*`, `--kafka`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`; set means Kafka mode.
+    pub brokers: Option<String>,
+    pub group_id: String,
+    /// Read one combined topic instead of the six per-event topics.
+    pub combined_topic: Option<String>,
+    pub dead_letter_topic: String,
+    /// Create missing topics at start.
+    pub create_topics: bool,
+    /// Partitions of the topics we create.
+    pub partitions: i32,
+    /// Replicas of the topics we create (1 suits a single test broker).
+    pub replication_factor: i32,
+    /// A partly filled batch waits at most this long while another one is applied.
+    pub flush_interval_ms: u64,
+    /// Applied offsets are committed this often (a crash replays at most this much).
+    pub commit_interval_ms: u64,
+    /// Batches handed to the pipeline and not yet applied, at most. More than one lets
+    /// the next batch be read while the previous one is applied.
+    pub batches_in_flight: usize,
+    /// How long a dead-letter write waits for the broker's acknowledgement before it
+    /// reports a failure (librdkafka keeps retrying the records after that).
+    pub dead_letter_flush_timeout_ms: u64,
+    /// Extra librdkafka properties for every client (consumer, producers, admin),
+    /// e.g. `"security.protocol" = "SASL_SSL"`. They override ours.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: None,
+            group_id: "instabrand".into(),
+            combined_topic: None,
+            dead_letter_topic: "instabrand-dead-letters".into(),
+            create_topics: true,
+            partitions: 3,
+            replication_factor: 1,
+            flush_interval_ms: 20,
+            commit_interval_ms: 500,
+            batches_in_flight: 4,
+            dead_letter_flush_timeout_ms: 5_000,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.max(1))
+    }
+
+    fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms.max(1))
+    }
+}
+
+/// Why a Kafka client could not be set up or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("no Kafka brokers configured (kafka.brokers / --kafka)")]
+    NoBrokers,
+    #[error("creating the Kafka {what}: {source}")]
+    Client {
+        what: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("creating topics: {0}")]
+    CreateTopics(String),
+}
+
+/// The topics the consumer reads, each with the event type its name implies.
+pub fn source_topics(cfg: &KafkaConfig) -> Vec<(String, Option<EventKind>)> {
+    match &cfg.combined_topic {
+        Some(t) => vec![(t.clone(), None)],
+        None => EventKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_string(), Some(*k)))
+            .collect(),
+    }
+}
+
+/// The topic an event of `kind` is produced to.
+pub fn topic_for(cfg: &KafkaConfig, kind: EventKind) -> &str {
+    cfg.combined_topic.as_deref().unwrap_or(kind.as_str())
+}
+
+/// Properties shared by every client, then the user's own on top.
+fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, KafkaError> {
+    let brokers = cfg.brokers.as_deref().ok_or(KafkaError::NoBrokers)?;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("client.id", "instabrand")
+        // librdkafka logs through our `ClientContext::log`, which goes to tracing.
+        .set("log.connection.close", "false");
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_layout_is_one_topic_per_event_named_after_it() {
+        let cfg = KafkaConfig::default();
+        let topics = source_topics(&cfg);
+        let names: Vec<_> = topics.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "create-user",
+                "photo-upload",
+                "follow",
+                "unfollow",
+                "like",
+                "comment"
+            ]
+        );
+        assert!(
+            topics
+                .iter()
+                .all(|(t, k)| k.map(|k| k.as_str()) == Some(t.as_str()))
+        );
+        assert_eq!(topic_for(&cfg, EventKind::Like), "like");
+    }
+
+    #[test]
+    fn a_combined_topic_carries_every_event_without_a_hint() {
+        let cfg = KafkaConfig {
+            combined_topic: Some("events".into()),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(source_topics(&cfg), [("events".to_string(), None)]);
+        assert_eq!(topic_for(&cfg, EventKind::CreateUser), "events");
+    }
+
+    #[test]
+    fn user_properties_override_ours() {
+        let mut cfg = KafkaConfig {
+            brokers: Some("127.0.0.1:9092".into()),
+            ..KafkaConfig::default()
+        };
+        cfg.client.insert("client.id".into(), "mine".into());
+        let c = client_config(&cfg).unwrap();
+        assert_eq!(c.get("client.id"), Some("mine"));
+        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        assert!(matches!(
+            client_config(&KafkaConfig::default()),
+            Err(KafkaError::NoBrokers)
+        ));
+    }
+}

@@ -1,0 +1,274 @@
+//! `instabrand generate --kafka`: the generator's stream produced to the event topics,
+//! in the exact original JSON shape, keyed by username (the user the event is about:
+//! the creator, the uploader, the follower, the liker or commenter), as the original
+//! producer did.
+//!
+//! The producer is idempotent (`enable.idempotence`): librdkafka's retries after a
+//! lost acknowledgement neither duplicate nor reorder records within a partition.
+//! (tansu 0.6 accepts it; checked against it.) The bootstrap (every user and the
+//! initial follow graph) is produced as fast as the broker takes it; after that the
+//! stream is paced at `rate` events per second of wall time and stamped with the wall
+//! clock, so a consuming server sees a live network. A rate that is not a positive
+//! number means unpaced. Ctrl-C stops cleanly: what was sent is flushed first.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use instabrand_generator::{Generator, write_original_json};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use tracing::{info, warn};
+
+use super::{
+    KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics, topic_for,
+};
+use crate::state::wall_ms;
+
+/// How often the progress line is redrawn (on a terminal) or printed (otherwise).
+const PROGRESS_TTY: Duration = Duration::from_millis(250);
+const PROGRESS_LOG: Duration = Duration::from_secs(5);
+/// How long the final flush may wait for the broker.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Produces `events` events (unbounded if `None`, until Ctrl-C) from a generator built
+/// with `network`, paced at `network.rate` events/s after the bootstrap.
+pub async fn produce(
+    cfg: &KafkaConfig,
+    network: instabrand_generator::Config,
+    events: Option<u64>,
+) -> anyhow::Result<()> {
+    if cfg.create_topics {
+        let topics = source_topics(cfg);
+        let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
+        ensure_topics(cfg, &names)
+            .await
+            .context("creating the event topics")?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.store(true, Ordering::Relaxed);
+        }
+    });
+    let cfg = cfg.clone();
+    let summary =
+        tokio::task::spawn_blocking(move || produce_blocking(&cfg, network, events, &stop))
+            .await
+            .context("the producer thread panicked")??;
+    eprintln!("{summary}");
+    if summary.failed > 0 {
+        anyhow::bail!("{} events were not delivered", summary.failed);
+    }
+    Ok(())
+}
+
+/// Counts acknowledgements and refusals.
+#[derive(Default)]
+struct Deliveries {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct CountingContext(Arc<Deliveries>);
+
+impl ClientContext for CountingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        logging::log("producer", level, facility, message);
+    }
+
+    fn error(&self, error: RdKafkaError, reason: &str) {
+        warn!(%error, "producer: {reason}");
+    }
+}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.0.delivered.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                // One line per failure would flood the terminal when the broker goes.
+                if self.0.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    warn!(error = %e, "an event was not delivered (further failures are counted)");
+                }
+                0
+            }
+        };
+    }
+}
+
+#[derive(Debug)]
+struct Summary {
+    sent: u64,
+    delivered: u64,
+    failed: u64,
+    elapsed: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "produced {} events in {:.1} s ({:.0}/s): {} acknowledged, {} failed",
+            self.sent,
+            self.elapsed.as_secs_f64(),
+            self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            self.delivered,
+            self.failed
+        )
+    }
+}
+
+fn produce_blocking(
+    cfg: &KafkaConfig,
+    network: instabrand_generator::Config,
+    events: Option<u64>,
+    stop: &AtomicBool,
+) -> Result<Summary, KafkaError> {
+    let counts = Arc::new(Deliveries::default());
+    let mut c = client_config(cfg)?;
+    c.set("enable.idempotence", "true").set("linger.ms", "5");
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    let producer: BaseProducer<CountingContext> = c
+        .create_with_context(CountingContext(counts.clone()))
+        .map_err(|source| KafkaError::Client {
+            what: "producer",
+            source,
+        })?;
+    let rate = (network.rate.is_finite() && network.rate > 0.0).then_some(network.rate);
+    let mut generator = Generator::new(network);
+    info!(
+        bootstrap = generator.bootstrap_len(),
+        rate = ?rate,
+        events = ?events,
+        "producing the generator's stream to Kafka"
+    );
+    let mut progress = Progress::new(generator.bootstrap_len());
+    let started = Instant::now();
+    // Wall time and count when pacing began (the end of the bootstrap).
+    let mut paced_from: Option<(Instant, u64)> = None;
+    let mut buf = Vec::with_capacity(512);
+    let mut sent = 0u64;
+    while events.is_none_or(|n| sent < n) && !stop.load(Ordering::Relaxed) {
+        if let (Some(rate), false) = (rate, generator.in_bootstrap()) {
+            let (t0, n0) = *paced_from.get_or_insert((Instant::now(), sent));
+            let due = t0 + Duration::from_secs_f64((sent - n0) as f64 / rate);
+            let now = Instant::now();
+            // Sleep only when at least a millisecond ahead: finer sleeps cost more than
+            // the burst they smooth.
+            if due > now + Duration::from_millis(1) {
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(due - now);
+            }
+        }
+        let event = generator.next_event_at(wall_ms());
+        buf.clear();
+        write_original_json(&event, &mut buf);
+        let mut record = BaseRecord::to(topic_for(cfg, event.kind()))
+            .key(event.key())
+            .payload(&buf[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // The broker is behind (or away): serve acknowledgements, retry.
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Err((e, _)) => {
+                    return Err(KafkaError::Client {
+                        what: "record",
+                        source: e,
+                    });
+                }
+            }
+        }
+        sent += 1;
+        if sent.is_multiple_of(256) {
+            producer.poll(Duration::ZERO);
+            progress.maybe_show(sent, &counts, generator.in_bootstrap());
+        }
+    }
+    progress.finish();
+    if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
+        warn!(error = %e, in_flight = producer.in_flight_count(), "not every event was acknowledged");
+    }
+    Ok(Summary {
+        sent,
+        delivered: counts.delivered.load(Ordering::Relaxed),
+        failed: counts.failed.load(Ordering::Relaxed)
+            + u64::try_from(producer.in_flight_count()).unwrap_or(0),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The progress display on stderr: one line redrawn in place on a terminal, a line
+/// every few seconds otherwise (logs, CI).
+struct Progress {
+    tty: bool,
+    bootstrap: u64,
+    last: Instant,
+    last_sent: u64,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(bootstrap: u64) -> Self {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            bootstrap,
+            last: Instant::now(),
+            last_sent: 0,
+            shown: false,
+        }
+    }
+
+    fn maybe_show(&mut self, sent: u64, counts: &Deliveries, bootstrap: bool) {
+        let every = if self.tty { PROGRESS_TTY } else { PROGRESS_LOG };
+        let elapsed = self.last.elapsed();
+        if elapsed < every {
+            return;
+        }
+        let rate = (sent - self.last_sent) as f64 / elapsed.as_secs_f64();
+        let phase = if bootstrap {
+            format!(
+                "bootstrap {:.0}%",
+                100.0 * sent as f64 / self.bootstrap.max(1) as f64
+            )
+        } else {
+            "live".to_string()
+        };
+        let line = format!(
+            "{sent} events sent ({rate:.0}/s, {phase}), {} acknowledged, {} failed",
+            counts.delivered.load(Ordering::Relaxed),
+            counts.failed.load(Ordering::Relaxed)
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.tty {
+            write!(err, "\r\x1b[2K{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+        self.last = Instant::now();
+        self.last_sent = sent;
+        self.shown = true;
+    }
+
+    fn finish(&self) {
+        if self.tty && self.shown {
+            eprintln!();
+        }
+    }
+}
