@@ -1,0 +1,504 @@
+//! The writer thread and the handle the pipeline appends through.
+//!
+//! Records are buffered per day and rolled into one file per day present, when the
+//! buffer reaches `roll_records` records or `roll_bytes` raw bytes, when its oldest
+//! record is `roll_secs` old, on `flush`, and at shutdown. A failed write keeps its
+//! records; while writes fail and the buffer is full the writer stops taking more, so
+//! the bounded queue fills and `append` blocks the pipeline instead of losing data.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use instabrand_shared::Millis;
+use serde::Serialize;
+use tracing::{debug, error, info, warn};
+
+use super::format::{self, DeadLetterOut, EventRow};
+use super::store::{ArchiveStore, LocalStore};
+use super::{ArchiveConfig, ArchiveError, ArchivedEvent, DEAD_LETTER_DIR, partition_of};
+use crate::deadletter::DeadLetter;
+use crate::state::wall_ms;
+
+const MS_PER_DAY: i64 = 86_400_000;
+/// How many times shutdown retries a failing final write before giving up.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+enum Msg {
+    Events(Vec<ArchivedEvent>, Millis),
+    Dead(Vec<DeadLetter>),
+    Flush(SyncSender<Result<(), String>>),
+    Stop(SyncSender<Result<(), String>>),
+}
+
+/// Counters for the health view and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ArchiveStats {
+    pub dir: String,
+    pub files_written: u64,
+    pub records_written: u64,
+    pub dead_letters_written: u64,
+    /// Parquet bytes published.
+    pub bytes_written: u64,
+    /// Appended but not yet in a visible file.
+    pub buffered_records: u64,
+    pub last_file: Option<String>,
+    /// The most recent write failure, cleared by the next successful write.
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    files: AtomicU64,
+    records: AtomicU64,
+    dead: AtomicU64,
+    bytes: AtomicU64,
+    buffered: AtomicU64,
+    last_file: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    dir: String,
+}
+
+/// Starts archive writers.
+pub struct Archive;
+
+impl Archive {
+    /// Starts a writer into the local folder `cfg.root(data_dir)`. It does not look at
+    /// `cfg.enabled`: see [`Archive::start_if_enabled`].
+    pub fn start(
+        cfg: &ArchiveConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<ArchiveHandle, ArchiveError> {
+        let root = cfg.root(data_dir);
+        let store = LocalStore::open(&root).map_err(|e| ArchiveError::io(&root, e))?;
+        Self::start_with_store(cfg, Box::new(store))
+    }
+
+    /// `None` when the archive is switched off.
+    pub fn start_if_enabled(
+        cfg: &ArchiveConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<ArchiveHandle>, ArchiveError> {
+        if cfg.enabled {
+            Self::start(cfg, data_dir).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Starts a writer into any store (tests, other backends).
+    pub fn start_with_store(
+        cfg: &ArchiveConfig,
+        store: Box<dyn ArchiveStore>,
+    ) -> Result<ArchiveHandle, ArchiveError> {
+        for (name, v) in [
+            ("roll_records", cfg.roll_records),
+            ("roll_bytes", cfg.roll_bytes),
+            ("queue_batches", cfg.queue_batches),
+            ("row_group_records", cfg.row_group_records),
+        ] {
+            if v == 0 {
+                return Err(ArchiveError::Config(format!(
+                    "archive.{name} must be at least 1"
+                )));
+            }
+        }
+        if cfg.roll_secs == 0 {
+            return Err(ArchiveError::Config(
+                "archive.roll_secs must be at least 1".into(),
+            ));
+        }
+        let (tx, rx) = sync_channel(cfg.queue_batches);
+        let shared = Arc::new(Shared {
+            dir: store.describe(),
+            ..Shared::default()
+        });
+        info!(dir = %shared.dir, "archiving raw events as Parquet");
+        let writer = Writer::new(cfg.clone(), store, shared.clone());
+        let thread = std::thread::Builder::new()
+            .name("archive".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| ArchiveError::io(shared.dir.clone(), e))?;
+        *shared.thread.lock().expect("archive lock poisoned") = Some(thread);
+        Ok(ArchiveHandle { tx, shared })
+    }
+}
+
+/// The sending side: cheap to clone; the pipeline thread holds one, health another.
+#[derive(Clone)]
+pub struct ArchiveHandle {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl ArchiveHandle {
+    /// Queues accepted events. Blocks while the queue is full (back-pressure): call it
+    /// from the pipeline thread, not from an async task.
+    pub fn append(&self, records: Vec<ArchivedEvent>) -> Result<(), ArchiveError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.shared
+            .buffered
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.tx
+            .send(Msg::Events(records, wall_ms()))
+            .map_err(|_| ArchiveError::Stopped)
+    }
+
+    /// Queues dead letters, kept apart under `dead-letters/`.
+    pub fn append_dead(&self, letters: Vec<DeadLetter>) -> Result<(), ArchiveError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.shared
+            .buffered
+            .fetch_add(letters.len() as u64, Ordering::Relaxed);
+        self.tx
+            .send(Msg::Dead(letters))
+            .map_err(|_| ArchiveError::Stopped)
+    }
+
+    /// Returns once everything appended before it is in complete, visible, fsynced
+    /// files. Blocking: from async code, call it inside `spawn_blocking`.
+    pub fn flush(&self) -> Result<(), ArchiveError> {
+        let (reply, wait) = sync_channel(1);
+        self.tx
+            .send(Msg::Flush(reply))
+            .map_err(|_| ArchiveError::Stopped)?;
+        wait.recv()
+            .map_err(|_| ArchiveError::Stopped)?
+            .map_err(ArchiveError::WriteFailed)
+    }
+
+    /// Writes what is buffered and stops the writer thread (every clone stops working).
+    pub fn shutdown(&self) -> Result<(), ArchiveError> {
+        let (reply, wait) = sync_channel(1);
+        if self.tx.send(Msg::Stop(reply)).is_err() {
+            return Ok(()); // already stopped
+        }
+        let result = wait.recv().map_err(|_| ArchiveError::Stopped)?;
+        if let Some(t) = self
+            .shared
+            .thread
+            .lock()
+            .expect("archive lock poisoned")
+            .take()
+        {
+            let _ = t.join();
+        }
+        result.map_err(ArchiveError::WriteFailed)
+    }
+
+    pub fn stats(&self) -> ArchiveStats {
+        let s = &self.shared;
+        ArchiveStats {
+            dir: s.dir.clone(),
+            files_written: s.files.load(Ordering::Relaxed),
+            records_written: s.records.load(Ordering::Relaxed),
+            dead_letters_written: s.dead.load(Ordering::Relaxed),
+            bytes_written: s.bytes.load(Ordering::Relaxed),
+            buffered_records: s.buffered.load(Ordering::Relaxed),
+            last_file: s.last_file.lock().expect("archive lock poisoned").clone(),
+            last_error: s.last_error.lock().expect("archive lock poisoned").clone(),
+        }
+    }
+}
+
+struct Pending {
+    ev: ArchivedEvent,
+    ingest_ms: Millis,
+    seq: i64,
+}
+
+struct PendingDead {
+    dl: DeadLetter,
+    seq: i64,
+}
+
+struct Writer {
+    cfg: ArchiveConfig,
+    store: Box<dyn ArchiveStore>,
+    shared: Arc<Shared>,
+    /// Names files uniquely across restarts without listing the store.
+    run: Millis,
+    next_file: u64,
+    next_seq: i64,
+    events: BTreeMap<i64, Vec<Pending>>,
+    dead: BTreeMap<i64, Vec<PendingDead>>,
+    count: usize,
+    bytes: usize,
+    oldest: Option<Instant>,
+    failing: bool,
+}
+
+impl Writer {
+    fn new(cfg: ArchiveConfig, store: Box<dyn ArchiveStore>, shared: Arc<Shared>) -> Self {
+        Writer {
+            cfg,
+            store,
+            shared,
+            run: wall_ms(),
+            next_file: 0,
+            next_seq: 0,
+            events: BTreeMap::new(),
+            dead: BTreeMap::new(),
+            count: 0,
+            bytes: 0,
+            oldest: None,
+            failing: false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.count >= self.cfg.roll_records || self.bytes >= self.cfg.roll_bytes
+    }
+
+    fn due(&self) -> Option<Instant> {
+        self.oldest
+            .map(|t| t + Duration::from_secs(self.cfg.roll_secs))
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        let retry = Duration::from_millis(self.cfg.retry_ms.max(1));
+        loop {
+            // While writes fail and the buffer is full, take nothing more: the queue
+            // fills and the pipeline waits.
+            while self.failing && self.full() {
+                std::thread::sleep(retry);
+                let _ = self.roll();
+            }
+            let now = Instant::now();
+            let timeout = match (self.failing, self.due()) {
+                (true, _) if self.count > 0 => retry,
+                (_, Some(due)) => due.saturating_duration_since(now),
+                (_, None) => Duration::from_secs(3600),
+            };
+            match rx.recv_timeout(timeout) {
+                Ok(Msg::Events(batch, ingest_ms)) => {
+                    self.push_events(batch, ingest_ms);
+                    if self.full() {
+                        let _ = self.roll();
+                    }
+                }
+                Ok(Msg::Dead(batch)) => {
+                    self.push_dead(batch);
+                    if self.full() {
+                        let _ = self.roll();
+                    }
+                }
+                Ok(Msg::Flush(reply)) => {
+                    let _ = reply.send(self.roll());
+                }
+                Ok(Msg::Stop(reply)) => {
+                    let _ = reply.send(self.finish());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.roll();
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.finish();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        let mut result = self.roll();
+        for _ in 1..SHUTDOWN_ATTEMPTS {
+            if result.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(self.cfg.retry_ms.max(1)));
+            result = self.roll();
+        }
+        if let Err(e) = &result {
+            error!(error = %e, records = self.count, "archive: records not written at shutdown");
+        }
+        result
+    }
+
+    fn push_events(&mut self, batch: Vec<ArchivedEvent>, ingest_ms: Millis) {
+        self.oldest.get_or_insert_with(Instant::now);
+        for ev in batch {
+            self.count += 1;
+            self.bytes += ev.raw.len() + ev.key.len() + ev.source.len() + 32;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.events
+                .entry(ev.event_time_ms.div_euclid(MS_PER_DAY))
+                .or_default()
+                .push(Pending { ev, ingest_ms, seq });
+        }
+    }
+
+    fn push_dead(&mut self, batch: Vec<DeadLetter>) {
+        self.oldest.get_or_insert_with(Instant::now);
+        for dl in batch {
+            self.count += 1;
+            self.bytes += dl.raw.len() + dl.detail.len() + dl.source.len() + 32;
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.dead
+                .entry(dl.at_ms.div_euclid(MS_PER_DAY))
+                .or_default()
+                .push(PendingDead { dl, seq });
+        }
+    }
+
+    fn file_name(&mut self) -> String {
+        let n = self.next_file;
+        self.next_file += 1;
+        format!("part-{:013}-{n:06}.parquet", self.run)
+    }
+
+    /// Writes every buffered day; a day that fails stays buffered for the next try.
+    fn roll(&mut self) -> Result<(), String> {
+        let mut first_error = None;
+        let days: Vec<i64> = self.events.keys().copied().collect();
+        for day in days {
+            if let Err(e) = self.write_event_day(day) {
+                first_error.get_or_insert(e);
+            }
+        }
+        let days: Vec<i64> = self.dead.keys().copied().collect();
+        for day in days {
+            if let Err(e) = self.write_dead_day(day) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if self.count == 0 {
+            self.oldest = None;
+            self.bytes = 0;
+        }
+        match first_error {
+            None => {
+                if self.failing {
+                    info!("archive writes succeed again");
+                }
+                self.failing = false;
+                *self
+                    .shared
+                    .last_error
+                    .lock()
+                    .expect("archive lock poisoned") = None;
+                Ok(())
+            }
+            Some(e) => {
+                if !self.failing {
+                    warn!(error = %e, buffered = self.count, "archive write failed; keeping the records and retrying");
+                }
+                self.failing = true;
+                *self
+                    .shared
+                    .last_error
+                    .lock()
+                    .expect("archive lock poisoned") = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn write_event_day(&mut self, day: i64) -> Result<(), String> {
+        let mut rows = self.events.remove(&day).unwrap_or_default();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Stable: equal times keep their arrival order, which is what replay reproduces.
+        rows.sort_by_key(|p| p.ev.event_time_ms);
+        let out: Vec<EventRow<'_>> = rows
+            .iter()
+            .map(|p| EventRow {
+                event: p.ev.kind.as_str(),
+                event_time_ms: p.ev.event_time_ms,
+                username: &p.ev.key,
+                source: &p.ev.source,
+                ingest_time_ms: p.ingest_ms,
+                ingest_seq: p.seq,
+                raw: &p.ev.raw,
+            })
+            .collect();
+        let rel = PathBuf::from(partition_of(day * MS_PER_DAY)).join(self.file_name());
+        let result = format::encode_events(&out, self.cfg.row_group_records)
+            .map_err(|e| format!("encoding {}: {e}", rel.display()))
+            .and_then(|data| {
+                self.store
+                    .put(&rel, &data)
+                    .map(|()| data.len())
+                    .map_err(|e| format!("writing {}: {e}", rel.display()))
+            });
+        drop(out);
+        match result {
+            Ok(len) => {
+                self.published(&rel, rows.len(), len, false);
+                Ok(())
+            }
+            Err(e) => {
+                self.events.insert(day, rows);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_dead_day(&mut self, day: i64) -> Result<(), String> {
+        let rows = self.dead.remove(&day).unwrap_or_default();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let out: Vec<DeadLetterOut<'_>> = rows
+            .iter()
+            .map(|p| DeadLetterOut {
+                reason: p.dl.reason.code(),
+                detail: &p.dl.detail,
+                source: &p.dl.source,
+                time_ms: p.dl.at_ms,
+                ingest_seq: p.seq,
+                raw: &p.dl.raw,
+            })
+            .collect();
+        let rel = PathBuf::from(DEAD_LETTER_DIR)
+            .join(partition_of(day * MS_PER_DAY))
+            .join(self.file_name());
+        let result = format::encode_dead_letters(&out, self.cfg.row_group_records)
+            .map_err(|e| format!("encoding {}: {e}", rel.display()))
+            .and_then(|data| {
+                self.store
+                    .put(&rel, &data)
+                    .map(|()| data.len())
+                    .map_err(|e| format!("writing {}: {e}", rel.display()))
+            });
+        drop(out);
+        match result {
+            Ok(len) => {
+                self.published(&rel, rows.len(), len, true);
+                Ok(())
+            }
+            Err(e) => {
+                self.dead.insert(day, rows);
+                Err(e)
+            }
+        }
+    }
+
+    fn published(&mut self, rel: &std::path::Path, records: usize, len: usize, dead: bool) {
+        self.count -= records;
+        let s = &self.shared;
+        s.files.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        s.buffered.fetch_sub(records as u64, Ordering::Relaxed);
+        if dead {
+            s.dead.fetch_add(records as u64, Ordering::Relaxed);
+        } else {
+            s.records.fetch_add(records as u64, Ordering::Relaxed);
+        }
+        *s.last_file.lock().expect("archive lock poisoned") = Some(rel.display().to_string());
+        debug!(file = %rel.display(), records, bytes = len, "archive file written");
+    }
+}
