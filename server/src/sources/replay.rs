@@ -9,6 +9,11 @@
 //! as its hint, so records that came from per-event Kafka topics without an `event`
 //! field decode again. Progress goes to stderr (one line redrawn on a terminal, a line
 //! every few seconds otherwise) and to the health view under the `replay` source.
+//!
+//! Position: the number of archive records handed over, saved with each batch in the
+//! state checkpoint (with the archive's path), so a replay server that restarts on its
+//! checkpoint continues after the records its state already holds instead of applying
+//! them twice.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +29,7 @@ use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -32,6 +38,9 @@ use crate::archive::{ArchiveError, ArchiveReader, ArchivedRow};
 use crate::kafka::{KafkaConfig, KafkaError, ensure_topics, topic_for};
 use crate::pipeline::{Origin, Record};
 use crate::state::AppState;
+
+/// The source's name in health and in checkpoint positions.
+pub const NAME: &str = "replay";
 
 /// How fast to replay.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -258,6 +267,24 @@ fn spawn_reader(
     rx
 }
 
+/// Records of this archive already in the restored state.
+fn restored_records(state: &AppState, from: &Path) -> u64 {
+    state
+        .restored
+        .get(NAME)
+        .filter(|p| p.get("from").and_then(|f| f.as_str()) == Some(&*from.to_string_lossy()))
+        .and_then(|p| p.get("records"))
+        .and_then(|n| n.as_u64())
+        .unwrap_or(0)
+}
+
+fn position(from: &Path, records: u64) -> (String, serde_json::Value) {
+    (
+        NAME.to_string(),
+        json!({ "from": from.to_string_lossy(), "records": records }),
+    )
+}
+
 fn record(row: ArchivedRow) -> Record {
     let mut r = Record::new(row.raw, Origin::Replay);
     r.hint = EventKind::parse(&row.event);
@@ -272,7 +299,7 @@ pub async fn run_replay_source(
     shutdown: CancellationToken,
 ) -> Result<ReplaySummary, ReplayError> {
     let report = |connected: bool, detail: String| {
-        state.sources.update("replay", |h| {
+        state.sources.update(NAME, |h| {
             h.connected = connected;
             h.detail = detail;
             h.rate = match cfg.speed {
@@ -289,7 +316,15 @@ pub async fn run_replay_source(
         }
     };
     let (total, files) = (reader.total_rows(), reader.files());
-    info!(from = %cfg.from.display(), events = total, files, speed = %cfg.speed, "replaying the archive");
+    let skip = restored_records(&state, &cfg.from);
+    info!(
+        from = %cfg.from.display(),
+        events = total,
+        files,
+        speed = %cfg.speed,
+        already_applied = skip,
+        "replaying the archive"
+    );
     report(
         true,
         format!("replaying {total} events from {}", cfg.from.display()),
@@ -304,6 +339,7 @@ pub async fn run_replay_source(
     let _stop_reader = stop.drop_guard();
     let mut pacer = Pacer::new(cfg.speed);
     let mut progress = Progress::new(total);
+    // Records handed to the pipeline (or already in the restored state), in archive order.
     let mut done = 0u64;
     let mut last_ms = None;
     let mut pending: Vec<Record> = Vec::with_capacity(cfg.batch_records);
@@ -321,12 +357,17 @@ pub async fn run_replay_source(
             }
         };
         for row in batch {
+            if done < skip {
+                done += 1;
+                continue;
+            }
             if let Some(due) = pacer.due(row.event_time_ms) {
                 // Hand over what is due before waiting for the next one.
                 done += pending.len() as u64;
+                let batch = std::mem::take(&mut pending);
                 if state
                     .pipeline
-                    .send(std::mem::take(&mut pending))
+                    .send_at(batch, position(&cfg.from, done))
                     .await
                     .is_err()
                 {
@@ -341,9 +382,10 @@ pub async fn run_replay_source(
             pending.push(record(row));
             if pending.len() >= cfg.batch_records.max(1) {
                 done += pending.len() as u64;
+                let batch = std::mem::take(&mut pending);
                 if state
                     .pipeline
-                    .send(std::mem::take(&mut pending))
+                    .send_at(batch, position(&cfg.from, done))
                     .await
                     .is_err()
                 {
@@ -359,7 +401,7 @@ pub async fn run_replay_source(
     // The queue is FIFO: once this (possibly empty) batch is applied, all are.
     state
         .pipeline
-        .submit(pending)
+        .submit_batch(pending, Some(position(&cfg.from, done)), false)
         .await
         .map_err(|_| ReplayError::PipelineClosed)?;
     progress.finish(done, last_ms);
