@@ -109,7 +109,7 @@ async fn setup(
         // Lag for the health view and /metrics comes from librdkafka's statistics.
         .set("statistics.interval.ms", "1000")
         // Bounds how long a fetch waits for data: part of the live latency.
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string());
     for (k, v) in &cfg.client {
         c.set(k, v);
     }

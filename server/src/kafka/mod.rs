@@ -46,6 +46,11 @@ pub struct KafkaConfig {
     pub flush_interval_ms: u64,
     /// Applied offsets are committed this often (a crash replays at most this much).
     pub commit_interval_ms: u64,
+    /// librdkafka's `fetch.wait.max.ms`. Low, because tansu 0.6 holds a fetch for the
+    /// whole wait even when records arrive meanwhile: at 100 ms the produce-to-screen
+    /// p50 was 210 ms at 10,000 events/s, at 10 ms it was 72 ms. A Kafka broker answers
+    /// as soon as data arrives, so this only adds idle polls there.
+    pub fetch_wait_max_ms: u64,
     /// Batches handed to the pipeline and not yet applied, at most. More than one lets
     /// the next batch be read while the previous one is applied.
     pub batches_in_flight: usize,
@@ -69,6 +74,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             flush_interval_ms: 20,
             commit_interval_ms: 500,
+            fetch_wait_max_ms: 10,
             batches_in_flight: 4,
             dead_letter_flush_timeout_ms: 5_000,
             client: BTreeMap::new(),
