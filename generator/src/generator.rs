@@ -340,6 +340,14 @@ impl Generator {
         self.emit(t)
     }
 
+    /// Continues with a different random stream from here on (same network). A server
+    /// restarting from a checkpoint replays the bootstrap (which does not depend on
+    /// time) and then reseeds: the steady state's choices depend on event times, which a
+    /// fast-forward cannot reproduce, so it starts a fresh stream instead.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Pcg64Mcg::seed_from_u64(seed);
+    }
+
     /// True while still emitting the bootstrap (all create-users and the initial
     /// follow graph).
     pub fn in_bootstrap(&self) -> bool {

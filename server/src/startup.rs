@@ -82,11 +82,11 @@ impl Application {
                 rate: g.rate,
             });
             let mut generator = generator;
-            let skipped = generator::fast_forward(&mut generator, &restored, wall_ms());
+            let skipped = generator::resume(&mut generator, &restored, wall_ms());
             if skipped > 0 {
                 info!(
                     events = skipped,
-                    "generator fast-forwarded past the checkpoint"
+                    "generator resumed: same network, a fresh stream"
                 );
             }
             let (control, commands) = GeneratorControl::new(g.rate);

@@ -108,22 +108,25 @@ fn position(generator: &Generator) -> (String, serde_json::Value) {
     )
 }
 
-/// Skips the events a checkpoint already holds: the stream is deterministic by seed, so
-/// emitting and discarding them puts the generator back where the state left off.
-pub fn fast_forward(
-    generator: &mut Generator,
-    restored: &crate::store::Positions,
-    now: i64,
-) -> u64 {
-    let n = restored
+/// Puts a generator back after a restart. The bootstrap (users and the initial follow
+/// graph) does not depend on time, so replaying it rebuilds the same network exactly;
+/// the steady state does (no user posts twice in one second), so rather than replay it
+/// with the wrong times, the generator reseeds and continues with a fresh stream over
+/// the same network. Returns how many events were skipped.
+pub fn resume(generator: &mut Generator, restored: &crate::store::Positions, now: i64) -> u64 {
+    let emitted = restored
         .get(NAME)
         .and_then(|p| p.get("emitted"))
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    for _ in 0..n {
+    let skip = emitted.min(generator.bootstrap_len());
+    for _ in 0..skip {
         generator.next_event_at(now);
     }
-    n
+    if emitted > skip {
+        generator.reseed(emitted);
+    }
+    skip
 }
 
 fn encode(generator: &mut Generator, now: i64, buf: &mut Vec<u8>) -> Record {
