@@ -93,6 +93,25 @@ pub enum Command {
         #[arg(long)]
         kafka: Option<String>,
     },
+    /// Replay an archive: into a server fed by it (`--to embedded`) or to Kafka
+    /// (`--to kafka HOST:PORT`).
+    Replay {
+        /// The archive folder (holding dt=YYYY-MM-DD/).
+        #[arg(long)]
+        from: PathBuf,
+        /// Times the original pace; 0 or max: as fast as possible.
+        #[arg(long, default_value = "max")]
+        speed: crate::sources::replay::Speed,
+        /// `embedded`, or `kafka HOST:PORT`.
+        #[arg(long, num_args = 1..=2, default_values_t = ["embedded".to_string()])]
+        to: Vec<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        static_dir: Option<PathBuf>,
+    },
     /// Decode and process an event file on one thread; print events/s and peak RSS.
     Bench {
         /// The NDJSON file to process.
@@ -219,6 +238,45 @@ pub fn main() -> anyhow::Result<()> {
                 _ => anyhow::bail!("give exactly one of --out FILE or --kafka BROKERS"),
             }
         }
+        Command::Replay {
+            from,
+            speed,
+            to,
+            port,
+            data_dir,
+            static_dir,
+        } => match to.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["embedded"] => {
+                let mut o = Map::new();
+                put(&mut o, &["generator", "enabled"], json!(false));
+                if let Some(v) = port {
+                    put(&mut o, &["port"], json!(v));
+                }
+                if let Some(v) = data_dir {
+                    put(&mut o, &["data_dir"], json!(v));
+                }
+                if let Some(v) = static_dir {
+                    put(&mut o, &["static_dir"], json!(v));
+                }
+                let config = Config::load(cli.config.as_deref(), Value::Object(o))?;
+                serve_with(
+                    config,
+                    Some(crate::sources::replay::ReplayConfig::new(from, speed)),
+                )
+            }
+            ["kafka", brokers] => {
+                let mut config = Config::load(cli.config.as_deref(), json!({}))?;
+                config.kafka.brokers = Some(brokers.to_string());
+                let summary = runtime()?.block_on(crate::sources::replay::replay_to_kafka(
+                    &from,
+                    speed,
+                    &config.kafka,
+                ))?;
+                eprintln!("{summary}");
+                Ok(())
+            }
+            _ => anyhow::bail!("--to embedded | --to kafka HOST:PORT"),
+        },
         Command::Bench {
             events,
             generate,
@@ -262,6 +320,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    serve_with(config, None)
+}
+
+fn serve_with(
+    config: Config,
+    replay: Option<crate::sources::replay::ReplayConfig>,
+) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let app = Application::build(config).await?;
         // The first line on stdout: scripts and tests read the port from it.
@@ -282,6 +347,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 {
                     term.recv().await;
                     stop.cancel();
+                }
+            });
+        }
+        if let Some(cfg) = replay {
+            let (state, stop) = (app.state(), shutdown.child_token());
+            tokio::spawn(async move {
+                if let Err(e) = crate::sources::replay::run_replay_source(state, cfg, stop).await {
+                    tracing::warn!(error = %e, "replay failed");
                 }
             });
         }

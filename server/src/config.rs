@@ -41,6 +41,7 @@ pub struct Config {
     pub dead_letters: DeadLetterConfig,
     pub http: HttpConfig,
     pub kafka: crate::kafka::KafkaConfig,
+    pub archive: crate::archive::ArchiveConfig,
     pub state: StateConfig,
     pub file_source: FileSourceConfig,
 }
@@ -62,6 +63,7 @@ impl Default for Config {
             dead_letters: DeadLetterConfig::default(),
             http: HttpConfig::default(),
             kafka: crate::kafka::KafkaConfig::default(),
+            archive: crate::archive::ArchiveConfig::default(),
             state: StateConfig::default(),
             file_source: FileSourceConfig::default(),
         }

@@ -215,6 +215,11 @@ pub fn run_blocking(
             let (mut result, dead) = apply_batch(&state, &batch.records);
             result.seq = seq;
             if !dead.is_empty() {
+                if let Some(a) = &state.archive
+                    && let Err(e) = a.append_dead(dead.clone())
+                {
+                    warn!(error = %e, "could not archive dead letters");
+                }
                 state.dead_letters.record(&dead);
                 if let Err(e) = sink.write(&dead) {
                     state.dead_letters.sink_failed();
@@ -252,7 +257,11 @@ pub fn run_blocking(
             continue;
         }
         let outcome = match &cp.store {
-            Some(store) if dirty => checkpoint(&state, store, &cp.positions),
+            // The archive first: state never gets ahead of the archived events.
+            Some(store) if dirty => match state.archive.as_ref().map(|a| a.flush()) {
+                Some(Err(e)) => Err(format!("archive flush before checkpoint: {e}")),
+                _ => checkpoint(&state, store, &cp.positions),
+            },
             _ => Ok(()),
         };
         last_checkpoint = Instant::now();
@@ -300,6 +309,7 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
         .map(|r| decode(&r.bytes, r.hint, limits))
         .collect();
     let now = crate::state::wall_ms();
+    let mut archived = Vec::new();
     let mut result = BatchResult::default();
     let mut dead = Vec::new();
     let mut changes = Vec::with_capacity(records.len());
@@ -309,6 +319,9 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
             match d {
                 Ok(ev) => {
                     result.applied += 1;
+                    if state.archive.is_some() {
+                        archived.push(crate::archive::ArchivedEvent::from_decoded(&ev, r));
+                    }
                     for delta in p.apply(&ev, &r.bytes) {
                         match delta {
                             Delta::DeadLetter {
@@ -343,5 +356,10 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
     }
     state.stats.record_applied(result.applied);
     state.hub.absorb(changes);
+    if let Some(a) = &state.archive
+        && let Err(e) = a.append(archived)
+    {
+        warn!(error = %e, "could not archive a batch");
+    }
     (result, dead)
 }

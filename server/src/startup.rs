@@ -112,7 +112,10 @@ impl Application {
             min_gap: Duration::from_millis(config.state.durable_wait_ms),
             positions: restored.clone(),
         };
+        let archive = crate::archive::Archive::start_if_enabled(&config.archive, &config.data_dir)
+            .context("starting the archive")?;
         let state = Arc::new(AppState {
+            archive,
             processor: RwLock::new(processor),
             durable: tokio::sync::watch::channel(0).0,
             restored,
@@ -206,6 +209,13 @@ impl Application {
         // A last checkpoint, so a clean stop loses nothing and replays nothing.
         if let Err(e) = state.pipeline.checkpoint().await {
             warn!(error = %e, "final checkpoint failed");
+        }
+        if let Some(a) = state.archive.clone() {
+            match tokio::task::spawn_blocking(move || a.shutdown()).await {
+                Ok(Err(e)) => warn!(error = %e, "final archive write failed"),
+                Err(e) => warn!(error = %e, "archive shutdown panicked"),
+                Ok(Ok(())) => {}
+            }
         }
         served
     }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub sources: SourceRegistry,
     /// The embedded generator's controls, when it runs.
     pub generator: Option<GeneratorControl>,
+    /// The raw-event archive writer, when enabled.
+    pub archive: Option<crate::archive::ArchiveHandle>,
     /// The presenter controls' bearer token.
     pub control_token: String,
     /// The sequence number of the last batch inside a durable checkpoint.
