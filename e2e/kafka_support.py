@@ -162,8 +162,11 @@ class Server:
         first = queue.Queue()
 
         def drain():
+            found = False
             for line in self.proc.stdout:
-                if not self.lines:
+                # stderr is merged in: start-up logs may come before the listening line.
+                if not found and "listening on http://" in line:
+                    found = True
                     first.put(line)
                 self.lines.append(line)
                 if len(self.lines) > 5000:

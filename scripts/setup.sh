@@ -69,10 +69,12 @@ if [ "$want_test" = 1 ]; then
     log "cargo install tansu $TANSU_VERSION (about 9 minutes, once)"
     cargo install tansu --version "$TANSU_VERSION" --features dynostore --quiet
   fi
-  if ! python3 -c 'import kafka, duckdb, selenium, pytest, websocket' 2>/dev/null; then
-    log "pip install kafka-python duckdb selenium pytest websocket-client"
+  if ! python3 -c 'import kafka, duckdb, selenium, pytest, moto' 2>/dev/null; then
+    log "pip install kafka-python duckdb selenium pytest moto[server]"
+    # moto: a local S3 server for the broker's storage in the broker-restart test.
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-      'kafka-python==2.2.15' 'duckdb==1.4.1' 'selenium==4.38.0' 'pytest==8.4.2' 'websocket-client==1.9.0'
+      'kafka-python==2.2.15' 'duckdb==1.4.1' 'selenium==4.38.0' 'pytest==9.2.0' \
+      'moto[server]==5.2.1'
   fi
 fi
 log "ready"

@@ -478,6 +478,10 @@ pub fn decode<'a>(
             ),
         ));
     }
+    // serde would read a JSON array into the struct field by field: only objects count.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::new(Reason::NotJson, "not a JSON object"));
+    }
     let wire: Wire<'a> = serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -812,7 +816,8 @@ mod tests {
         );
         assert_eq!(reason("not json"), Reason::NotJson);
         assert_eq!(reason(r#"{"event":"like""#), Reason::NotJson);
-        assert_eq!(reason("[1,2]"), Reason::InvalidField);
+        assert_eq!(reason("[1,2]"), Reason::NotJson);
+        assert_eq!(reason(r#"["like","a"]"#), Reason::NotJson);
         assert_eq!(reason(r#"{"event":"poke"}"#), Reason::UnknownEvent);
         assert_eq!(reason(r#"{"username":"a"}"#), Reason::MissingEvent);
         assert_eq!(

@@ -23,9 +23,12 @@
 //!   health view (source `kafka`) says what is wrong meanwhile, and consumption resumes
 //!   at the next offset not yet handed over.
 //!
-//! Until the state store exists the processor's state lives in memory only: a restarted
-//! server resumes at the committed offsets with an empty state. Once state is durable,
-//! the offsets to resume from belong with the snapshot they produced.
+//! - With durable state, each batch carries the next offset of every partition handed
+//!   over so far, and the checkpoint stores them with the state they produced. Offsets
+//!   are committed to Kafka only once a checkpoint covers them (the pipeline's durable
+//!   sequence), and at start the remembered offsets are seeded from the restored
+//!   checkpoint: records the restored state already holds are skipped, records after
+//!   it are applied, so a kill -9 neither loses nor double-counts anything.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -169,7 +172,10 @@ async fn consume(
         next: Positions::new(),
     };
     // Next offset already handed to the pipeline, per partition: below it is a replay.
-    let mut handed: HashMap<(usize, i32), i64> = HashMap::new();
+    // A restored checkpoint says where its state ends.
+    let mut handed: HashMap<(usize, i32), i64> = restored_offsets(state, &topics);
+    // Applied batches whose offsets wait for a checkpoint before being committed.
+    let mut awaiting: std::collections::VecDeque<(u64, Positions)> = Default::default();
     let mut in_flight = FuturesOrdered::new();
     let mut ticker = tokio::time::interval(cfg.flush_interval());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -188,20 +194,23 @@ async fn consume(
             Some((done, next)) = in_flight.next(), if !in_flight.is_empty() => {
                 let done: Result<BatchResult, PipelineClosed> = done;
                 match done {
-                    Ok(_) => to_commit.extend(next),
+                    Ok(r) => awaiting.push_back((r.seq, next)),
                     // The server is stopping: nothing more will be applied.
                     Err(PipelineClosed) => break Ok(()),
                 }
                 // What gathered while the pipeline was busy goes now.
                 if in_flight.is_empty() && !batch.records.is_empty() {
-                    in_flight.push_back(hand_over(&state.pipeline, &mut batch, &mut handed));
+                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
                 }
             }
-            _ = commit_ticker.tick(), if !to_commit.is_empty() => {
-                commit(&consumer, &topics, &std::mem::take(&mut to_commit), CommitMode::Async);
+            _ = commit_ticker.tick(), if !awaiting.is_empty() || !to_commit.is_empty() => {
+                durable_only(state, &mut awaiting, &mut to_commit);
+                if !to_commit.is_empty() {
+                    commit(&consumer, &topics, &std::mem::take(&mut to_commit), CommitMode::Async);
+                }
             }
             _ = ticker.tick(), if !batch.records.is_empty() && in_flight.len() < max_in_flight => {
-                in_flight.push_back(hand_over(&state.pipeline, &mut batch, &mut handed));
+                in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
             }
             msg = consumer.recv(), if in_flight.len() < max_in_flight => match msg {
                 Ok(m) => {
@@ -223,7 +232,7 @@ async fn consume(
                     // latency when the stream is slow); a busy one lets records gather
                     // into a larger batch (throughput when it is not).
                     if batch.records.len() >= max_batch || in_flight.is_empty() {
-                        in_flight.push_back(hand_over(&state.pipeline, &mut batch, &mut handed));
+                        in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
                     }
                 }
                 Err(e) => {
@@ -240,13 +249,16 @@ async fn consume(
     // it is read again by whoever consumes next.
     let drain = async {
         while let Some((done, next)) = in_flight.next().await {
-            if done.is_err() {
-                break;
+            match done {
+                Ok(r) => awaiting.push_back((r.seq, next)),
+                Err(_) => break,
             }
-            to_commit.extend(next);
         }
     };
     let _ = tokio::time::timeout(SHUTDOWN_WAIT, drain).await;
+    // Only what a checkpoint holds; the rest is skipped after a restart by the restored
+    // positions, or read again by another owner of the partition.
+    durable_only(state, &mut awaiting, &mut to_commit);
     if !to_commit.is_empty() {
         commit(&consumer, &topics, &to_commit, CommitMode::Sync);
     }
@@ -269,9 +281,11 @@ fn to_record(topic: &SourceTopic, m: &BorrowedMessage<'_>) -> Record {
 }
 
 /// Hands the pending batch to the pipeline; the future resolves once it is applied,
-/// with the positions to commit.
+/// with the positions to commit. The batch carries every partition's next offset so a
+/// checkpoint stores them with the state.
 fn hand_over(
     pipeline: &PipelineHandle,
+    topics: &[SourceTopic],
     batch: &mut PendingBatch,
     handed: &mut HashMap<(usize, i32), i64>,
 ) -> impl Future<Output = (Result<BatchResult, PipelineClosed>, Positions)> + use<> {
@@ -281,8 +295,63 @@ fn hand_over(
     for (k, v) in &next {
         handed.insert(*k, *v);
     }
+    let position: serde_json::Map<String, serde_json::Value> = handed
+        .iter()
+        .map(|((t, p), o)| (format!("{}/{p}", topics[*t].name), serde_json::json!(o)))
+        .collect();
     let pipeline = pipeline.clone();
-    async move { (pipeline.submit(records).await, next) }
+    async move {
+        let done = pipeline
+            .submit_batch(
+                records,
+                Some((SOURCE.to_string(), serde_json::Value::Object(position))),
+                false,
+            )
+            .await;
+        (done, next)
+    }
+}
+
+/// The next offsets the restored checkpoint's state ends at, per partition.
+fn restored_offsets(state: &AppState, topics: &[SourceTopic]) -> HashMap<(usize, i32), i64> {
+    let mut out = HashMap::new();
+    let Some(serde_json::Value::Object(m)) = state.restored.get(SOURCE) else {
+        return out;
+    };
+    for (key, offset) in m {
+        let Some((topic, partition)) = key.rsplit_once('/') else {
+            continue;
+        };
+        let (Some(t), Ok(p), Some(o)) = (
+            topics.iter().position(|x| *x.name == *topic),
+            partition.parse::<i32>(),
+            offset.as_i64(),
+        ) else {
+            continue;
+        };
+        out.insert((t, p), o);
+    }
+    if !out.is_empty() {
+        info!(
+            partitions = out.len(),
+            "resuming after the offsets of the restored checkpoint"
+        );
+    }
+    out
+}
+
+/// Moves the offsets of batches a durable checkpoint covers into `to_commit`.
+fn durable_only(
+    state: &AppState,
+    awaiting: &mut std::collections::VecDeque<(u64, Positions)>,
+    to_commit: &mut Positions,
+) {
+    let durable = *state.durable.borrow();
+    while awaiting.front().is_some_and(|(seq, _)| *seq <= durable) {
+        if let Some((_, next)) = awaiting.pop_front() {
+            to_commit.extend(next);
+        }
+    }
 }
 
 /// Commits `next` (the offsets after the last applied records).
