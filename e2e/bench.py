@@ -27,6 +27,7 @@ GOALS = {"wasm_gzip_kb": 700.0, "first_number_ms": 1000.0, "map_frame_ms": 16.0}
 LOADS = 5
 SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "90"))
 SOAK_RATE = float(os.environ.get("SOAK_RATE", "1000"))
+SOAK_PATH = os.environ.get("SOAK_PATH", "/present?every=5")
 
 
 def body_metric(driver, name, timeout=30.0):
@@ -74,13 +75,17 @@ def main():
         soak = []
         if SOAK_SECONDS > 0:
             srv.request("POST", "/api/control/rate", json.dumps({"rate": SOAK_RATE}), token=srv.control_token)
-            driver.get(srv.url("/present?every=5"))
+            driver.get(srv.url(SOAK_PATH))
             start = time.time()
             while time.time() - start < SOAK_SECONDS:
                 time.sleep(min(10, SOAK_SECONDS))
                 wasm_bytes = body_metric(driver, "wasm-memory-bytes")
                 heap = driver.execute_script("return performance.memory ? performance.memory.usedJSHeapSize : 0")
+                map_points = driver.execute_script(
+                    "const c = document.querySelector('[data-test=map-canvas]'); return c ? c.dataset.points : ''")
                 soak.append((time.time() - start, wasm_bytes / 2**20, heap / 2**20))
+                print(f"  soak {soak[-1][0]:5.0f} s: wasm {soak[-1][1]:.1f} MB, JS heap {soak[-1][2]:.1f} MB, map points {map_points}",
+                      flush=True)
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

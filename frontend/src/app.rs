@@ -139,6 +139,14 @@ fn App() -> impl IntoView {
         }
     });
 
+    // While offline the last numbers stay, dimmed, so nobody reads them as live.
+    Effect::new(move |_| {
+        let offline = matches!(ctx.conn.get(), ConnState::Reconnecting { .. });
+        if let Some(body) = dom::document().body() {
+            let _ = body.class_list().toggle_with_force("offline", offline);
+        }
+    });
+
     view! {
         <Header/>
         <AlertBanner/>

@@ -10,24 +10,6 @@ use crate::live::LeaderboardState;
 use crate::palette::brand_color;
 use crate::route::Route;
 
-/// A row's identity for re-rendering: its rank and every number shown, so a row whose
-/// counts changed is redrawn and an unchanged one is left alone.
-type RowKey = (usize, String, u64, u64, u64, u64, u64, u64, Vec<u64>);
-
-fn row_key(rank: usize, r: &BrandMetrics) -> RowKey {
-    (
-        rank,
-        r.brand.clone(),
-        r.photos,
-        r.likes,
-        r.comments,
-        r.reach,
-        r.engagement_rate.to_bits(),
-        r.share_of_voice.to_bits(),
-        r.spark.clone(),
-    )
-}
-
 #[component]
 pub fn LeaderboardTable(
     board: RwSignal<LeaderboardState>,
@@ -35,16 +17,18 @@ pub fn LeaderboardTable(
     loaded: RwSignal<bool>,
     #[prop(default = usize::MAX)] limit: usize,
 ) -> impl IntoView {
-    let rows = move || {
+    // Rows are keyed by brand and update their own cells in place, so ten frames a
+    // second change text, not DOM rows: re-creating every changed row leaked memory
+    // on a wall screen and cost layout work.
+    let brands = Memo::new(move |_| {
         board.with(|b| {
             b.rows
                 .iter()
                 .take(limit)
-                .enumerate()
-                .map(|(i, r)| (i + 1, r.clone()))
+                .map(|r| r.brand.clone())
                 .collect::<Vec<_>>()
         })
-    };
+    });
     view! {
         <Show
             when=move || loaded.get() && board.with(|b| !b.rows.is_empty())
@@ -73,9 +57,9 @@ pub fn LeaderboardTable(
                     </thead>
                     <tbody>
                         <For
-                            each=rows
-                            key=|(rank, r)| row_key(*rank, r)
-                            children=|(rank, r)| view! { <Row rank=rank row=r/> }
+                            each=move || brands.get()
+                            key=|brand| brand.clone()
+                            children=move |brand| view! { <Row board=board brand=brand/> }
                         />
                     </tbody>
                 </table>
@@ -85,27 +69,61 @@ pub fn LeaderboardTable(
 }
 
 #[component]
-fn Row(rank: usize, row: BrandMetrics) -> impl IntoView {
-    let color = brand_color(&row.brand);
-    let href = Route::Brand(row.brand.clone()).href();
-    let share = (row.share_of_voice * 100.0).clamp(0.0, 100.0);
-    let points = sparkline::polyline(&row.spark, 100.0, 24.0);
+fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
+    let row = {
+        let brand = brand.clone();
+        Memo::new(move |_| {
+            board.with(|b| {
+                b.rows
+                    .iter()
+                    .position(|r| r.brand == brand)
+                    .map(|i| (i + 1, b.rows[i].clone()))
+            })
+        })
+    };
+    let cell = move |f: fn(&BrandMetrics) -> String| {
+        move || row.with(|r| r.as_ref().map(|(_, m)| f(m)).unwrap_or_default())
+    };
+    let value = move |f: fn(&BrandMetrics) -> u64| {
+        move || {
+            row.with(|r| {
+                r.as_ref()
+                    .map(|(_, m)| f(m).to_string())
+                    .unwrap_or_default()
+            })
+        }
+    };
+    let color = brand_color(&brand);
+    let href = Route::Brand(brand.clone()).href();
+    let share_width = move || {
+        row.with(|r| {
+            let share = r.as_ref().map_or(0.0, |(_, m)| m.share_of_voice);
+            format!("{:.1}%", (share * 100.0).clamp(0.0, 100.0))
+        })
+    };
+    let points = move || {
+        row.with(|r| {
+            r.as_ref()
+                .map(|(_, m)| sparkline::polyline(&m.spark, 100.0, 24.0))
+                .unwrap_or_default()
+        })
+    };
     view! {
-        <tr data-brand=row.brand.clone()>
-            <td class="num rank">{rank}</td>
+        <tr data-brand=brand.clone()>
+            <td class="num rank">{move || row.with(|r| r.as_ref().map(|(rank, _)| *rank).unwrap_or(0))}</td>
             <td class="brand">
                 <span class="swatch" style:background=color.clone()></span>
-                <a href=href>{row.brand.clone()}</a>
+                <a href=href>{brand.clone()}</a>
             </td>
-            <td class="num photos" data-value=row.photos.to_string()>{format::compact(row.photos)}</td>
-            <td class="num likes" data-value=row.likes.to_string()>{format::compact(row.likes)}</td>
-            <td class="num comments" data-value=row.comments.to_string()>{format::compact(row.comments)}</td>
-            <td class="num reach" data-value=row.reach.to_string()>{format::compact(row.reach)}</td>
-            <td class="num engagement">{format::percent(row.engagement_rate)}</td>
+            <td class="num photos" data-value=value(|m| m.photos)>{cell(|m| format::compact(m.photos))}</td>
+            <td class="num likes" data-value=value(|m| m.likes)>{cell(|m| format::compact(m.likes))}</td>
+            <td class="num comments" data-value=value(|m| m.comments)>{cell(|m| format::compact(m.comments))}</td>
+            <td class="num reach" data-value=value(|m| m.reach)>{cell(|m| format::compact(m.reach))}</td>
+            <td class="num engagement">{cell(|m| format::percent(m.engagement_rate))}</td>
             <td class="share">
                 <div class="share-cell">
-                    <span class="bar"><span style:width=format!("{share:.1}%") style:background=color.clone()></span></span>
-                    <span class="num">{format::percent(row.share_of_voice)}</span>
+                    <span class="bar"><span style:width=share_width style:background=color.clone()></span></span>
+                    <span class="num">{cell(|m| format::percent(m.share_of_voice))}</span>
                 </div>
             </td>
             <td class="spark-col">

@@ -134,6 +134,7 @@ pub fn LiveMap(
 
     view! {
         <canvas node_ref=canvas_ref class="map-canvas" data-test="map-canvas"
+            data-points=move || readout.with(|r| r.points.to_string())
             role="img" aria-label="World map of recent uploads, coloured by brand"></canvas>
     }
 }
