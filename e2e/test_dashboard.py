@@ -227,6 +227,23 @@ def test_the_page_says_when_it_is_offline_and_resyncs_after_a_server_restart(pag
         harness.stop_server(second)
 
 
+def test_bad_input_shows_on_the_health_page_as_text(page, server):
+    raw = '{"event": "photo-upload", "username": "<b>x</b><img src=x onerror=alert(2)>"}'
+    status, report = server.request("POST", "/api/ingest", raw + "\nnot json at all\n", token=server.ingest_token,
+                                    content_type="application/x-ndjson")
+    assert status in (200, 202), report
+    assert report["rejected"] == 2, report
+    page.get(server.url("/health"))
+    wait_for(lambda: "<img src=x onerror=alert(2)>" in text_of(page, "[data-test=dead-letters]"), 20,
+             message="the dead letter's original bytes, as text")
+    wait_for(lambda: text_of(page, "[data-test=dead-letter-reasons]").strip() not in ("", "Dead letters by reason\nNone."),
+             10, message="dead letters counted by reason")
+    assert not css(page, "[data-test=dead-letters] img, [data-test=dead-letters] b")
+    assert_no_alert_dialog(page)
+    screenshot(page, "health-dead-letters")
+    assert not console_errors(page)
+
+
 def test_no_request_leaves_the_servers_origin(page, server):
     origin = urlparse(server.base)
     seen = set()

@@ -95,7 +95,10 @@ fn HealthView(health: Health) -> impl IntoView {
                 {stat("Pending engagements", format::grouped(h.pending_engagements))}
                 {stat("Late events", format::grouped(h.late_events))}
                 {stat("WebSocket clients", format::grouped(h.websocket_clients))}
-                {stat("Stream clock", if h.stream_clock_ms > 0 { format::timestamp(h.stream_clock_ms) } else { "–".into() })}
+                <div class="stat wide-stat">
+                    <span class="label">"Stream clock (UTC)"</span>
+                    <span class="value">{if h.stream_clock_ms > 0 { format::timestamp(h.stream_clock_ms) } else { "–".into() }}</span>
+                </div>
             </div>
         </section>
         <div class="grid thirds">
