@@ -21,6 +21,8 @@ pub struct BenchReport {
     /// Events applied by type, e.g. `create-user=20000 follow=…`.
     pub by_kind: String,
     pub peak_rss_mb: Option<f64>,
+    /// With a checkpoint file: (bytes, seconds) to snapshot the state and save it.
+    pub checkpoint: Option<(usize, f64)>,
 }
 
 impl BenchReport {
@@ -34,6 +36,7 @@ pub fn run_file(
     path: &Path,
     cfg: ProcessorConfig,
     limits: &DecodeLimits,
+    checkpoint_to: Option<&Path>,
 ) -> io::Result<BenchReport> {
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut p = Processor::new(cfg);
@@ -58,7 +61,20 @@ pub fn run_file(
         }
     }
     let elapsed = start.elapsed();
+    let checkpoint = match checkpoint_to {
+        Some(file) => {
+            let t = Instant::now();
+            let bytes = p.snapshot().map_err(io::Error::other)?;
+            let store = crate::store::StateStore::open(file).map_err(io::Error::other)?;
+            store
+                .save(&bytes, &crate::store::Positions::new())
+                .map_err(io::Error::other)?;
+            Some((bytes.len(), t.elapsed().as_secs_f64()))
+        }
+        None => None,
+    };
     Ok(BenchReport {
+        checkpoint,
         events,
         rejected,
         elapsed,

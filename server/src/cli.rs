@@ -124,6 +124,9 @@ pub enum Command {
         /// rest of the file is the steady mix of uploads and engagement).
         #[arg(long, default_value_t = 20_000)]
         users: u32,
+        /// Afterwards, checkpoint the state into this redb file and time it.
+        #[arg(long)]
+        checkpoint_to: Option<PathBuf>,
     },
 }
 
@@ -281,6 +284,7 @@ pub fn main() -> anyhow::Result<()> {
             events,
             generate,
             users,
+            checkpoint_to,
         } => {
             let config = Config::load(cli.config.as_deref(), json!({}))?;
             if let Some(n) = generate {
@@ -298,7 +302,12 @@ pub fn main() -> anyhow::Result<()> {
                     started.elapsed().as_secs_f64()
                 );
             }
-            let r = bench::run_file(&events, config.processor, &config.limits)?;
+            let r = bench::run_file(
+                &events,
+                config.processor,
+                &config.limits,
+                checkpoint_to.as_deref(),
+            )?;
             println!("events: {}", r.events);
             println!("rejected: {}", r.rejected);
             println!("users: {}", r.users);
@@ -307,6 +316,10 @@ pub fn main() -> anyhow::Result<()> {
             println!("seconds: {:.3}", r.elapsed.as_secs_f64());
             println!("events_per_sec: {:.0}", r.events_per_sec());
             println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
+            if let Some((bytes, secs)) = r.checkpoint {
+                println!("checkpoint_mb: {:.0}", bytes as f64 / (1 << 20) as f64);
+                println!("checkpoint_seconds: {secs:.2}");
+            }
             Ok(())
         }
     }

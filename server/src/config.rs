@@ -107,7 +107,7 @@ impl Default for LiveConfig {
             send_timeout_secs: 10,
             max_connections: 1000,
             slow_refresh_ms: 1000,
-            map_snapshot_points: 2000,
+            map_snapshot_points: 5000,
             map_points_per_frame: 1000,
             feed_page_size: 30,
             alert_snapshot: 50,

@@ -78,7 +78,6 @@ pub struct BrandState {
     pub recent_photos: VecDeque<PhotoId>,
     /// Activity per second over the spike detector's spans: (second, count), oldest first.
     activity: VecDeque<(i64, u32)>,
-    first_sec: Option<i64>,
     pub last_spike_check_sec: i64,
     pub last_alert_ms: Option<Millis>,
 }
@@ -128,7 +127,6 @@ impl BrandState {
             all_reach: Hll::new(),
             recent_photos: VecDeque::new(),
             activity: VecDeque::new(),
-            first_sec: None,
             last_spike_check_sec: i64::MIN,
             last_alert_ms: None,
         }
@@ -286,7 +284,6 @@ impl BrandState {
     pub(super) fn note_activity(&mut self, t: Millis, now: Millis, keep_secs: i64) {
         let sec = t.div_euclid(MS_PER_SEC);
         let now_sec = now.div_euclid(MS_PER_SEC);
-        self.first_sec = Some(self.first_sec.map_or(sec, |f| f.min(sec)));
         if sec > now_sec - keep_secs {
             match self.activity.back_mut() {
                 Some((s, n)) if *s == sec => *n += 1,
@@ -311,10 +308,17 @@ impl BrandState {
     }
 
     /// (recent rate, baseline rate), both per minute, or None without enough history.
-    pub(super) fn spike_rates(&self, now: Millis, cfg: &SpikeConfig) -> Option<(f64, f64)> {
+    /// History is the stream's, not the brand's: a brand silent until a campaign has a
+    /// baseline of zero, and its burst is a spike.
+    pub(super) fn spike_rates(
+        &self,
+        now: Millis,
+        stream_start: Millis,
+        cfg: &SpikeConfig,
+    ) -> Option<(f64, f64)> {
         let now_sec = now.div_euclid(MS_PER_SEC);
         let split = now_sec - cfg.recent_secs;
-        let first = self.first_sec?;
+        let first = stream_start.div_euclid(MS_PER_SEC);
         // The baseline runs from its span's start (or the brand's first activity) to the split.
         let history = (split - first.max(split - cfg.baseline_secs)).max(0);
         if history < cfg.min_history_secs.max(1) {

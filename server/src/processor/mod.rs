@@ -299,6 +299,9 @@ pub struct Processor {
     next_alert_id: u64,
     /// Newest event time seen (that was allowed to move the clock).
     max_time: Option<Millis>,
+    /// The first event time seen: how long the stream has run, for spike baselines.
+    #[serde(default)]
+    first_time: Option<Millis>,
     evicted_through_minute: i64,
     pub stats: Stats,
 }
@@ -329,6 +332,7 @@ impl Processor {
             alerts: VecDeque::new(),
             next_alert_id: 1,
             max_time: None,
+            first_time: None,
             evicted_through_minute: i64::MIN,
             stats: Stats::default(),
         }
@@ -463,7 +467,10 @@ impl Processor {
 
     fn advance_clock(&mut self, t: Millis, out: &mut Deltas) {
         match self.max_time {
-            None => self.max_time = Some(t),
+            None => {
+                self.max_time = Some(t);
+                self.first_time = Some(t);
+            }
             Some(m) if t > m => {
                 if t - m > self.cfg.max_clock_jump_secs * MS_PER_SEC {
                     self.stats.clock_outliers += 1;
@@ -898,7 +905,8 @@ impl Processor {
         {
             return;
         }
-        let Some((recent, baseline)) = bs.spike_rates(now, cfg) else {
+        let Some((recent, baseline)) = bs.spike_rates(now, self.first_time.unwrap_or(now), cfg)
+        else {
             return;
         };
         if recent < cfg.min_per_minute || recent < cfg.factor * baseline.max(1.0) {

@@ -586,3 +586,20 @@ fn a_restored_snapshot_continues_exactly_as_if_never_stopped() {
     };
     assert_eq!(view(&after), view(&whole));
 }
+
+#[test]
+fn a_burst_for_a_brand_silent_until_now_is_a_spike_once_the_stream_has_history() {
+    let mut s = Sim::new();
+    // Five minutes of other brands' activity: the stream has history, Tesla has none.
+    let quiet: Vec<_> = (0..300)
+        .map(|i| photo(&format!("u{}", i % 50), "Nike", &at(i / 60, i % 60)))
+        .collect();
+    s.feed(&quiet);
+    assert!(s.alerts.is_empty());
+    let burst: Vec<_> = (0..40)
+        .map(|i| photo(&format!("fan{i}"), "Tesla", &at(5, i / 4)))
+        .collect();
+    s.feed(&burst);
+    assert_eq!(s.alerts.len(), 1);
+    assert_eq!(s.p.alerts().back().unwrap().brand, "Tesla");
+}

@@ -87,6 +87,12 @@ async fn connection(state: Arc<AppState>, socket: WebSocket) {
                 match msg {
                     ClientMessage::Subscribe { topic } => {
                         if subs.contains_key(&topic) {
+                            // Asked again: the client wants the state afresh.
+                            let seq = state.hub.subscribe(&topic).1;
+                            let st = state.clone();
+                            let t = topic.clone();
+                            let Ok(snap) = tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &t, seq)).await else { return };
+                            send!(snap);
                             continue;
                         }
                         if subs.len() >= cfg.max_subscriptions {
