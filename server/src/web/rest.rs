@@ -190,16 +190,28 @@ fn cursor(q: &Params) -> Result<Option<crate::processor::Cursor>, ApiErr> {
         .transpose()
 }
 
+type FeedFn = fn(&Processor, UserId, Option<crate::processor::Cursor>, usize) -> FeedPage;
+
+/// One page of a user's feed, `before` a cursor from the previous page.
+fn feed_page(
+    state: &AppState,
+    username: &str,
+    q: &Params,
+    page: FeedFn,
+) -> Result<Json<FeedPage>, ApiErr> {
+    let n = q.limit(state, state.config.live.feed_page_size);
+    let before = cursor(q)?;
+    let p = read(state);
+    let u = user_id(&p, username)?;
+    Ok(Json(page(&p, u, before, n)))
+}
+
 pub async fn user_photos(
     State(state): State<Arc<AppState>>,
     Path(username): Path<String>,
     Query(q): Query<Params>,
 ) -> Result<Json<FeedPage>, ApiErr> {
-    let n = q.limit(&state, state.config.live.feed_page_size);
-    let before = cursor(&q)?;
-    let p = read(&state);
-    let u = user_id(&p, &username)?;
-    Ok(Json(p.profile_feed(u, before, n)))
+    feed_page(&state, &username, &q, Processor::profile_feed)
 }
 
 pub async fn user_timeline(
@@ -207,11 +219,7 @@ pub async fn user_timeline(
     Path(username): Path<String>,
     Query(q): Query<Params>,
 ) -> Result<Json<FeedPage>, ApiErr> {
-    let n = q.limit(&state, state.config.live.feed_page_size);
-    let before = cursor(&q)?;
-    let p = read(&state);
-    let u = user_id(&p, &username)?;
-    Ok(Json(p.home_timeline(u, before, n)))
+    feed_page(&state, &username, &q, Processor::home_timeline)
 }
 
 pub async fn map(
