@@ -193,7 +193,9 @@ pub struct StateConfig {
     pub persist: bool,
     /// File name under `data_dir`.
     pub file: String,
-    /// Checkpoint at least this often while anything changed.
+    /// Checkpoint at least this often while anything changed. Each checkpoint also
+    /// closes the archive's open Parquet files, so this sets their size too; anyone
+    /// waiting for durability (HTTP ingest) gets a checkpoint sooner.
     pub checkpoint_interval_ms: u64,
     /// When a client waits for durability (HTTP ingest, Kafka commits), checkpoint once
     /// this much has passed since the last one.
@@ -205,7 +207,7 @@ impl Default for StateConfig {
         StateConfig {
             persist: true,
             file: "state.redb".into(),
-            checkpoint_interval_ms: 5_000,
+            checkpoint_interval_ms: 30_000,
             durable_wait_ms: 100,
         }
     }
