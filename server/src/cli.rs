@@ -231,11 +231,10 @@ pub fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
                 (None, Some(brokers)) => {
-                    let mut config = Config::load(
+                    let config = Config::load(
                         cli.config.as_deref(),
                         json!({ "kafka": { "brokers": brokers } }),
                     )?;
-                    config.kafka.brokers = Some(brokers);
                     runtime()?.block_on(crate::kafka::produce(&config.kafka, generator, events))
                 }
                 _ => anyhow::bail!("give exactly one of --out FILE or --kafka BROKERS"),

@@ -426,14 +426,10 @@ impl Writer {
             })
             .collect();
         let rel = PathBuf::from(partition_of(day * MS_PER_DAY)).join(self.file_name());
-        let result = format::encode_events(&out, self.cfg.row_group_records)
-            .map_err(|e| format!("encoding {}: {e}", rel.display()))
-            .and_then(|data| {
-                self.store
-                    .put(&rel, &data)
-                    .map(|()| data.len())
-                    .map_err(|e| format!("writing {}: {e}", rel.display()))
-            });
+        let result = self.put_encoded(
+            &rel,
+            format::encode_events(&out, self.cfg.row_group_records),
+        );
         drop(out);
         match result {
             Ok(len) => {
@@ -466,14 +462,10 @@ impl Writer {
         let rel = PathBuf::from(DEAD_LETTER_DIR)
             .join(partition_of(day * MS_PER_DAY))
             .join(self.file_name());
-        let result = format::encode_dead_letters(&out, self.cfg.row_group_records)
-            .map_err(|e| format!("encoding {}: {e}", rel.display()))
-            .and_then(|data| {
-                self.store
-                    .put(&rel, &data)
-                    .map(|()| data.len())
-                    .map_err(|e| format!("writing {}: {e}", rel.display()))
-            });
+        let result = self.put_encoded(
+            &rel,
+            format::encode_dead_letters(&out, self.cfg.row_group_records),
+        );
         drop(out);
         match result {
             Ok(len) => {
@@ -485,6 +477,19 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// Stores an encoded file; its length, or what went wrong where.
+    fn put_encoded<E: std::fmt::Display>(
+        &mut self,
+        rel: &std::path::Path,
+        encoded: Result<Vec<u8>, E>,
+    ) -> Result<usize, String> {
+        let data = encoded.map_err(|e| format!("encoding {}: {e}", rel.display()))?;
+        self.store
+            .put(rel, &data)
+            .map(|()| data.len())
+            .map_err(|e| format!("writing {}: {e}", rel.display()))
     }
 
     fn published(&mut self, rel: &std::path::Path, records: usize, len: usize, dead: bool) {

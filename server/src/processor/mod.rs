@@ -306,8 +306,6 @@ pub struct Processor {
     pub stats: Stats,
 }
 
-const KIND_INDEX: fn(EventKind) -> usize = |k| k as usize;
-
 impl Processor {
     pub fn new(cfg: ProcessorConfig) -> Self {
         Processor {
@@ -446,14 +444,14 @@ impl Processor {
             Event::Follow(e) => self.apply_follow(e, &mut out),
             Event::Unfollow(e) => self.apply_unfollow(e, &mut out),
             Event::Like(e) | Event::Comment(e) => {
-                self.apply_engagement(event.kind(), e, raw, true, &mut out)
+                self.apply_engagement(event.kind(), e, raw, &mut out)
             }
         }
         let counted = out
             .iter()
             .any(|d| !matches!(d, Delta::Duplicate | Delta::Held | Delta::DeadLetter { .. }));
         if counted {
-            self.stats.applied_by_kind[KIND_INDEX(event.kind())] += 1;
+            self.stats.applied_by_kind[event.kind() as usize] += 1;
         } else if out.iter().any(|d| matches!(d, Delta::Duplicate)) {
             self.stats.duplicates += 1;
         }
@@ -586,12 +584,12 @@ impl Processor {
         }
         let clock = self.clock().unwrap_or(p.created);
         self.prepare_reach(owner);
+        let c = Counters {
+            photos: 1,
+            impressions: followers,
+            ..Counters::default()
+        };
         for &b in &brands {
-            let c = Counters {
-                photos: 1,
-                impressions: followers,
-                ..Counters::default()
-            };
             self.count(Some(b), p.created, clock, c, owner);
             let bs = &mut self.brands[b.0 as usize];
             bs.recent_photos.push_back(id);
@@ -599,17 +597,7 @@ impl Processor {
                 bs.recent_photos.pop_front();
             }
         }
-        self.count(
-            None,
-            p.created,
-            clock,
-            Counters {
-                photos: 1,
-                impressions: followers,
-                ..Counters::default()
-            },
-            owner,
-        );
+        self.count(None, p.created, clock, c, owner);
         self.credit_influence(owner, p.created, clock);
         out.push(Delta::PhotoAdded(id));
         for &b in &brands {
@@ -620,8 +608,8 @@ impl Processor {
             for w in waiting {
                 self.pending_order.remove(&(w.event.time(), w.seq));
                 if let Event::Like(e) | Event::Comment(e) = &w.event {
-                    self.apply_engagement(w.event.kind(), e, &w.raw, false, out);
-                    self.stats.applied_by_kind[KIND_INDEX(w.event.kind())] += 1;
+                    self.apply_engagement(w.event.kind(), e, &w.raw, out);
+                    self.stats.applied_by_kind[w.event.kind() as usize] += 1;
                 }
             }
         }
@@ -665,7 +653,6 @@ impl Processor {
         kind: EventKind,
         e: &Engagement<'_>,
         raw: &[u8],
-        fresh: bool,
         out: &mut Deltas,
     ) {
         let (owner, _) = self.intern_user(&e.owner, false);
@@ -674,7 +661,6 @@ impl Processor {
             self.hold(kind, e, raw, owner, out);
             return;
         };
-        let _ = fresh;
         if kind == EventKind::Like {
             let key = (photo.0 as u64) << 32 | actor.0 as u64;
             if !self.likes.insert(key) {

@@ -41,6 +41,12 @@ struct Status {
     running: AtomicBool,
 }
 
+impl Status {
+    fn rate(&self) -> f64 {
+        f64::from_bits(self.rate_bits.load(Ordering::Relaxed))
+    }
+}
+
 /// A handle for the presenter controls.
 #[derive(Clone)]
 pub struct GeneratorControl {
@@ -68,7 +74,7 @@ impl GeneratorControl {
         GeneratorStatus {
             running: self.status.running.load(Ordering::Relaxed),
             paused: self.status.paused.load(Ordering::Relaxed),
-            rate: f64::from_bits(self.status.rate_bits.load(Ordering::Relaxed)),
+            rate: self.status.rate(),
             events_sent: self.status.sent.load(Ordering::Relaxed),
         }
     }
@@ -148,18 +154,15 @@ pub async fn run(
     status.running.store(true, Ordering::Relaxed);
     let max_batch = state.config.pipeline.max_batch_records.max(1);
     let mut buf = Vec::with_capacity(512);
-    let report = |paused: bool, rate: f64| {
-        state.sources.update("generator", |h| {
+    let report = || {
+        state.sources.update(NAME, |h| {
             h.connected = true;
-            h.paused = paused;
-            h.rate = Some(rate);
+            h.paused = status.paused.load(Ordering::Relaxed);
+            h.rate = Some(status.rate());
             h.detail = "embedded generator".into();
         })
     };
-    report(
-        false,
-        f64::from_bits(status.rate_bits.load(Ordering::Relaxed)),
-    );
+    report();
     let started = Instant::now();
     while generator.in_bootstrap() && !shutdown.is_cancelled() {
         let now = wall_ms();
@@ -193,7 +196,6 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
-                let rate = f64::from_bits(status.rate_bits.load(Ordering::Relaxed));
                 match cmd {
                     Command::Pause => status.paused.store(true, Ordering::Relaxed),
                     Command::Resume => {
@@ -209,8 +211,7 @@ pub async fn run(
                         let _ = reply.send(r);
                     }
                 }
-                report(status.paused.load(Ordering::Relaxed), f64::from_bits(status.rate_bits.load(Ordering::Relaxed)));
-                let _ = rate;
+                report();
             }
             _ = ticker.tick() => {
                 let now_i = Instant::now();
@@ -220,8 +221,7 @@ pub async fn run(
                     owed = 0.0;
                     continue;
                 }
-                let rate = f64::from_bits(status.rate_bits.load(Ordering::Relaxed));
-                owed += rate * elapsed;
+                owed += status.rate() * elapsed;
                 let n = (owed.floor() as usize).min(max_batch);
                 if n == 0 {
                     continue;

@@ -285,6 +285,22 @@ fn position(from: &Path, records: u64) -> (String, serde_json::Value) {
     )
 }
 
+/// Sends what is pending to the pipeline, with the replay's position after it.
+async fn hand_over(
+    state: &AppState,
+    from: &Path,
+    pending: &mut Vec<Record>,
+    done: &mut u64,
+) -> Result<(), ReplayError> {
+    *done += pending.len() as u64;
+    let batch = std::mem::take(pending);
+    state
+        .pipeline
+        .send_at(batch, position(from, *done))
+        .await
+        .map_err(|_| ReplayError::PipelineClosed)
+}
+
 fn record(row: ArchivedRow) -> Record {
     let mut r = Record::new(row.raw, Origin::Replay);
     r.hint = EventKind::parse(&row.event);
@@ -363,16 +379,7 @@ pub async fn run_replay_source(
             }
             if let Some(due) = pacer.due(row.event_time_ms) {
                 // Hand over what is due before waiting for the next one.
-                done += pending.len() as u64;
-                let batch = std::mem::take(&mut pending);
-                if state
-                    .pipeline
-                    .send_at(batch, position(&cfg.from, done))
-                    .await
-                    .is_err()
-                {
-                    return Err(ReplayError::PipelineClosed);
-                }
+                hand_over(&state, &cfg.from, &mut pending, &mut done).await?;
                 tokio::select! {
                     _ = shutdown.cancelled() => break 'read,
                     _ = tokio::time::sleep_until(due.into()) => {}
@@ -381,16 +388,7 @@ pub async fn run_replay_source(
             last_ms = Some(row.event_time_ms);
             pending.push(record(row));
             if pending.len() >= cfg.batch_records.max(1) {
-                done += pending.len() as u64;
-                let batch = std::mem::take(&mut pending);
-                if state
-                    .pipeline
-                    .send_at(batch, position(&cfg.from, done))
-                    .await
-                    .is_err()
-                {
-                    return Err(ReplayError::PipelineClosed);
-                }
+                hand_over(&state, &cfg.from, &mut pending, &mut done).await?;
             }
             if progress.maybe_show(done, last_ms) {
                 report(true, progress.line(done, last_ms));

@@ -86,26 +86,13 @@ async fn connection(state: Arc<AppState>, socket: WebSocket) {
                 };
                 match msg {
                     ClientMessage::Subscribe { topic } => {
-                        if subs.contains_key(&topic) {
-                            // Asked again: the client wants the state afresh.
-                            let seq = state.hub.subscribe(&topic).1;
-                            let st = state.clone();
-                            let t = topic.clone();
-                            let Ok(snap) = tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &t, seq)).await else { return };
-                            send!(snap);
-                            continue;
-                        }
-                        if subs.len() >= cfg.max_subscriptions {
+                        // A repeated subscribe is answered like a new one: a fresh snapshot.
+                        if !subs.contains_key(&topic) && subs.len() >= cfg.max_subscriptions {
                             send!(error_frame(topic, format!("at most {} subscriptions per connection", cfg.max_subscriptions)));
                             continue;
                         }
-                        let (receiver, seq) = state.hub.subscribe(&topic);
-                        let st = state.clone();
-                        let t = topic.clone();
-                        let snap = tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &t, seq)).await;
-                        let Ok(snap) = snap else { return };
+                        let Some(snap) = start_from_snapshot(&state, &mut subs, topic).await else { return };
                         send!(snap);
-                        subs.insert(topic, BroadcastStream::new(receiver));
                     }
                     ClientMessage::Unsubscribe { topic } => {
                         subs.remove(&topic);
@@ -118,14 +105,25 @@ async fn connection(state: Arc<AppState>, socket: WebSocket) {
                     // Too slow: drop the backlog, start again from a snapshot.
                     debug!(?topic, missed, "subscriber lagged; resyncing");
                     state.hub.resynced();
-                    let (receiver, seq) = state.hub.subscribe(&topic);
-                    subs.insert(topic.clone(), BroadcastStream::new(receiver));
-                    let st = state.clone();
-                    let snap = tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &topic, seq)).await;
-                    let Ok(snap) = snap else { return };
+                    let Some(snap) = start_from_snapshot(&state, &mut subs, topic).await else { return };
                     send!(snap);
                 }
             },
         }
     }
+}
+
+/// (Re)subscribes `topic` from the hub's current frame on, dropping any backlog, and
+/// returns the snapshot to send first. `None` if the server is shutting down.
+async fn start_from_snapshot(
+    state: &Arc<AppState>,
+    subs: &mut StreamMap<Topic, BroadcastStream<Utf8Bytes>>,
+    topic: Topic,
+) -> Option<Utf8Bytes> {
+    let (receiver, seq) = state.hub.subscribe(&topic);
+    subs.insert(topic.clone(), BroadcastStream::new(receiver));
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &topic, seq))
+        .await
+        .ok()
 }
