@@ -4,7 +4,6 @@ dashboard from INSTABRAND_DIST, default dist) and headless Debian Chromium drive
 chromedriver. Screenshots go to E2E_OUTPUT (default test-output/screenshots)."""
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -42,18 +41,7 @@ def page(browser, server):
     return browser
 
 
-def wait_for(predicate, timeout=20.0, interval=0.2, message="condition"):
-    deadline = time.time() + timeout
-    last_error = None
-    while time.time() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # the element may not exist yet
-            last_error = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}" + (f" (last error: {last_error})" if last_error else ""))
+wait_for = harness.wait_for
 
 
 def console_errors(driver):

@@ -78,6 +78,58 @@ class StartError(RuntimeError):
     pass
 
 
+def launch(argv, env, cwd=None, timeout=60):
+    """Starts a server process with stderr merged into stdout, keeps draining its output
+    (so a chatty server never blocks on a full pipe) into a bounded list, and waits for
+    its `listening on http://…` line; start-up logs may come before it. Returns
+    (process, output lines, base URL); raises StartError with the last output."""
+    proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    first = queue.Queue()
+
+    def drain():
+        found = False
+        for line in proc.stdout:
+            lines.append(line)
+            if len(lines) > 5000:
+                del lines[1:1000]
+            if not found and "listening on http://" in line:
+                found = True
+                first.put(line)
+        first.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        line = first.get(timeout=timeout)
+    except queue.Empty:
+        line = None
+    if not line:
+        proc.kill()
+        proc.wait()
+        raise StartError("".join(lines[-50:]))
+    return proc, lines, line.strip().split("listening on ", 1)[1].split()[0].rstrip("/")
+
+
+def wait_for(predicate, timeout=20.0, interval=0.2, message="condition", errors=(Exception,)):
+    """Polls `predicate` until it returns something truthy, and returns that; `errors`
+    raised meanwhile count as not yet (an element or a record may not exist yet)."""
+    deadline = time.time() + timeout
+    last_error = None
+    while time.time() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except errors as e:
+            last_error = e
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {message}"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
+
+
 def start_server(port=0):
     """Starts the server (on a free port unless given); returns a Server once its API
     answers."""
@@ -93,30 +145,10 @@ def start_server(port=0):
                INSTABRAND_INGEST_TOKEN=INGEST_TOKEN,
                INSTABRAND_DATA_DIR=data_dir,
                RUST_LOG=os.environ.get("RUST_LOG", "info"))
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--port", str(port), "--static-dir", str(dist)],
-        cwd=data_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines = []
-    first = queue.Queue()
-
-    def drain():
-        # Keep reading so a chatty server never blocks on a full pipe.
-        for line in proc.stdout:
-            lines.append(line)
-            if "listening on" in line:
-                first.put(line)
-        first.put(None)
-
-    threading.Thread(target=drain, daemon=True).start()
     try:
-        line = first.get(timeout=60)
-    except queue.Empty:
-        line = None
-    if not line:
-        proc.kill()
-        raise StartError("server did not report its address:\n" + "".join(lines[-40:]))
-    base = line.strip().split("listening on ", 1)[1].split()[0].rstrip("/")
+        proc, lines, base = launch([binary, "serve", "--port", port, "--static-dir", dist], env, cwd=data_dir)
+    except StartError as e:
+        raise StartError(f"server did not report its address:\n{e}") from None
     srv = Server(base, proc, lines)
     srv.data_dir = data_dir
     deadline = time.time() + 30

@@ -8,17 +8,17 @@ Environment:
 """
 import json
 import os
-import queue
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+import harness
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = ROOT / "scripts" / "kafka-broker.sh"
@@ -32,20 +32,8 @@ def binary():
 
 def wait_for(predicate, timeout=60.0, interval=0.2, message="condition"):
     """Polls `predicate` until it returns something truthy, and returns that."""
-    deadline = time.time() + timeout
-    last_error = None
-    while time.time() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError, AssertionError) as e:
-            last_error = e
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {message}"
-        + (f" (last error: {last_error!r})" if last_error else "")
-    )
+    return harness.wait_for(predicate, timeout, interval, message,
+                            errors=(OSError, ValueError, KeyError, AssertionError))
 
 
 class Broker:
@@ -154,34 +142,11 @@ class Server:
         bin_ = binary()
         if not bin_.exists():
             raise RuntimeError(f"{bin_} not found: cargo build --release -p instabrand-server")
-        self.proc = subprocess.Popen(
-            [str(bin_), "serve", "--kafka", broker.address, "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
-        )
-        self.lines = []
-        first = queue.Queue()
-
-        def drain():
-            found = False
-            for line in self.proc.stdout:
-                # stderr is merged in: start-up logs may come before the listening line.
-                if not found and "listening on http://" in line:
-                    found = True
-                    first.put(line)
-                self.lines.append(line)
-                if len(self.lines) > 5000:
-                    del self.lines[1:1000]
-            first.put(None)
-
-        threading.Thread(target=drain, daemon=True).start()
         try:
-            line = first.get(timeout=60)
-        except queue.Empty:
-            line = None
-        if not line or "listening on http://" not in line:
-            self.stop()
-            raise RuntimeError("server did not start:\n" + "".join(self.lines[-50:]))
-        self.base = line.strip().split("listening on ", 1)[1]
+            self.proc, self.lines, self.base = harness.launch(
+                [bin_, "serve", "--kafka", broker.address, "--port", "0", *args], e)
+        except harness.StartError as err:
+            raise RuntimeError(f"server did not start:\n{err}") from None
 
     def get(self, path):
         with urllib.request.urlopen(self.base + path, timeout=10) as r:

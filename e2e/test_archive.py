@@ -16,17 +16,17 @@ import collections
 import datetime
 import json
 import os
-import queue
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+import harness
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -46,33 +46,11 @@ BAD_LINES = [
 class Server:
     def __init__(self, args, data_dir, env=None):
         self.data_dir = data_dir
-        self.lines = []
-        self.proc = subprocess.Popen(
-            [str(BIN), *args],
-            cwd=data_dir,
-            env=dict(os.environ, INSTABRAND_INGEST_TOKEN=TOKEN, RUST_LOG=os.environ.get("RUST_LOG", "info"), **(env or {})),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        first = queue.Queue()
-
-        def drain():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                if "listening on" in line:
-                    first.put(line)
-            first.put(None)
-
-        threading.Thread(target=drain, daemon=True).start()
+        env = dict(os.environ, INSTABRAND_INGEST_TOKEN=TOKEN, RUST_LOG=os.environ.get("RUST_LOG", "info"), **(env or {}))
         try:
-            line = first.get(timeout=60)
-        except queue.Empty:
-            line = None
-        if not line:
-            self.proc.kill()
-            pytest.fail("server did not report its address:\n" + self.output())
-        self.base = line.strip().split("listening on ", 1)[1].split()[0].rstrip("/")
+            self.proc, self.lines, self.base = harness.launch([BIN, *args], env, cwd=data_dir)
+        except harness.StartError as e:
+            pytest.fail(f"server did not report its address:\n{e}")
 
     def output(self):
         return "".join(self.lines[-60:])
