@@ -309,7 +309,19 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
         .map(|r| decode(&r.bytes, r.hint, limits))
         .collect();
     let now = crate::state::wall_ms();
-    let mut archived = Vec::new();
+    // Built before taking the processor's lock: readers wait on it, not on this.
+    let archived: Vec<_> = match &state.archive {
+        Some(_) => records
+            .iter()
+            .zip(&decoded)
+            .filter_map(|(r, d)| {
+                d.as_ref()
+                    .ok()
+                    .map(|ev| crate::archive::ArchivedEvent::from_decoded(ev, r))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let mut result = BatchResult::default();
     let mut dead = Vec::new();
     let mut changes = Vec::with_capacity(records.len());
@@ -319,9 +331,6 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
             match d {
                 Ok(ev) => {
                     result.applied += 1;
-                    if state.archive.is_some() {
-                        archived.push(crate::archive::ArchivedEvent::from_decoded(&ev, r));
-                    }
                     for delta in p.apply(&ev, &r.bytes) {
                         match delta {
                             Delta::DeadLetter {
