@@ -229,8 +229,12 @@ impl Hub {
                     }
                     Topic::Leaderboard { window } => {
                         mem.stale |= !dirty.is_empty() || minute_changed;
-                        let slow = matches!(window, Window::H1 | Window::H24);
-                        if mem.stale && self.due(&mem, now, slow) {
+                        let every = if matches!(window, Window::H1 | Window::H24) {
+                            self.cfg.slow_refresh()
+                        } else {
+                            self.cfg.table_refresh()
+                        };
+                        if mem.stale && due(&mem, now, every) {
                             mem.stale = false;
                             mem.last_built = Some(now);
                             leaderboard_delta(&p, *window, &mut mem, rate).map(|f| (f, false))
@@ -241,7 +245,7 @@ impl Hub {
                     Topic::Brand { brand, .. } => {
                         let touched = p.brand_id(brand).is_some_and(|b| dirty.contains(&b));
                         mem.stale |= touched || minute_changed;
-                        if mem.stale && self.due(&mem, now, true) {
+                        if mem.stale && due(&mem, now, self.cfg.slow_refresh()) {
                             mem.stale = false;
                             mem.last_built = Some(now);
                             Some((snapshot_frame(&p, topic, &self.cfg, rate), true))
@@ -251,7 +255,7 @@ impl Hub {
                     }
                     Topic::Influencers { .. } => {
                         mem.stale |= anything;
-                        if mem.stale && self.due(&mem, now, true) {
+                        if mem.stale && due(&mem, now, self.cfg.slow_refresh()) {
                             mem.stale = false;
                             mem.last_built = Some(now);
                             let f = snapshot_frame(&p, topic, &self.cfg, rate);
@@ -312,15 +316,12 @@ impl Hub {
             }
         }
     }
+}
 
-    fn due(&self, mem: &Memory, now: Instant, slow: bool) -> bool {
-        let min = if slow {
-            Duration::from_millis(self.cfg.slow_refresh_ms)
-        } else {
-            Duration::ZERO
-        };
-        mem.last_built.is_none_or(|t| now.duration_since(t) >= min)
-    }
+/// Whether a table last built at `mem.last_built` may be rebuilt, at most `every`.
+fn due(mem: &Memory, now: Instant, every: Duration) -> bool {
+    mem.last_built
+        .is_none_or(|t| now.duration_since(t) >= every)
 }
 
 fn encode(topic: &Topic, seq: u64, snapshot: bool, frame: Frame) -> Utf8Bytes {
