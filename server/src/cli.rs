@@ -68,6 +68,10 @@ pub enum Command {
         /// Keep state in memory only (no checkpoints in --data-dir).
         #[arg(long)]
         in_memory: bool,
+        /// Archive raw events here: a folder, or s3://BUCKET/PREFIX (connection
+        /// settings from [archive.s3] or the AWS_* environment).
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        archive: Option<crate::archive::ArchiveLocation>,
     },
     /// Generate events: to an NDJSON file (--out) or to Kafka (--kafka).
     Generate {
@@ -96,9 +100,9 @@ pub enum Command {
     /// Replay an archive: into a server fed by it (`--to embedded`) or to Kafka
     /// (`--to kafka HOST:PORT`).
     Replay {
-        /// The archive folder (holding dt=YYYY-MM-DD/).
-        #[arg(long)]
-        from: PathBuf,
+        /// The archive: a folder holding dt=YYYY-MM-DD/, or s3://BUCKET/PREFIX.
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        from: crate::archive::ArchiveLocation,
         /// Times the original pace; 0 or max: as fast as possible.
         #[arg(long, default_value = "max")]
         speed: crate::sources::replay::Speed,
@@ -162,6 +166,7 @@ pub fn main() -> anyhow::Result<()> {
             events,
             events_rate,
             in_memory,
+            archive,
         } => {
             let mut o = Map::new();
             if let Some(v) = events {
@@ -200,7 +205,10 @@ pub fn main() -> anyhow::Result<()> {
             if let Some(v) = users {
                 put(&mut o, &["generator", "users"], json!(v));
             }
-            let config = Config::load(cli.config.as_deref(), Value::Object(o))?;
+            let mut config = Config::load(cli.config.as_deref(), Value::Object(o))?;
+            if let Some(location) = archive {
+                config.archive.set_location(location);
+            }
             serve(config)
         }
         Command::Generate {
@@ -261,6 +269,13 @@ pub fn main() -> anyhow::Result<()> {
                     put(&mut o, &["static_dir"], json!(v));
                 }
                 let config = Config::load(cli.config.as_deref(), Value::Object(o))?;
+                // Its own archive would receive every replayed event again.
+                if config.archive.enabled && config.archive.location(&config.data_dir) == from {
+                    anyhow::bail!(
+                        "the replaying server would archive into {from}, the archive it reads: \
+                         give it another archive location or set archive.enabled = false"
+                    );
+                }
                 serve_with(
                     config,
                     Some(crate::sources::replay::ReplayConfig::new(from, speed)),
@@ -273,6 +288,7 @@ pub fn main() -> anyhow::Result<()> {
                     &from,
                     speed,
                     &config.kafka,
+                    &config.archive.s3,
                 ))?;
                 eprintln!("{summary}");
                 Ok(())

@@ -321,6 +321,66 @@ fn a_failed_write_keeps_its_records_and_a_later_one_writes_them() {
     assert_eq!(archive.stats().last_error, None);
 }
 
+/// Stores the file, then reports a failure: an upload whose answer was lost.
+struct LostAnswers {
+    inner: LocalStore,
+    lost: Arc<AtomicUsize>,
+}
+
+impl ArchiveStore for LostAnswers {
+    fn put(&mut self, rel: &Path, data: &[u8]) -> io::Result<()> {
+        self.inner.put(rel, data)?;
+        if self.lost.load(Ordering::Relaxed) > 0 {
+            self.lost.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "lost answers".into()
+    }
+}
+
+#[test]
+fn a_retry_after_a_lost_answer_replaces_the_file_instead_of_duplicating_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let lost = Arc::new(AtomicUsize::new(1));
+    let cfg = ArchiveConfig {
+        retry_ms: 10,
+        ..config(dir.path())
+    };
+    let store = LostAnswers {
+        inner: LocalStore::open(dir.path()).unwrap(),
+        lost: lost.clone(),
+    };
+    let archive = Archive::start_with_store(&cfg, Box::new(store)).unwrap();
+    archive
+        .append(events(0..10, "2017-06-12 10:00:00"))
+        .unwrap();
+    assert!(archive.flush().is_err());
+    archive
+        .append(events(10..15, "2017-06-12 10:00:00"))
+        .unwrap();
+    wait_until("the retry", || archive.flush().is_ok());
+    // One file, holding each record once.
+    assert_eq!(listing(dir.path()).len(), 1, "{:?}", listing(dir.path()));
+    let mut keys: Vec<String> = read_all(dir.path())
+        .into_iter()
+        .map(|r| r.username)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 15);
+    assert_eq!(read_all(dir.path()).len(), 15);
+    // The next file gets a new name.
+    archive
+        .append(events(15..16, "2017-06-12 10:00:00"))
+        .unwrap();
+    archive.flush().unwrap();
+    assert_eq!(listing(dir.path()).len(), 2);
+}
+
 #[test]
 fn shutdown_writes_what_is_buffered() {
     let dir = tempfile::tempdir().unwrap();

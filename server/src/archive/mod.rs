@@ -10,25 +10,35 @@
 //! and rolls the buffer into files by record count, by bytes and by age. A full queue
 //! blocks the pipeline (back-pressure): nothing is ever dropped, and when the disk
 //! refuses a write the writer keeps the records and retries, so the queue fills and
-//! the pipeline waits rather than losing data.
+//! the pipeline waits rather than losing data. An object store that is down is the
+//! same case: each attempt times out, the records stay, and the writer tries again.
 //!
-//! A file is visible only when complete: it is written under a hidden temporary name in
-//! its partition, fsynced, then renamed to `part-<run>-<seq>.parquet` and the directory
-//! fsynced (see [`store`]). [`ArchiveHandle::flush`] returns once everything appended
+//! Where files go: a local folder by default (`archive.dir`, else `<data_dir>/archive`),
+//! or S3-compatible object storage when `archive.s3.bucket` is set (see [`s3`]), the
+//! same layout under `archive.s3.prefix`. `serve --archive DIR|s3://BUCKET/PREFIX`
+//! picks one from the command line.
+//!
+//! A file is visible only when complete: locally it is written under a hidden temporary
+//! name in its partition, fsynced, then renamed to `part-<run>-<seq>.parquet` and the
+//! directory fsynced (see [`store`]); on S3 it is one `PUT`, and an object exists only
+//! once its upload has completed. [`ArchiveHandle::flush`] returns once everything appended
 //! before it is in such files, which is what the state checkpoint waits for, so the
 //! archive never lags the state it produced. After a crash, events between the last
 //! checkpoint and the crash are delivered again (at-least-once) and so may be archived
 //! twice; `ingest_time` and `ingest_seq` tell the copies apart.
 //!
 //! [`reader`] reads an archive back in event-time order for replay
-//! (`sources::replay`).
+//! (`sources::replay`), from a folder or from `s3://bucket/prefix`.
 
 mod format;
 pub mod reader;
+pub mod s3;
 pub mod store;
 mod writer;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use bytes::Bytes;
 use instabrand_shared::{Event, EventKind, Millis};
@@ -36,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 pub use format::{DEAD_LETTER_COLUMNS, EVENT_COLUMNS};
 pub use reader::{ArchiveReader, ArchivedRow, DeadLetterRow, read_dead_letters};
+pub use s3::{S3Client, S3Config, S3Location, S3Store};
 pub use store::{ArchiveStore, LocalStore};
 pub use writer::{Archive, ArchiveHandle, ArchiveStats};
 
@@ -62,6 +73,9 @@ pub struct ArchiveConfig {
     pub row_group_records: usize,
     /// After a failed write, wait this long before trying again.
     pub retry_ms: u64,
+    /// `[archive.s3]`: the archive goes to this bucket instead of `dir` when
+    /// `s3.bucket` is set.
+    pub s3: S3Config,
 }
 
 impl Default for ArchiveConfig {
@@ -75,6 +89,7 @@ impl Default for ArchiveConfig {
             queue_batches: 64,
             row_group_records: 65_536,
             retry_ms: 1_000,
+            s3: S3Config::default(),
         }
     }
 }
@@ -83,6 +98,66 @@ impl ArchiveConfig {
     /// The archive root for a server whose data directory is `data_dir`.
     pub fn root(&self, data_dir: &Path) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| data_dir.join("archive"))
+    }
+
+    /// Where this configuration archives to: the bucket when `s3.bucket` is set.
+    pub fn location(&self, data_dir: &Path) -> ArchiveLocation {
+        match self.s3.bucket.as_deref().filter(|b| !b.is_empty()) {
+            Some(bucket) => ArchiveLocation::S3(S3Location {
+                bucket: bucket.to_string(),
+                prefix: self.s3.prefix.trim_matches('/').to_string(),
+            }),
+            None => ArchiveLocation::Dir(self.root(data_dir)),
+        }
+    }
+
+    /// Archive to `location` (what `serve --archive` sets), keeping the S3 connection
+    /// settings.
+    pub fn set_location(&mut self, location: ArchiveLocation) {
+        match location {
+            ArchiveLocation::Dir(dir) => {
+                self.dir = Some(dir);
+                self.s3.bucket = None;
+            }
+            ArchiveLocation::S3(S3Location { bucket, prefix }) => {
+                self.s3.bucket = Some(bucket);
+                self.s3.prefix = prefix;
+            }
+        }
+    }
+}
+
+/// An archive's place: a local folder or `s3://bucket/prefix`, as given to
+/// `serve --archive` and `replay --from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveLocation {
+    Dir(PathBuf),
+    S3(S3Location),
+}
+
+impl FromStr for ArchiveLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(loc) = S3Location::parse(s) {
+            return loc.map(ArchiveLocation::S3);
+        }
+        // A typo'd or unsupported scheme must not become a local folder named `gs:`.
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "{s:?}: {scheme}:// is not supported; give a folder or s3://BUCKET[/PREFIX]"
+            ));
+        }
+        Ok(ArchiveLocation::Dir(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Display for ArchiveLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArchiveLocation::Dir(p) => write!(f, "{}", p.display()),
+            ArchiveLocation::S3(loc) => loc.fmt(f),
+        }
     }
 }
 
@@ -137,6 +212,8 @@ pub enum ArchiveError {
     WriteFailed(String),
     #[error("invalid archive configuration: {0}")]
     Config(String),
+    #[error("archive on S3: {0}")]
+    S3(#[from] s3::S3Error),
 }
 
 impl ArchiveError {
@@ -158,4 +235,36 @@ impl ArchiveError {
 /// `dt=YYYY-MM-DD` for a UTC millisecond time.
 pub fn partition_of(ms: Millis) -> String {
     format!("dt={}", instabrand_shared::time::format_date(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_is_a_folder_or_an_s3_url_and_other_schemes_are_refused() {
+        assert_eq!(
+            "data/archive".parse::<ArchiveLocation>(),
+            Ok(ArchiveLocation::Dir("data/archive".into()))
+        );
+        let s3: ArchiveLocation = "s3://bucket/raw/".parse().unwrap();
+        assert_eq!(s3.to_string(), "s3://bucket/raw");
+        assert!("gs://bucket/raw".parse::<ArchiveLocation>().is_err());
+    }
+
+    #[test]
+    fn the_bucket_decides_where_the_archive_goes_and_a_folder_flag_overrides_it() {
+        let mut cfg = ArchiveConfig::default();
+        assert_eq!(
+            cfg.location(Path::new("data")),
+            ArchiveLocation::Dir("data/archive".into())
+        );
+        cfg.set_location("s3://b/p".parse().unwrap());
+        assert_eq!(cfg.location(Path::new("data")).to_string(), "s3://b/p");
+        cfg.set_location("elsewhere".parse().unwrap());
+        assert_eq!(
+            cfg.location(Path::new("data")),
+            ArchiveLocation::Dir("elsewhere".into())
+        );
+    }
 }

@@ -6,20 +6,28 @@
 //! `created_time` has whole seconds) go by ingest time and ingest sequence: the order
 //! the events were first accepted in, which is what makes a replay reproduce the
 //! original state. Memory: one row group per file of the current day.
+//!
+//! From S3 (`s3://bucket/prefix`), the same plan is made from a listing; the row
+//! counts come from each object's footer (one ranged `GET`), and each day's objects
+//! are downloaded into a temporary folder when the merge reaches that day and removed
+//! when it moves on, so disk holds one day of files and memory one row group per file.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::collections::BinaryHeap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use parquet::data_type::ByteArray;
+use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::format::{
     self, DEAD_LETTER_COLUMNS, EVENT_COLUMNS, read_byte_arrays, read_i64s, read_strings,
 };
-use super::{ArchiveError, DEAD_LETTER_DIR};
+use super::s3::{S3Client, S3Config};
+use super::{ArchiveError, ArchiveLocation, DEAD_LETTER_DIR};
 
 /// One archived event as read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,13 +54,133 @@ pub struct DeadLetterRow {
 
 /// The archive's event files, read in event-time order.
 pub struct ArchiveReader {
-    /// Each day's files, oldest day first.
-    days: Vec<Vec<PathBuf>>,
+    files: Files,
+    /// Each day's files, relative to the root, oldest day first.
+    days: Vec<Vec<String>>,
     next_day: usize,
     total_rows: u64,
-    files: usize,
+    file_count: usize,
     merge: Vec<Cursor>,
     heap: BinaryHeap<Reverse<(i64, i64, i64, usize)>>,
+}
+
+/// Where the files are read from.
+enum Files {
+    Dir(PathBuf),
+    /// Objects, and the folder holding the current day's downloads.
+    S3 {
+        client: Box<S3Client>,
+        tmp: tempfile::TempDir,
+    },
+}
+
+/// Enough of an object's end to hold our footers (7 columns, a few row groups) in one
+/// request; a larger footer costs a second one.
+const FOOTER_GUESS: u64 = 64 << 10;
+
+impl Files {
+    /// Rows in one file, from its footer.
+    fn rows(&self, rel: &str) -> Result<u64, ArchiveError> {
+        match self {
+            Files::Dir(root) => {
+                let path = root.join(rel);
+                Ok(open(&path)?.metadata().file_metadata().num_rows() as u64)
+            }
+            Files::S3 { client, .. } => {
+                let bad = |e| ArchiveError::parquet(rel, e);
+                let mut tail = client.get_tail(rel, FOOTER_GUESS)?;
+                let footer =
+                    FooterTail::try_from(tail.get(tail.len().saturating_sub(8)..).unwrap_or(&[]))
+                        .map_err(bad)?;
+                let need = footer.metadata_length() as u64 + 8;
+                if need > tail.len() as u64 {
+                    tail = client.get_tail(rel, need)?;
+                }
+                let start = tail.len().saturating_sub(need as usize);
+                let meta = ParquetMetaDataReader::decode_metadata(&tail[start..tail.len() - 8])
+                    .map_err(bad)?;
+                Ok(meta.file_metadata().num_rows() as u64)
+            }
+        }
+    }
+
+    /// Local paths of one day's files, valid until the next call.
+    fn day(&mut self, rels: &[String]) -> Result<Vec<PathBuf>, ArchiveError> {
+        match self {
+            Files::Dir(root) => Ok(rels.iter().map(|r| root.join(r)).collect()),
+            Files::S3 { client, tmp } => {
+                for entry in
+                    fs::read_dir(tmp.path()).map_err(|e| ArchiveError::io(tmp.path(), e))?
+                {
+                    let path = entry.map_err(|e| ArchiveError::io(tmp.path(), e))?.path();
+                    fs::remove_file(&path).map_err(|e| ArchiveError::io(&path, e))?;
+                }
+                let mut out = Vec::with_capacity(rels.len());
+                for rel in rels {
+                    // `dt=…__part-….parquet`: flat, and errors still name the object.
+                    let path = tmp.path().join(rel.replace('/', "__"));
+                    let mut f = File::create(&path).map_err(|e| ArchiveError::io(&path, e))?;
+                    client.get_to(rel, &mut f)?;
+                    out.push(path);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Groups archive-relative names into days: `dt=…/*.parquet` by partition, oldest
+/// first, then loose `*.parquet` at the root (a single partition folder opened as the
+/// root) as one more day. Hidden names (files still being written) and anything
+/// deeper (`dead-letters/…`) are not events.
+fn plan(rels: impl IntoIterator<Item = String>) -> Vec<Vec<String>> {
+    let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut loose = Vec::new();
+    let is_file = |name: &str| !name.starts_with('.') && name.ends_with(".parquet");
+    for rel in rels {
+        match rel.split('/').collect::<Vec<_>>()[..] {
+            [dir, name] if dir.starts_with("dt=") && is_file(name) => {
+                days.entry(dir.to_string()).or_default().push(rel.clone())
+            }
+            [name] if is_file(name) => loose.push(rel.clone()),
+            _ => {}
+        }
+    }
+    let mut out: Vec<Vec<String>> = days.into_values().collect();
+    if !loose.is_empty() {
+        out.push(loose);
+    }
+    for day in &mut out {
+        day.sort();
+    }
+    out
+}
+
+/// `dt=…/name` and `name` under a local root, for [`plan`].
+fn local_names(root: &Path) -> Result<Vec<String>, ArchiveError> {
+    let mut out = Vec::new();
+    for dir in partitions(root)? {
+        let part = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for f in parquet_files(&dir)? {
+            out.push(format!(
+                "{part}/{}",
+                f.file_name().unwrap_or_default().to_string_lossy()
+            ));
+        }
+    }
+    for f in parquet_files(root)? {
+        out.push(
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    Ok(out)
 }
 
 fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
@@ -92,29 +220,46 @@ impl ArchiveReader {
     /// Opens an archive root (the folder holding `dt=…/`), or a single partition folder.
     /// Dead letters are not events and are skipped.
     pub fn open(root: &Path) -> Result<Self, ArchiveError> {
-        let mut days = Vec::new();
-        for dir in partitions(root)? {
-            let files = parquet_files(&dir)?;
-            if !files.is_empty() {
-                days.push(files);
+        let days = plan(local_names(root)?);
+        Self::with_files(Files::Dir(root.into()), days)
+    }
+
+    /// Opens a folder or `s3://bucket/prefix`; `s3` gives the S3 connection settings
+    /// (endpoint, region, credentials, timeouts). Blocking: lists and reads footers.
+    pub fn open_at(location: &ArchiveLocation, s3: &S3Config) -> Result<Self, ArchiveError> {
+        match location {
+            ArchiveLocation::Dir(root) => Self::open(root),
+            ArchiveLocation::S3(loc) => {
+                let client = S3Client::new(s3, loc.clone())?;
+                let days = plan(client.list()?.into_iter().map(|o| o.rel));
+                let tmp = tempfile::Builder::new()
+                    .prefix("instabrand-replay-")
+                    .tempdir()
+                    .map_err(|e| ArchiveError::io(std::env::temp_dir(), e))?;
+                Self::with_files(
+                    Files::S3 {
+                        client: Box::new(client),
+                        tmp,
+                    },
+                    days,
+                )
             }
         }
-        let loose = parquet_files(root)?;
-        if !loose.is_empty() {
-            days.push(loose);
-        }
+    }
+
+    fn with_files(files: Files, days: Vec<Vec<String>>) -> Result<Self, ArchiveError> {
         let mut total_rows = 0u64;
-        let mut files = 0;
-        for path in days.iter().flatten() {
-            let r = open(path)?;
-            total_rows += r.metadata().file_metadata().num_rows() as u64;
-            files += 1;
+        let mut count = 0;
+        for rel in days.iter().flatten() {
+            total_rows += files.rows(rel)?;
+            count += 1;
         }
         Ok(ArchiveReader {
+            files,
             days,
             next_day: 0,
             total_rows,
-            files,
+            file_count: count,
             merge: Vec::new(),
             heap: BinaryHeap::new(),
         })
@@ -126,18 +271,18 @@ impl ArchiveReader {
     }
 
     pub fn files(&self) -> usize {
-        self.files
+        self.file_count
     }
 
     fn start_day(&mut self) -> Result<bool, ArchiveError> {
-        let Some(files) = self.days.get(self.next_day) else {
+        let Some(rels) = self.days.get(self.next_day) else {
             return Ok(false);
         };
         self.next_day += 1;
         self.merge.clear();
         self.heap.clear();
-        for path in files {
-            let mut c = Cursor::new(path.clone());
+        for path in self.files.day(rels)? {
+            let mut c = Cursor::new(path);
             if let Some(key) = c.peek()? {
                 self.heap
                     .push(Reverse((key.0, key.1, key.2, self.merge.len())));

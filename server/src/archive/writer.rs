@@ -5,6 +5,10 @@
 //! record is `roll_secs` old, on `flush`, and at shutdown. A failed write keeps its
 //! records; while writes fail and the buffer is full the writer stops taking more, so
 //! the bounded queue fills and `append` blocks the pipeline instead of losing data.
+//!
+//! A file that failed keeps its name for its retries, so when a store did take a file
+//! but its answer was lost (an S3 `PUT` that timed out after landing), the retry,
+//! holding the same records and maybe more, replaces it rather than adding a copy.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,8 +23,11 @@ use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
 use super::format::{self, DeadLetterOut, EventRow};
+use super::s3::S3Store;
 use super::store::{ArchiveStore, LocalStore};
-use super::{ArchiveConfig, ArchiveError, ArchivedEvent, DEAD_LETTER_DIR, partition_of};
+use super::{
+    ArchiveConfig, ArchiveError, ArchiveLocation, ArchivedEvent, DEAD_LETTER_DIR, partition_of,
+};
 use crate::deadletter::DeadLetter;
 use crate::state::wall_ms;
 
@@ -68,15 +75,23 @@ struct Shared {
 pub struct Archive;
 
 impl Archive {
-    /// Starts a writer into the local folder `cfg.root(data_dir)`. It does not look at
-    /// `cfg.enabled`: see [`Archive::start_if_enabled`].
+    /// Starts a writer into `cfg.location(data_dir)`: the local folder, or the S3
+    /// bucket once it has answered one signed request (so a wrong endpoint, bucket or
+    /// key fails here, at start-up). Blocking. It does not look at `cfg.enabled`: see
+    /// [`Archive::start_if_enabled`].
     pub fn start(
         cfg: &ArchiveConfig,
         data_dir: &std::path::Path,
     ) -> Result<ArchiveHandle, ArchiveError> {
-        let root = cfg.root(data_dir);
-        let store = LocalStore::open(&root).map_err(|e| ArchiveError::io(&root, e))?;
-        Self::start_with_store(cfg, Box::new(store))
+        let store: Box<dyn ArchiveStore> = match cfg.location(data_dir) {
+            ArchiveLocation::Dir(root) => {
+                Box::new(LocalStore::open(&root).map_err(|e| ArchiveError::io(&root, e))?)
+            }
+            ArchiveLocation::S3(_) => {
+                Box::new(S3Store::connect(&cfg.s3).map_err(ArchiveError::Config)?)
+            }
+        };
+        Self::start_with_store(cfg, store)
     }
 
     /// `None` when the archive is switched off.
@@ -228,6 +243,8 @@ struct Writer {
     /// Names files uniquely across restarts without listing the store.
     run: Millis,
     next_file: u64,
+    /// The name a failed file keeps for its retries: (dead letters?, day).
+    retry_names: BTreeMap<(bool, i64), PathBuf>,
     next_seq: i64,
     events: BTreeMap<i64, Vec<Pending>>,
     dead: BTreeMap<i64, Vec<PendingDead>>,
@@ -245,6 +262,7 @@ impl Writer {
             shared,
             run: wall_ms(),
             next_file: 0,
+            retry_names: BTreeMap::new(),
             next_seq: 0,
             events: BTreeMap::new(),
             dead: BTreeMap::new(),
@@ -353,10 +371,23 @@ impl Writer {
         }
     }
 
-    fn file_name(&mut self) -> String {
+    /// The path for the next file of `day`: a fresh name, or the one its failed
+    /// attempt used (see the module notes). Forgotten once written.
+    fn file_path(&mut self, dead: bool, day: i64) -> PathBuf {
+        if let Some(p) = self.retry_names.get(&(dead, day)) {
+            return p.clone();
+        }
         let n = self.next_file;
         self.next_file += 1;
-        format!("part-{:013}-{n:06}.parquet", self.run)
+        let name = format!("part-{:013}-{n:06}.parquet", self.run);
+        let partition = PathBuf::from(partition_of(day * MS_PER_DAY));
+        let path = if dead {
+            PathBuf::from(DEAD_LETTER_DIR).join(partition).join(name)
+        } else {
+            partition.join(name)
+        };
+        self.retry_names.insert((dead, day), path.clone());
+        path
     }
 
     /// Writes every buffered day; a day that fails stays buffered for the next try.
@@ -425,7 +456,7 @@ impl Writer {
                 raw: &p.ev.raw,
             })
             .collect();
-        let rel = PathBuf::from(partition_of(day * MS_PER_DAY)).join(self.file_name());
+        let rel = self.file_path(false, day);
         let result = self.put_encoded(
             &rel,
             format::encode_events(&out, self.cfg.row_group_records),
@@ -433,6 +464,7 @@ impl Writer {
         drop(out);
         match result {
             Ok(len) => {
+                self.retry_names.remove(&(false, day));
                 self.published(&rel, rows.len(), len, false);
                 Ok(())
             }
@@ -459,9 +491,7 @@ impl Writer {
                 raw: &p.dl.raw,
             })
             .collect();
-        let rel = PathBuf::from(DEAD_LETTER_DIR)
-            .join(partition_of(day * MS_PER_DAY))
-            .join(self.file_name());
+        let rel = self.file_path(true, day);
         let result = self.put_encoded(
             &rel,
             format::encode_dead_letters(&out, self.cfg.row_group_records),
@@ -469,6 +499,7 @@ impl Writer {
         drop(out);
         match result {
             Ok(len) => {
+                self.retry_names.remove(&(true, day));
                 self.published(&rel, rows.len(), len, true);
                 Ok(())
             }

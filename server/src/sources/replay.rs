@@ -1,5 +1,6 @@
 //! Archive replay as a source: the archive's raw events read back in event-time order
-//! (see `archive::reader`) and fed again, at a chosen multiple of their original pace
+//! (see `archive::reader`), from a folder or from `s3://bucket/prefix` (with the
+//! connection settings of `archive.s3`), and fed again, at a chosen multiple of their original pace
 //! or as fast as they are taken, either into this server's pipeline
 //! ([`run_replay_source`], `instabrand replay --to embedded`) or to Kafka's event
 //! topics ([`replay_to_kafka`], `--to kafka`), for demos and for rebuilding state.
@@ -16,7 +17,6 @@
 //! them twice.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::archive::{ArchiveError, ArchiveReader, ArchivedRow};
+use crate::archive::{ArchiveError, ArchiveLocation, ArchiveReader, ArchivedRow, S3Config};
 use crate::kafka::{KafkaConfig, KafkaError, ensure_topics, topic_for};
 use crate::pipeline::{Origin, Record};
 use crate::state::AppState;
@@ -80,8 +80,8 @@ impl std::fmt::Display for Speed {
 /// `instabrand replay` settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayConfig {
-    /// The archive root (holding `dt=…/`).
-    pub from: PathBuf,
+    /// The archive root (holding `dt=…/`): a folder or `s3://bucket/prefix`.
+    pub from: ArchiveLocation,
     pub speed: Speed,
     /// Records per pipeline batch, at most.
     pub batch_records: usize,
@@ -90,9 +90,9 @@ pub struct ReplayConfig {
 }
 
 impl ReplayConfig {
-    pub fn new(from: impl Into<PathBuf>, speed: Speed) -> Self {
+    pub fn new(from: ArchiveLocation, speed: Speed) -> Self {
         ReplayConfig {
-            from: from.into(),
+            from,
             speed,
             batch_records: 4096,
             read_ahead_batches: 4,
@@ -268,27 +268,27 @@ fn spawn_reader(
 }
 
 /// Records of this archive already in the restored state.
-fn restored_records(state: &AppState, from: &Path) -> u64 {
+fn restored_records(state: &AppState, from: &ArchiveLocation) -> u64 {
     state
         .restored
         .get(NAME)
-        .filter(|p| p.get("from").and_then(|f| f.as_str()) == Some(&*from.to_string_lossy()))
+        .filter(|p| p.get("from").and_then(|f| f.as_str()) == Some(&*from.to_string()))
         .and_then(|p| p.get("records"))
         .and_then(|n| n.as_u64())
         .unwrap_or(0)
 }
 
-fn position(from: &Path, records: u64) -> (String, serde_json::Value) {
+fn position(from: &ArchiveLocation, records: u64) -> (String, serde_json::Value) {
     (
         NAME.to_string(),
-        json!({ "from": from.to_string_lossy(), "records": records }),
+        json!({ "from": from.to_string(), "records": records }),
     )
 }
 
 /// Sends what is pending to the pipeline, with the replay's position after it.
 async fn hand_over(
     state: &AppState,
-    from: &Path,
+    from: &ArchiveLocation,
     pending: &mut Vec<Record>,
     done: &mut u64,
 ) -> Result<(), ReplayError> {
@@ -324,27 +324,29 @@ pub async fn run_replay_source(
             };
         })
     };
-    let reader = match ArchiveReader::open(&cfg.from) {
+    // Blocking: reads every file's footer, over the network for S3.
+    let (from, s3) = (cfg.from.clone(), state.config.archive.s3.clone());
+    let opened = tokio::task::spawn_blocking(move || ArchiveReader::open_at(&from, &s3))
+        .await
+        .map_err(|e| ReplayError::Reader(e.to_string()))?;
+    let reader = match opened {
         Ok(r) => r,
         Err(e) => {
-            report(false, format!("cannot read {}: {e}", cfg.from.display()));
+            report(false, format!("cannot read {}: {e}", cfg.from));
             return Err(e.into());
         }
     };
     let (total, files) = (reader.total_rows(), reader.files());
     let skip = restored_records(&state, &cfg.from);
     info!(
-        from = %cfg.from.display(),
+        from = %cfg.from,
         events = total,
         files,
         speed = %cfg.speed,
         already_applied = skip,
         "replaying the archive"
     );
-    report(
-        true,
-        format!("replaying {total} events from {}", cfg.from.display()),
-    );
+    report(true, format!("replaying {total} events from {}", cfg.from));
     let stop = shutdown.child_token();
     let mut rows = spawn_reader(
         reader,
@@ -451,12 +453,14 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Produces the archive at `from` to Kafka: each raw record to the topic of its event
 /// type (or the combined topic, if configured), keyed by username, with an idempotent
-/// producer. `kafka.brokers` must be set; `kafka.client` properties apply. Ctrl-C
-/// stops after flushing what was sent.
+/// producer. `kafka.brokers` must be set; `kafka.client` properties apply; `s3` holds
+/// the connection settings for an `s3://` archive. Ctrl-C stops after flushing what
+/// was sent.
 pub async fn replay_to_kafka(
-    from: &Path,
+    from: &ArchiveLocation,
     speed: Speed,
     kafka: &KafkaConfig,
+    s3: &S3Config,
 ) -> Result<ReplaySummary, ReplayError> {
     let brokers = kafka.brokers.clone().ok_or(KafkaError::NoBrokers)?;
     if kafka.create_topics {
@@ -473,10 +477,9 @@ pub async fn replay_to_kafka(
             on_signal.store(true, Ordering::Relaxed);
         }
     });
-    let from = from.to_path_buf();
-    let kafka = kafka.clone();
+    let (from, kafka, s3) = (from.clone(), kafka.clone(), s3.clone());
     let result = tokio::task::spawn_blocking(move || {
-        produce_blocking(&from, speed, &brokers, &kafka, &stop)
+        produce_blocking(&from, speed, &brokers, &kafka, &s3, &stop)
     })
     .await
     .map_err(|e| ReplayError::Reader(e.to_string()))?;
@@ -485,13 +488,14 @@ pub async fn replay_to_kafka(
 }
 
 fn produce_blocking(
-    from: &Path,
+    from: &ArchiveLocation,
     speed: Speed,
     brokers: &str,
     kafka: &KafkaConfig,
+    s3: &S3Config,
     stop: &AtomicBool,
 ) -> Result<ReplaySummary, ReplayError> {
-    let reader = ArchiveReader::open(from)?;
+    let reader = ArchiveReader::open_at(from, s3)?;
     let (total, files) = (reader.total_rows(), reader.files());
     let counts = Arc::new(Deliveries::default());
     let mut c = ClientConfig::new();
