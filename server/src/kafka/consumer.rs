@@ -192,6 +192,9 @@ async fn consume(
     // Applied and not yet committed.
     let mut to_commit = Positions::new();
     let mut replays_skipped = 0u64;
+    // What librdkafka has ready, taken in one go (up to a batch): one pass of the
+    // select loop per message cost as much as the rest of the consumer together.
+    let mut messages = consumer.stream().ready_chunks(max_batch);
 
     let result = loop {
         // Biased, in this order, so a steady stream of records cannot starve the
@@ -220,13 +223,23 @@ async fn consume(
             _ = ticker.tick(), if !batch.records.is_empty() && in_flight.len() < max_in_flight => {
                 in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
             }
-            msg = consumer.recv(), if in_flight.len() < max_in_flight => match msg {
-                Ok(m) => {
-                    consumer.context().mark_connected();
-                    let Some(t) = topics.iter().position(|t| *t.name == *m.topic()) else {
-                        continue;
+            Some(chunk) = messages.next(), if in_flight.len() < max_in_flight => {
+                let (mut fatal, mut read_any) = (None, false);
+                for msg in chunk {
+                    let m = match msg {
+                        Ok(m) => m,
+                        Err(e) => {
+                            if let Some(why) = consumer.context().on_error(&e) {
+                                fatal = Some(why);
+                            }
+                            continue;
+                        }
                     };
-                    let key = (t, m.partition());
+                    read_any = true;
+                    let key = match topics.iter().position(|t| *t.name == *m.topic()) {
+                        Some(t) => (t, m.partition()),
+                        None => continue,
+                    };
                     if handed.get(&key).is_some_and(|&next| m.offset() < next) {
                         replays_skipped += 1;
                         if replays_skipped.is_power_of_two() {
@@ -234,21 +247,25 @@ async fn consume(
                         }
                         continue;
                     }
-                    batch.records.push(to_record(&topics[t], &m));
+                    batch.records.push(to_record(&topics[key.0], &m));
                     batch.next.insert(key, m.offset() + 1);
-                    // Adaptive batching: an idle pipeline gets the record at once (low
-                    // latency when the stream is slow); a busy one lets records gather
-                    // into a larger batch (throughput when it is not).
-                    if batch.records.len() >= max_batch || in_flight.is_empty() {
+                    if batch.records.len() >= max_batch {
                         in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
                     }
                 }
-                Err(e) => {
-                    if let Some(why) = consumer.context().on_error(&e) {
-                        break Err(why);
-                    }
+                if read_any {
+                    consumer.context().mark_connected();
                 }
-            },
+                if let Some(why) = fatal {
+                    break Err(why);
+                }
+                // Adaptive batching: an idle pipeline gets what was read at once (low
+                // latency when the stream is slow); a busy one lets records gather
+                // into a larger batch (throughput when it is not).
+                if in_flight.is_empty() && !batch.records.is_empty() {
+                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
+                }
+            }
         }
     };
 
