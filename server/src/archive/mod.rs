@@ -212,6 +212,9 @@ pub enum ArchiveError {
     WriteFailed(String),
     #[error("invalid archive configuration: {0}")]
     Config(String),
+    /// The store did not pass its start-up check (unreachable, no bucket, refused).
+    #[error("{0}")]
+    Unusable(String),
     #[error("archive on S3: {0}")]
     S3(#[from] s3::S3Error),
 }

@@ -241,6 +241,7 @@ impl S3Client {
         let custom = cfg
             .endpoint
             .clone()
+            .filter(|e| !e.trim().is_empty())
             .or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
         let path_style = cfg.path_style.unwrap_or(custom.is_some());
         let endpoint = custom.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
@@ -425,7 +426,7 @@ impl S3Client {
             action.with_max_keys(n);
         }
         let url = action.sign(self.sign_for);
-        let what = || self.location.to_string();
+        let what = || self.describe();
         let mut resp = self
             .agent
             .get(url.as_str())

@@ -2,9 +2,10 @@
 //! one operation: put these bytes under this relative path, visible all at once or not
 //! at all. That is a rename on a local disk and a single PUT on S3-compatible storage.
 //!
-//! Only the local folder is implemented: the `object_store` crate (with its HTTP, TLS
-//! and cloud-signing stack) would have doubled the server's cold build. An S3 backend
-//! is one more implementation of [`ArchiveStore`].
+//! [`LocalStore`] is the folder; `s3::S3Store` is S3-compatible object storage, built
+//! on a request signer and a small blocking HTTP client rather than the `object_store`
+//! crate, whose async HTTP, TLS and cloud-signing stack would have doubled the
+//! server's cold build.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -88,7 +88,7 @@ impl Archive {
                 Box::new(LocalStore::open(&root).map_err(|e| ArchiveError::io(&root, e))?)
             }
             ArchiveLocation::S3(_) => {
-                Box::new(S3Store::connect(&cfg.s3).map_err(ArchiveError::Config)?)
+                Box::new(S3Store::connect(&cfg.s3).map_err(ArchiveError::Unusable)?)
             }
         };
         Self::start_with_store(cfg, store)
