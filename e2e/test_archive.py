@@ -9,6 +9,12 @@
 3. `instabrand replay --from ARCHIVE --to embedded --speed 0` runs a fresh server fed
    by the archive: its all-time leaderboard and its user and photo counts equal the
    original server's.
+4. The same stream archived to S3-compatible storage (moto's server on loopback, via
+   scripts/s3-server.sh): boto3 downloads the objects, DuckDB counts them per day and
+   event, every object is a whole Parquet file, and `replay --from s3://…` reproduces
+   the state. A bad bucket or endpoint stops start-up with a clear error, and stopping
+   the store mid-stream (then starting it again, empty) loses nothing: the objects
+   from before the outage plus those after hold every event exactly once.
 
 Environment: INSTABRAND_BIN (default target/release/instabrand).
 """
@@ -16,9 +22,11 @@ import collections
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +37,7 @@ import pytest
 import harness
 
 duckdb = pytest.importorskip("duckdb")
+s3_support = pytest.importorskip("s3_support")
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("INSTABRAND_BIN", ROOT / "target" / "release" / "instabrand")).resolve()
@@ -119,6 +128,25 @@ def stream(workdir):
     return good
 
 
+CHUNK = 1000
+
+
+def ingest(srv, stream, chunks=None):
+    """POSTs the stream in chunks of CHUNK lines (those numbered `chunks`, default all),
+    one bad line in the middle of each of the first len(BAD_LINES); returns
+    (accepted, rejected). Each answer comes once its events are applied and durable."""
+    accepted = rejected = 0
+    for n in chunks if chunks is not None else range((len(stream) + CHUNK - 1) // CHUNK):
+        body = list(stream[n * CHUNK:(n + 1) * CHUNK])
+        if n < len(BAD_LINES):
+            body.insert(len(body) // 2, BAD_LINES[n])
+        status, report = srv.request("POST", "/api/ingest", b"\n".join(body) + b"\n")
+        assert status == 200, f"ingest -> {status}: {report}\n{srv.output()}"
+        accepted += report["accepted"]
+        rejected += report["rejected"]
+    return accepted, rejected
+
+
 @pytest.fixture(scope="module")
 def original(workdir, stream):
     """Ingests the stream into a fresh server, records its state, stops it."""
@@ -126,18 +154,7 @@ def original(workdir, stream):
     data.mkdir()
     srv = Server(["serve", "--port", "0", "--no-generator", "--data-dir", str(data)], str(data))
     try:
-        chunks = [stream[i:i + 1000] for i in range(0, len(stream), 1000)]
-        accepted = rejected = 0
-        for n, chunk in enumerate(chunks):
-            body = list(chunk)
-            if n < len(BAD_LINES):
-                body.insert(len(body) // 2, BAD_LINES[n])
-            status, report = srv.request("POST", "/api/ingest", b"\n".join(body) + b"\n")
-            assert status == 200, f"ingest -> {status}: {report}\n{srv.output()}"
-            accepted += report["accepted"]
-            rejected += report["rejected"]
-        # Ingest answers once its events are applied (and durable).
-        assert (accepted, rejected) == (EVENTS, len(BAD_LINES))
+        assert ingest(srv, stream) == (EVENTS, len(BAD_LINES))
         state = {
             "leaderboard": srv.get("/api/leaderboard?window=all"),
             "health": srv.get("/api/health"),
@@ -214,3 +231,179 @@ def test_replay_into_a_fresh_server_reproduces_the_original_state(workdir, origi
     finally:
         srv.stop()
     assert any("replay:" in l for l in srv.lines), "a progress line on stderr"
+
+
+# --- The archive on S3-compatible storage -------------------------------------------
+
+BUCKET = "instabrand-archive"
+PREFIX = "raw/events"
+KEY = re.compile(r"^(dead-letters/)?dt=\d{4}-\d{2}-\d{2}/part-\d{13}-\d{6}\.parquet$")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    store = s3_support.S3Server([BUCKET])
+    yield store
+    store.close()
+
+
+def counts_per_day_and_event(folder):
+    rows = duckdb.sql(
+        f"SELECT dt, event, count(*) FROM read_parquet('{folder}/dt=*/*.parquet', hive_partitioning=true) GROUP BY ALL"
+    ).fetchall()
+    return {(dt, event): n for dt, event, n in rows}
+
+
+def expected_counts(stream):
+    return dict(collections.Counter((day_of(l), json.loads(l)["event"]) for l in stream))
+
+
+def raw_lines(folders):
+    """Every archived event's raw bytes, over several downloaded archives."""
+    out = collections.Counter()
+    for folder in folders:
+        if list(Path(folder).glob("dt=*/*.parquet")):
+            rows = duckdb.sql(f"SELECT raw FROM read_parquet('{folder}/dt=*/*.parquet')").fetchall()
+            out.update(r[0].encode() for r in rows)
+    return out
+
+
+def assert_whole_parquet_files(paths):
+    """Each file is a complete Parquet file: magic at both ends, a footer DuckDB reads,
+    and as many rows readable as that footer declares."""
+    assert paths
+    for path in paths:
+        data = Path(path).read_bytes()
+        assert data[:4] == b"PAR1" and data[-4:] == b"PAR1", f"{path} is not a whole Parquet file"
+        (declared,) = duckdb.sql(f"SELECT sum(num_rows) FROM parquet_file_metadata('{path}')").fetchone()
+        (read,) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()
+        assert declared == read > 0, f"{path}: footer says {declared} rows, read {read}"
+
+
+@pytest.fixture(scope="module")
+def s3_original(workdir, stream, s3):
+    """Ingests the stream into a server archiving to s3://BUCKET/PREFIX, stops it, and
+    downloads what it stored with boto3."""
+    data = workdir / "s3-original"
+    data.mkdir()
+    srv = Server(
+        ["serve", "--port", "0", "--no-generator", "--data-dir", str(data), "--archive", f"s3://{BUCKET}/{PREFIX}"],
+        str(data), env=s3.server_env(),
+    )
+    try:
+        assert ingest(srv, stream) == (EVENTS, len(BAD_LINES))
+        state = {
+            "leaderboard": srv.get("/api/leaderboard?window=all"),
+            "health": srv.get("/api/health"),
+        }
+    finally:
+        srv.stop()
+    assert srv.proc.returncode == 0, f"exit code {srv.proc.returncode}:\n{srv.output()}"
+    assert not (data / "archive").exists(), "archived locally instead of to S3"
+    state["keys"] = s3.keys(BUCKET)
+    state["files"] = s3.download(BUCKET, PREFIX, workdir / "s3-download")
+    state["archive"] = workdir / "s3-download"
+    return state
+
+
+def test_s3_archive_counts_per_day_and_event_equal_what_was_ingested(s3_original, stream):
+    archive = s3_original["archive"]
+    assert counts_per_day_and_event(archive) == expected_counts(stream)
+    assert raw_lines([archive]) == collections.Counter(stream)
+    dead = duckdb.sql(f"SELECT raw FROM read_parquet('{archive}/dead-letters/dt=*/*.parquet')").fetchall()
+    assert len(dead) == s3_original["health"]["dead_letters"]
+    assert set(BAD_LINES) <= {bytes(r[0]) for r in dead}
+
+
+def test_every_s3_object_is_a_whole_parquet_file_under_the_prefix(s3_original):
+    keys = s3_original["keys"]
+    assert keys and all(k.startswith(PREFIX + "/") for k in keys), keys
+    # Only published files: no temporary or partial objects beside them.
+    strays = [k for k in keys if not KEY.match(k[len(PREFIX) + 1:])]
+    assert not strays, strays
+    assert len(s3_original["files"]) == len(keys)
+    assert_whole_parquet_files(s3_original["files"])
+
+
+def test_replay_from_s3_reproduces_the_original_state(workdir, s3_original, s3):
+    data = workdir / "s3-replayed"
+    data.mkdir()
+    srv = Server(
+        ["replay", "--from", f"s3://{BUCKET}/{PREFIX}", "--to", "embedded", "--speed", "0",
+         "--port", "0", "--data-dir", str(data)],
+        str(data), env=s3.server_env(),
+    )
+
+    def replay_source():
+        found = [s for s in srv.get("/api/health")["sources"] if s["kind"] == "replay"]
+        return found[0] if found else None
+
+    try:
+        wait_for(lambda: "finished" in ((replay_source() or {}).get("detail") or ""), "the replay from S3 to finish")
+        assert f"replayed {EVENTS} events" in replay_source()["detail"], replay_source()
+        health = srv.get("/api/health")
+        for key in ("users", "photos", "events_by_kind"):
+            assert health[key] == s3_original["health"][key], key
+        assert srv.get("/api/leaderboard?window=all") == s3_original["leaderboard"]
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("case", ["missing bucket", "nothing listening"])
+def test_start_up_stops_with_a_clear_error_when_the_bucket_cannot_be_reached(workdir, s3, case):
+    data = Path(tempfile.mkdtemp(dir=workdir, prefix="s3-bad-"))
+    # No backtrace: the error must be readable on its own, in the last lines.
+    env = dict(os.environ, INSTABRAND_INGEST_TOKEN=TOKEN, RUST_BACKTRACE="0", **s3.server_env())
+    if case == "missing bucket":
+        url, expected = "s3://no-such-bucket/raw", "NoSuchBucket"
+    else:
+        env["INSTABRAND_ARCHIVE__S3__ENDPOINT"] = f"http://127.0.0.1:{harness.free_port()}"
+        url, expected = f"s3://{BUCKET}/raw", "endpoint"
+    args = [BIN, "serve", "--port", "0", "--no-generator", "--data-dir", data, "--archive", url]
+    with pytest.raises(harness.StartError) as failed:
+        proc, _, _ = harness.launch(args, env, cwd=data, timeout=60)
+        proc.terminate()
+        proc.wait()
+    message = str(failed.value)
+    assert "S3 archive is not usable" in message and expected in message, message
+
+
+def test_an_s3_outage_mid_stream_loses_nothing(workdir, stream):
+    """moto stopped after half the stream, then started again, empty: ingest waits
+    (nothing is acknowledged that is not stored), the writer retries, and the objects
+    from before the outage plus those after hold every event exactly once."""
+    store = s3_support.S3Server([BUCKET])
+    data = workdir / "s3-outage"
+    data.mkdir()
+    srv = Server(
+        ["serve", "--port", "0", "--no-generator", "--data-dir", str(data), "--archive", f"s3://{BUCKET}/outage"],
+        str(data), env=dict(store.server_env(), INSTABRAND_ARCHIVE__RETRY_MS="200"),
+    )
+    chunks = (len(stream) + CHUNK - 1) // CHUNK
+    half = chunks // 2
+    try:
+        first = ingest(srv, stream, range(half))
+        # Acknowledged, so stored: what moto holds now is all the first half.
+        before = store.download(BUCKET, "outage", workdir / "s3-outage-before")
+        store.stop()
+
+        result = {}
+        rest = threading.Thread(target=lambda: result.update(counts=ingest(srv, stream, range(half, chunks))))
+        rest.start()
+        wait_for(lambda: any("archive write failed" in l for l in srv.lines), "the writer to notice the outage", 60)
+        time.sleep(2)
+        assert rest.is_alive(), "ingest was acknowledged while the archive could not store it"
+
+        store.restart()
+        rest.join(120)
+        assert not rest.is_alive(), "ingest did not finish after the store came back\n" + srv.output()
+        assert first[0] + result["counts"][0] == EVENTS
+        wait_for(lambda: any("archive writes succeed again" in l for l in srv.lines), "the writer to recover", 60)
+    finally:
+        srv.stop()
+        after = store.download(BUCKET, "outage", workdir / "s3-outage-after") if store else []
+        store.close()
+    assert srv.proc.returncode == 0, f"exit code {srv.proc.returncode}:\n{srv.output()}"
+    assert before and after
+    assert_whole_parquet_files(before + after)
+    assert raw_lines([workdir / "s3-outage-before", workdir / "s3-outage-after"]) == collections.Counter(stream)

@@ -10,30 +10,16 @@
 #   scripts/kafka-broker.sh stop DIR        stop everything started under DIR
 #
 # Storage: tansu 0.6 built with `dynostore` offers memory:// (fast; gone when the broker
-# dies) and s3://. `--storage s3` runs a local moto S3 server (`moto_server` from PyPI)
+# dies) and s3://. `--storage s3` runs a local moto S3 server (scripts/s3-server.sh)
 # as the object store, so a broker killed with -9 and restarted finds its topics,
 # records and committed offsets again — that is what the broker-restart test needs.
 # moto keeps its objects in its own memory, so it must outlive the broker: `kill` and
 # `restart` only touch tansu.
 set -euo pipefail
-
-die() { echo "kafka-broker: $*" >&2; exit 1; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Waits until something accepts TCP connections on 127.0.0.1:$1.
-wait_port() {
-    local port=$1 what=$2
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "$what did not start listening on 127.0.0.1:$port (see logs in $DIR)"
-}
+NAME=kafka-broker
+HERE=$(dirname "$0")
+# shellcheck source=scripts/services.sh
+. "$HERE/services.sh"
 
 tansu_bin() {
     if command -v tansu >/dev/null; then command -v tansu
@@ -60,27 +46,7 @@ start_broker() {
 }
 
 start_s3() {
-    command -v moto_server >/dev/null || die "moto_server not found: pip install 'moto[server]'"
-    moto_server -H 127.0.0.1 -p "$S3_PORT" >>"$DIR/moto.log" 2>&1 &
-    echo $! >"$DIR/moto.pid"
-    wait_port "$S3_PORT" moto_server
-    python3 - "$S3_PORT" <<'EOF'
-import sys, urllib.request
-urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/tansu", method="PUT")).read()
-EOF
-}
-
-kill_pidfile() {
-    local f=$1 sig=${2:-TERM}
-    [ -f "$f" ] || return 0
-    local pid
-    pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "-$sig" "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$f"
+    bash "$HERE/s3-server.sh" start --dir "$DIR/s3" --port "$S3_PORT" --bucket tansu >/dev/null
 }
 
 cmd=${1:-}; shift || true
@@ -118,7 +84,7 @@ restart)
 stop)
     DIR=${1:?usage: stop DIR}
     kill_pidfile "$DIR/tansu.pid"
-    kill_pidfile "$DIR/moto.pid"
+    if [ -d "$DIR/s3" ]; then bash "$HERE/s3-server.sh" stop "$DIR/s3"; fi
     ;;
 *)
     sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
