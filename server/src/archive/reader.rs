@@ -475,3 +475,32 @@ pub fn read_dead_letters(root: &Path) -> Result<Vec<DeadLetterRow>, ArchiveError
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_planned_from_names_oldest_first_without_dead_letters_or_unfinished_files() {
+        let names = [
+            "dt=2017-06-13/part-2.parquet",
+            "dt=2017-06-12/part-9.parquet",
+            "dt=2017-06-12/part-1.parquet",
+            "dt=2017-06-12/.part-3.parquet.tmp",
+            "dead-letters/dt=2017-06-12/part-4.parquet",
+            "dt=2017-06-12/notes.txt",
+            "loose.parquet",
+        ];
+        assert_eq!(
+            plan(names.iter().map(|s| s.to_string())),
+            vec![
+                vec![
+                    "dt=2017-06-12/part-1.parquet".to_string(),
+                    "dt=2017-06-12/part-9.parquet".to_string()
+                ],
+                vec!["dt=2017-06-13/part-2.parquet".to_string()],
+                vec!["loose.parquet".to_string()],
+            ]
+        );
+    }
+}
