@@ -14,7 +14,7 @@ pub type Positions = BTreeMap<String, serde_json::Value>;
 
 const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
 /// Bumped whenever the snapshot's encoding changes.
-const FORMAT: &[u8] = b"instabrand-state-v2";
+const FORMAT: &[u8] = b"instabrand-state-v3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

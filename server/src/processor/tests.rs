@@ -124,6 +124,103 @@ fn follow_and_unfollow_are_idempotent_set_operations() {
 }
 
 #[test]
+fn an_unfollow_read_before_its_follow_cancels_it() {
+    // Follows and unfollows come on separate topics: a consumer can read the unfollow
+    // of 0:05 before the follow of 0:01 it undoes.
+    let mut s = Sim::new();
+    s.feed(&[
+        unfollow("b", "a", &at(0, 5)),
+        follow("b", "a", &at(0, 1)),
+        follow("c", "a", &at(0, 2)),
+    ]);
+    assert_eq!(s.p.profile(s.uid("a")).followers, 1);
+    assert_eq!(s.p.profile(s.uid("b")).following, 0);
+    // The early unfollow is counted as applied; the stale follow as superseded.
+    assert_eq!(s.p.stats.applied_by_kind[EventKind::Unfollow as usize], 1);
+    assert_eq!(s.p.stats.duplicates, 1);
+}
+
+#[test]
+fn a_refollow_read_before_the_unfollow_it_follows_stands() {
+    let mut s = Sim::new();
+    s.feed(&[
+        follow("b", "a", &at(0, 1)),
+        follow("b", "a", &at(0, 9)),
+        unfollow("b", "a", &at(0, 5)),
+    ]);
+    assert_eq!(s.p.profile(s.uid("a")).followers, 1);
+    assert_eq!(s.p.profile(s.uid("b")).following, 1);
+}
+
+#[test]
+fn on_an_edge_the_newest_event_wins_in_any_order_and_unfollow_wins_a_tie() {
+    let events = [
+        follow("b", "a", &at(0, 1)),
+        unfollow("b", "a", &at(0, 3)),
+        follow("b", "a", &at(0, 3)),
+        follow("c", "a", &at(0, 2)),
+        unfollow("c", "a", &at(0, 4)),
+        follow("c", "a", &at(0, 6)),
+    ];
+    // Every order of the six: b ends unfollowed (tie at 0:03), c following.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    let mut orders = 0;
+    loop {
+        let mut s = Sim::new();
+        s.feed(&order.iter().map(|&i| events[i].clone()).collect::<Vec<_>>());
+        assert_eq!(s.p.profile(s.uid("b")).following, 0, "order {order:?}");
+        assert_eq!(s.p.profile(s.uid("c")).following, 1, "order {order:?}");
+        assert_eq!(s.p.profile(s.uid("a")).followers, 1, "order {order:?}");
+        orders += 1;
+        if !next_permutation(&mut order) {
+            break;
+        }
+    }
+    assert_eq!(orders, 720);
+}
+
+/// Steps `v` to its next lexicographic permutation; false after the last.
+fn next_permutation(v: &mut [usize]) -> bool {
+    let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] < v[i]) else {
+        return false;
+    };
+    let j = (i..v.len())
+        .rev()
+        .find(|&j| v[j] > v[i - 1])
+        .expect("exists");
+    v.swap(i - 1, j);
+    v[i..].reverse();
+    true
+}
+
+#[test]
+fn edges_are_remembered_for_the_hold_and_at_most_recent_edges_max() {
+    // Past the hold (10 min of event time), an old follow read late applies again.
+    let mut s = Sim::new();
+    s.feed(&[
+        unfollow("b", "a", &at(0, 5)),
+        user("z", &at(20, 0)),
+        user("y", &at(20, 1)),
+        follow("b", "a", &at(0, 1)),
+    ]);
+    assert_eq!(s.p.profile(s.uid("b")).following, 1);
+    // Beyond the cap the oldest edge is forgotten first.
+    let cfg = ProcessorConfig {
+        recent_edges_max: 1,
+        ..ProcessorConfig::default()
+    };
+    let mut s = Sim::with(cfg);
+    s.feed(&[
+        unfollow("b", "a", &at(0, 5)),
+        unfollow("c", "a", &at(0, 6)),
+        follow("c", "a", &at(0, 2)),
+        follow("b", "a", &at(0, 1)),
+    ]);
+    assert_eq!(s.p.profile(s.uid("b")).following, 1);
+    assert_eq!(s.p.profile(s.uid("c")).following, 0);
+}
+
+#[test]
 fn users_named_without_create_user_are_accepted_and_counted() {
     let mut s = Sim::new();
     s.feed(&[user("a", &at(0, 0)), follow("ghost", "a", &at(0, 1))]);
