@@ -331,9 +331,10 @@ pub fn main() -> anyhow::Result<()> {
             println!("seconds: {:.3}", r.elapsed.as_secs_f64());
             println!("events_per_sec: {:.0}", r.events_per_sec());
             println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
-            if let Some((bytes, secs)) = r.checkpoint {
+            if let Some((bytes, pause, save)) = r.checkpoint {
                 println!("checkpoint_mb: {:.0}", bytes as f64 / (1 << 20) as f64);
-                println!("checkpoint_seconds: {secs:.2}");
+                println!("checkpoint_pause_seconds: {pause:.2}");
+                println!("checkpoint_write_seconds: {save:.2}");
             }
             Ok(())
         }

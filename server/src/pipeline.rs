@@ -197,8 +197,14 @@ pub struct Checkpointing {
 }
 
 /// Runs on its own thread until every handle is dropped: applying is CPU work under
-/// the processor's lock, and dead-letter and checkpoint writes are blocking I/O, so
-/// none of it belongs on the async workers that serve HTTP and WebSockets.
+/// the processor's lock, and dead-letter writes are blocking I/O, so none of it belongs
+/// on the async workers that serve HTTP and WebSockets.
+///
+/// A checkpoint stops applying only while the state is serialized (a consistent cut,
+/// with the positions of the same moment); flushing the archive and writing the store,
+/// which take longer, happen on the checkpoint writer's thread while batches go on
+/// being applied. Whoever waits for durability is answered by the writer once the
+/// checkpoint holding their batch is written.
 pub fn run_blocking(
     state: Arc<AppState>,
     mut rx: mpsc::Receiver<Batch>,
@@ -206,9 +212,14 @@ pub fn run_blocking(
     mut cp: Checkpointing,
 ) {
     let mut seq = 0u64;
-    let mut durable_seq = 0u64;
-    let mut waiting: Vec<(oneshot::Sender<BatchResult>, BatchResult)> = Vec::new();
+    // The last batch whose state went to the writer (or, in memory, was applied).
+    let mut snapshotted = 0u64;
+    let mut waiting: Waiters = Vec::new();
     let mut last_checkpoint = Instant::now();
+    let writer = cp
+        .store
+        .take()
+        .map(|store| CheckpointWriter::start(state.clone(), store));
     while let Some(batch) = rx.blocking_recv() {
         if !batch.records.is_empty() {
             seq += 1;
@@ -229,12 +240,12 @@ pub fn run_blocking(
             if let Some((name, pos)) = batch.position {
                 cp.positions.insert(name, pos);
             }
-            if cp.store.is_none() {
+            if writer.is_none() {
                 // In-memory mode: applied is as durable as it gets.
-                durable_seq = seq;
+                snapshotted = seq;
                 state.durable.send_replace(seq);
             }
-            match (batch.done, batch.durable && cp.store.is_some()) {
+            match (batch.done, batch.durable && writer.is_some()) {
                 (Some(done), true) => waiting.push((done, result)),
                 (Some(done), false) => {
                     let _ = done.send(result);
@@ -248,53 +259,186 @@ pub fn run_blocking(
                 ..BatchResult::default()
             });
         }
-        let dirty = seq > durable_seq;
+        let Some(w) = &writer else {
+            if let Some(done) = batch.checkpoint {
+                let _ = done.send(Ok(()));
+            }
+            continue;
+        };
+        // A failed write hands its waiters back; its batches need another checkpoint.
+        while let Ok(back) = w.failed.try_recv() {
+            let durable = *state.durable.borrow();
+            snapshotted = snapshotted.min(durable);
+            for (done, result) in back {
+                // A later checkpoint may have succeeded meanwhile and covers them.
+                if result.seq <= durable {
+                    let _ = done.send(result);
+                } else {
+                    waiting.push((done, result));
+                }
+            }
+        }
+        let dirty = seq > snapshotted;
         let since = last_checkpoint.elapsed();
         let due = batch.checkpoint.is_some()
             || (dirty && since >= cp.interval)
             || (!waiting.is_empty() && since >= cp.min_gap);
-        if !due {
+        // While one checkpoint is being written the next waits (except when asked for
+        // explicitly): the state would only be serialized to queue behind it.
+        if !due || (batch.checkpoint.is_none() && w.busy()) {
             continue;
         }
-        let outcome = match &cp.store {
-            // The archive first: state never gets ahead of the archived events.
-            Some(store) if dirty => match state.archive.as_ref().map(|a| a.flush()) {
-                Some(Err(e)) => Err(format!("archive flush before checkpoint: {e}")),
-                _ => checkpoint(&state, store, &cp.positions),
-            },
-            _ => Ok(()),
-        };
-        last_checkpoint = Instant::now();
-        match &outcome {
-            Ok(()) => {
-                durable_seq = seq;
-                state.durable.send_replace(seq);
-                for (done, result) in waiting.drain(..) {
-                    let _ = done.send(result);
+        let started = Instant::now();
+        let snapshot = if dirty {
+            let p = state.processor.read().expect("processor lock poisoned");
+            match p.snapshot() {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    warn!(error = %e, "could not serialize the state; will retry");
+                    if let Some(done) = batch.checkpoint {
+                        let _ = done.send(Err(e.to_string()));
+                    }
+                    last_checkpoint = Instant::now();
+                    continue;
                 }
             }
-            Err(e) => warn!(error = %e, "checkpoint failed; will retry"),
-        }
-        if let Some(done) = batch.checkpoint {
-            let _ = done.send(outcome);
-        }
+        } else {
+            None
+        };
+        last_checkpoint = Instant::now();
+        snapshotted = seq;
+        w.send(CheckpointJob {
+            seq,
+            state: snapshot,
+            positions: cp.positions.clone(),
+            waiters: std::mem::take(&mut waiting),
+            reply: batch.checkpoint,
+            started,
+            pause: started.elapsed(),
+        });
+    }
+    // Every handle is gone: the writer finishes what it was given, then stops.
+    if let Some(w) = writer {
+        w.stop();
     }
 }
 
-#[instrument(skip_all)]
-fn checkpoint(state: &AppState, store: &StateStore, positions: &Positions) -> Result<(), String> {
-    let started = Instant::now();
-    let bytes = {
-        let p = state.processor.read().expect("processor lock poisoned");
-        p.snapshot().map_err(|e| e.to_string())?
+type Waiters = Vec<(oneshot::Sender<BatchResult>, BatchResult)>;
+
+/// The state as of batch `seq`, on its way to the store.
+struct CheckpointJob {
+    seq: u64,
+    /// `None`: nothing changed since the last checkpoint; only answer once it is written.
+    state: Option<Vec<u8>>,
+    positions: Positions,
+    /// Sources waiting for their batches (all at or below `seq`) to be durable.
+    waiters: Waiters,
+    /// An explicit checkpoint (shutdown) waiting for the outcome.
+    reply: Option<oneshot::Sender<Result<(), String>>>,
+    started: Instant,
+    /// How long the pipeline stopped applying for this checkpoint.
+    pause: Duration,
+}
+
+/// The thread that writes checkpoints: archive flush, then the store, then tells
+/// everyone waiting. Jobs are written in order, at most one queued behind the one
+/// being written.
+struct CheckpointWriter {
+    tx: std::sync::mpsc::SyncSender<CheckpointJob>,
+    /// Jobs handed over and not yet written.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Waiters of checkpoints that failed, back to the pipeline.
+    failed: std::sync::mpsc::Receiver<Waiters>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CheckpointWriter {
+    fn start(state: Arc<AppState>, store: StateStore) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<CheckpointJob>(1);
+        let (failed_tx, failed) = std::sync::mpsc::channel();
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let busy = in_flight.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                for job in rx {
+                    let outcome = write_checkpoint(&state, &store, &job);
+                    match &outcome {
+                        Ok(()) => {
+                            // Jobs come in order, so durability only moves forward.
+                            state.durable.send_if_modified(|d| {
+                                let newer = job.seq > *d;
+                                *d = (*d).max(job.seq);
+                                newer
+                            });
+                            for (done, result) in job.waiters {
+                                let _ = done.send(result);
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "checkpoint failed; will retry");
+                            let _ = failed_tx.send(job.waiters);
+                        }
+                    }
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(outcome);
+                    }
+                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                }
+            })
+            .expect("spawn checkpoint writer thread");
+        CheckpointWriter {
+            tx,
+            in_flight,
+            failed,
+            thread,
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    fn send(&self, job: CheckpointJob) {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Err(e) = self.tx.send(job) {
+            // Only if the writer thread panicked: nobody is told it is durable.
+            warn!("checkpoint writer gone");
+            drop(e);
+        }
+    }
+
+    fn stop(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+#[instrument(skip_all, fields(seq = job.seq))]
+fn write_checkpoint(
+    state: &AppState,
+    store: &StateStore,
+    job: &CheckpointJob,
+) -> Result<(), String> {
+    let Some(bytes) = &job.state else {
+        return Ok(());
     };
-    store.save(&bytes, positions).map_err(|e| e.to_string())?;
-    state
-        .stats
-        .record_checkpoint(bytes.len(), started.elapsed());
+    // The archive first: state never gets ahead of the archived events. The flush
+    // covers every batch appended so far, which includes all of this snapshot's.
+    if let Some(a) = &state.archive {
+        a.flush()
+            .map_err(|e| format!("archive flush before checkpoint: {e}"))?;
+    }
+    store
+        .save(bytes, &job.positions)
+        .map_err(|e| e.to_string())?;
+    let took = job.started.elapsed();
+    state.stats.record_checkpoint(bytes.len(), job.pause, took);
     debug!(
         bytes = bytes.len(),
-        ms = started.elapsed().as_millis() as u64,
+        pause_ms = job.pause.as_millis() as u64,
+        ms = took.as_millis() as u64,
         "checkpoint"
     );
     Ok(())

@@ -53,6 +53,7 @@ pub struct PipelineStats {
     checkpoints: AtomicU64,
     checkpoint_bytes: AtomicU64,
     checkpoint_ms: AtomicU64,
+    checkpoint_pause_ms: AtomicU64,
 }
 
 const RATE_SPAN: Duration = Duration::from_secs(5);
@@ -71,19 +72,25 @@ impl PipelineStats {
         }
     }
 
-    pub fn record_checkpoint(&self, bytes: usize, took: Duration) {
+    /// A checkpoint of `bytes` was written: it took `took` from start to durable, of
+    /// which the pipeline stopped applying for `pause` (taking the snapshot).
+    pub fn record_checkpoint(&self, bytes: usize, pause: Duration, took: Duration) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.checkpoint_bytes.store(bytes as u64, Ordering::Relaxed);
         self.checkpoint_ms
             .store(took.as_millis() as u64, Ordering::Relaxed);
+        self.checkpoint_pause_ms
+            .store(pause.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// (checkpoints taken, size of the last one, milliseconds it took).
-    pub fn checkpoint_figures(&self) -> (u64, u64, u64) {
+    /// (checkpoints taken, size of the last one, milliseconds it took, milliseconds
+    /// the pipeline paused for it).
+    pub fn checkpoint_figures(&self) -> (u64, u64, u64, u64) {
         (
             self.checkpoints.load(Ordering::Relaxed),
             self.checkpoint_bytes.load(Ordering::Relaxed),
             self.checkpoint_ms.load(Ordering::Relaxed),
+            self.checkpoint_pause_ms.load(Ordering::Relaxed),
         )
     }
 

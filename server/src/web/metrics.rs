@@ -88,7 +88,8 @@ fn label(k: &str, v: &str) -> Labels {
 pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiErr> {
     static METRICS: Mutex<Option<Metrics>> = Mutex::new(None);
     let h = state.health();
-    let (checkpoints, checkpoint_bytes, checkpoint_ms) = state.stats.checkpoint_figures();
+    let (checkpoints, checkpoint_bytes, checkpoint_ms, checkpoint_pause_ms) =
+        state.stats.checkpoint_figures();
     let mut guard = METRICS
         .lock()
         .map_err(|_| ApiErr::Internal(anyhow::anyhow!("metrics lock poisoned")))?;
@@ -117,6 +118,10 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
         ("checkpoints", checkpoints as f64),
         ("last_checkpoint_bytes", checkpoint_bytes as f64),
         ("last_checkpoint_seconds", checkpoint_ms as f64 / 1000.0),
+        (
+            "last_checkpoint_pause_seconds",
+            checkpoint_pause_ms as f64 / 1000.0,
+        ),
     ] {
         m.gauges.get_or_create(&label("figure", name)).set(v);
     }
