@@ -3,6 +3,10 @@
 //! each upload from just before it was handed to the producer to the arrival of the
 //! `map_points` frame that carries it. Used by `scripts/bench-kafka.sh`.
 //!
+//! To tell the broker's share from the server's, a bare consumer in its own group reads
+//! `photo-upload` beside the server and times each upload from the same start to its
+//! arrival there (the `broker_*` figures): produce, broker and fetch, no server.
+//!
 //! `kafka_latency BROKERS WS_URL RATE SECONDS` prints one JSON line with the
 //! percentiles in milliseconds. A photo is identified by its owner and its
 //! `created_time` (whole seconds), which the generator never repeats; the first two
@@ -50,6 +54,11 @@ async fn main() {
     .expect("subscribe");
 
     let sent: Sent = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probing = {
+        let (brokers, sent, stop) = (brokers.clone(), sent.clone(), stop.clone());
+        std::thread::spawn(move || broker_probe(&brokers, &sent, &stop))
+    };
     let producing = {
         let (brokers, sent) = (brokers.clone(), sent.clone());
         std::thread::spawn(move || produce(&brokers, rate, seconds, &sent))
@@ -91,21 +100,65 @@ async fn main() {
         }
     }
     let (photos, produced) = producing.join().expect("producer thread");
-    latencies.sort_by(f64::total_cmp);
-    let pct = |q: f64| -> f64 {
-        if latencies.is_empty() {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut broker = probing.join().expect("probe thread");
+    let pct = |v: &mut Vec<f64>, q: f64| -> f64 {
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
             return f64::NAN;
         }
-        latencies[((latencies.len() - 1) as f64 * q).round() as usize]
+        v[((v.len() - 1) as f64 * q).round() as usize]
     };
     println!(
-        "{{\"rate\": {rate}, \"events\": {produced}, \"photos_timed\": {photos}, \"photos_seen\": {}, \"unmatched\": {unmatched}, \"frames\": {frames}, \"p50_ms\": {:.1}, \"p90_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}}}",
+        "{{\"rate\": {rate}, \"events\": {produced}, \"photos_timed\": {photos}, \"photos_seen\": {}, \"unmatched\": {unmatched}, \"frames\": {frames}, \"p50_ms\": {:.1}, \"p90_ms\": {:.1}, \"p99_ms\": {:.1}, \"max_ms\": {:.1}, \"broker_seen\": {}, \"broker_p50_ms\": {:.1}, \"broker_p99_ms\": {:.1}}}",
         latencies.len(),
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        pct(1.0)
+        pct(&mut latencies, 0.50),
+        pct(&mut latencies, 0.90),
+        pct(&mut latencies, 0.99),
+        pct(&mut latencies, 1.0),
+        broker.len(),
+        pct(&mut broker, 0.50),
+        pct(&mut broker, 0.99),
     );
+}
+
+/// Reads `photo-upload` with a bare consumer (the server's fetch settings) until
+/// `stop`, returning each timed upload's produce-to-consume latency in milliseconds.
+fn broker_probe(brokers: &str, sent: &Sent, stop: &std::sync::atomic::AtomicBool) -> Vec<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "latency-probe")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("probe consumer");
+    consumer.subscribe(&["photo-upload"]).expect("subscribe");
+    let mut out = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let arrived = Instant::now();
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default())
+        else {
+            continue;
+        };
+        let (Some(user), Some(Ok(t))) = (
+            v["username"].as_str(),
+            v["created_time"]
+                .as_str()
+                .map(instabrand_shared::time::parse_time),
+        ) else {
+            continue;
+        };
+        if let Some(at) = sent.lock().expect("sent lock").get(&(user.to_string(), t)) {
+            out.push(arrived.duration_since(*at).as_secs_f64() * 1000.0);
+        }
+    }
+    out
 }
 
 /// Produces the bootstrap unpaced and untimed, then `seconds` of paced stream, timing
