@@ -393,12 +393,18 @@ def test_an_s3_outage_mid_stream_loses_nothing(workdir, stream):
         wait_for(lambda: any("archive write failed" in l for l in srv.lines), "the writer to notice the outage", 60)
         time.sleep(2)
         assert rest.is_alive(), "ingest was acknowledged while the archive could not store it"
+        # The health view says so, for the dashboard and for whoever is on call.
+        health = srv.get("/api/health")
+        assert health["status"] == "degraded", health
+        assert any(p.startswith("archive writes failing") for p in health["problems"]), health["problems"]
+        assert health["archive"]["last_error"], health["archive"]
 
         store.restart()
         rest.join(120)
         assert not rest.is_alive(), "ingest did not finish after the store came back\n" + srv.output()
         assert first[0] + result["counts"][0] == EVENTS
         wait_for(lambda: any("archive writes succeed again" in l for l in srv.lines), "the writer to recover", 60)
+        assert srv.get("/api/health")["archive"]["last_error"] is None
     finally:
         srv.stop()
         after = store.download(BUCKET, "outage", workdir / "s3-outage-after") if store else []

@@ -240,6 +240,14 @@ def test_bad_input_shows_on_the_health_page_as_text(page, server):
              10, message="dead letters counted by reason")
     assert not css(page, "[data-test=dead-letters] img, [data-test=dead-letters] b")
     assert_no_alert_dialog(page)
+    # The ingest was answered once durable, so a checkpoint and an archive file exist.
+    # (Labels are upper-cased by CSS, and Selenium reads rendered text.)
+    wait_for(lambda: "CHECKPOINTS" in text_of(page, "[data-test=durability]").upper()
+             and "ARCHIVED EVENTS" in text_of(page, "[data-test=durability]").upper(), 10,
+             message="checkpoints and the archive on the health page")
+    health = server.get("/api/health")
+    assert health["checkpoints"]["taken"] >= 1, health["checkpoints"]
+    assert health["archive"]["location"].endswith("archive"), health["archive"]
     screenshot(page, "health-dead-letters")
     assert not console_errors(page)
 

@@ -37,6 +37,26 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// A size in bytes for people: `6.4 MB`, `512 KB`, `321 MB` (binary units, as `du -h`).
+pub fn bytes(n: u64) -> String {
+    const KB: f64 = 1024.0;
+    let n = n as f64;
+    if n < KB {
+        format!("{n:.0} B")
+    } else if n < KB * KB {
+        format!("{:.0} KB", n / KB)
+    } else if n < 10.0 * KB * KB * KB {
+        let mb = n / (KB * KB);
+        if mb < 10.0 {
+            format!("{mb:.1} MB")
+        } else {
+            format!("{mb:.0} MB")
+        }
+    } else {
+        format!("{:.1} GB", n / (KB * KB * KB))
+    }
+}
+
 /// A fraction as a percentage: `0.1234` → `12.3%`. Small values keep two decimals so an
 /// engagement rate of 0.4 % does not read as `0%`.
 pub fn percent(fraction: f64) -> String {
@@ -137,6 +157,15 @@ mod tests {
         assert_eq!(compact(999_999), "999k");
         assert_eq!(compact(1_000_000), "1.0M");
         assert_eq!(compact(2_500_000_000), "2.5B");
+    }
+
+    #[test]
+    fn sizes_are_in_binary_units() {
+        assert_eq!(bytes(900), "900 B");
+        assert_eq!(bytes(512 * 1024), "512 KB");
+        assert_eq!(bytes(6_710_886), "6.4 MB");
+        assert_eq!(bytes(336_592_896), "321 MB");
+        assert_eq!(bytes(20 << 30), "20.0 GB");
     }
 
     #[test]

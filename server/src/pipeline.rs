@@ -295,6 +295,7 @@ pub fn run_blocking(
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
                     warn!(error = %e, "could not serialize the state; will retry");
+                    state.stats.record_checkpoint_error(&e.to_string());
                     if let Some(done) = batch.checkpoint {
                         let _ = done.send(Err(e.to_string()));
                     }
@@ -377,6 +378,7 @@ impl CheckpointWriter {
                         }
                         Err(e) => {
                             warn!(error = %e, "checkpoint failed; will retry");
+                            state.stats.record_checkpoint_error(e);
                             let _ = failed_tx.send(job.waiters);
                         }
                     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use instabrand_shared::api::{Health, SourceHealth};
+use instabrand_shared::api::{ArchiveHealth, CheckpointHealth, Health, SourceHealth};
 use instabrand_shared::{EventKind, Millis};
 
 use crate::config::Config;
@@ -54,6 +54,7 @@ pub struct PipelineStats {
     checkpoint_bytes: AtomicU64,
     checkpoint_ms: AtomicU64,
     checkpoint_pause_ms: AtomicU64,
+    checkpoint_error: Mutex<Option<String>>,
 }
 
 const RATE_SPAN: Duration = Duration::from_secs(5);
@@ -81,6 +82,27 @@ impl PipelineStats {
             .store(took.as_millis() as u64, Ordering::Relaxed);
         self.checkpoint_pause_ms
             .store(pause.as_millis() as u64, Ordering::Relaxed);
+        *self.checkpoint_error.lock().expect("stats lock poisoned") = None;
+    }
+
+    /// A checkpoint failed (it is retried); shown in the health view until one succeeds.
+    pub fn record_checkpoint_error(&self, error: &str) {
+        *self.checkpoint_error.lock().expect("stats lock poisoned") = Some(error.to_string());
+    }
+
+    pub fn checkpoint_health(&self) -> CheckpointHealth {
+        let (taken, last_bytes, last_ms, last_pause_ms) = self.checkpoint_figures();
+        CheckpointHealth {
+            taken,
+            last_bytes,
+            last_ms,
+            last_pause_ms,
+            last_error: self
+                .checkpoint_error
+                .lock()
+                .expect("stats lock poisoned")
+                .clone(),
+        }
     }
 
     /// (checkpoints taken, size of the last one, milliseconds it took, milliseconds
@@ -158,6 +180,29 @@ impl AppState {
                 self.dead_letters.sink_errors()
             ));
         }
+        let checkpoints = self
+            .config
+            .state
+            .persist
+            .then(|| self.stats.checkpoint_health());
+        if let Some(e) = checkpoints.as_ref().and_then(|c| c.last_error.as_ref()) {
+            problems.push(format!("checkpoints failing (retried): {e}"));
+        }
+        let archive = self.archive.as_ref().map(|a| {
+            let s = a.stats();
+            ArchiveHealth {
+                location: s.dir,
+                files: s.files_written,
+                records: s.records_written,
+                dead_letters: s.dead_letters_written,
+                bytes: s.bytes_written,
+                buffered: s.buffered_records,
+                last_error: s.last_error,
+            }
+        });
+        if let Some(e) = archive.as_ref().and_then(|a| a.last_error.as_ref()) {
+            problems.push(format!("archive writes failing (retried): {e}"));
+        }
         let by_reason = self.dead_letters.by_reason();
         Health {
             status: if problems.is_empty() {
@@ -187,6 +232,8 @@ impl AppState {
             late_events: p.stats.late_events,
             websocket_clients: self.hub.connections(),
             sources,
+            checkpoints,
+            archive,
         }
     }
 }

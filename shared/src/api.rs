@@ -263,6 +263,40 @@ pub struct Health {
     pub late_events: u64,
     pub websocket_clients: u64,
     pub sources: Vec<SourceHealth>,
+    /// State checkpoints; `None` when the server keeps its state in memory only.
+    #[serde(default)]
+    pub checkpoints: Option<CheckpointHealth>,
+    /// The raw-event archive; `None` when it is off.
+    #[serde(default)]
+    pub archive: Option<ArchiveHealth>,
+}
+
+/// How the state's checkpoints are going.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CheckpointHealth {
+    pub taken: u64,
+    pub last_bytes: u64,
+    /// From the snapshot to durable on disk.
+    pub last_ms: u64,
+    /// How long applying stopped for it (serializing the state).
+    pub last_pause_ms: u64,
+    /// The last failure, cleared by the next checkpoint that succeeds.
+    pub last_error: Option<String>,
+}
+
+/// How the raw-event archive is going.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ArchiveHealth {
+    /// The folder or `s3://bucket/prefix` it writes to.
+    pub location: String,
+    pub files: u64,
+    pub records: u64,
+    pub dead_letters: u64,
+    pub bytes: u64,
+    /// Accepted but not yet in a visible file.
+    pub buffered: u64,
+    /// The last failed write, cleared by the next that succeeds.
+    pub last_error: Option<String>,
 }
 
 /// The original system's `GET /brand-metrics` element, keys exactly as it sent them.

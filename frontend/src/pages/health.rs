@@ -101,6 +101,29 @@ fn HealthView(health: Health) -> impl IntoView {
                 </div>
             </div>
         </section>
+        {(h.checkpoints.is_some() || h.archive.is_some()).then(|| view! {
+            <section class="panel" data-test="durability">
+                <h2>"Durability"</h2>
+                <div class="stats">
+                    {h.checkpoints.as_ref().map(|c| view! {
+                        {stat("Checkpoints", format::grouped(c.taken))}
+                        {stat("Last checkpoint", format::bytes(c.last_bytes))}
+                        {stat("Written in", format!("{} ms", c.last_ms))}
+                        {stat("Applying paused", format!("{} ms", c.last_pause_ms))}
+                    })}
+                    {h.archive.as_ref().map(|a| view! {
+                        {stat("Archived events", format::grouped(a.records))}
+                        {stat("Archive files", format::grouped(a.files))}
+                        {stat("Archive size", format::bytes(a.bytes))}
+                        {stat("Waiting for a file", format::grouped(a.buffered))}
+                        <div class="stat wide-stat">
+                            <span class="label">"Archive"</span>
+                            <span class="value"><code>{a.location.clone()}</code></span>
+                        </div>
+                    })}
+                </div>
+            </section>
+        })}
         <div class="grid thirds">
             <section class="panel">
                 <h2>"Events by kind"</h2>
