@@ -18,7 +18,7 @@ use instabrand_shared::api::DeadLetterView;
 use instabrand_shared::{Millis, Reason};
 use serde::Serialize;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
     pub reason: Reason,
     pub detail: String,

@@ -1,7 +1,9 @@
 //! The raw-event archive: Parquet files rolled by records, bytes and time, published
 //! only when complete, partitioned by the event's own day, dead letters apart, `flush`
-//! meaning "visible now", no record dropped when the disk refuses a write, and a round
-//! trip of generated events that reads back the exact bytes in event-time order.
+//! meaning "visible now" without a spool and "in the spool" with one (taken back after
+//! a crash, without cutting files short), no record dropped when the disk refuses a
+//! write, and a round trip of generated events that reads back the exact bytes in
+//! event-time order.
 
 use std::fs;
 use std::io;
@@ -27,6 +29,8 @@ fn config(root: &Path) -> ArchiveConfig {
         roll_records: 1_000_000,
         roll_bytes: 1 << 30,
         roll_secs: 3600,
+        // Most tests watch `flush` publish files; the spool's own tests turn it on.
+        spool: false,
         ..ArchiveConfig::default()
     }
 }
@@ -379,6 +383,77 @@ fn a_retry_after_a_lost_answer_replaces_the_file_instead_of_duplicating_its_reco
         .unwrap();
     archive.flush().unwrap();
     assert_eq!(listing(dir.path()).len(), 2);
+}
+
+#[test]
+fn with_a_spool_flush_makes_records_durable_without_cutting_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, spool) = (dir.path().join("archive"), dir.path().join("spool.bin"));
+    let cfg = config(&root);
+    let archive =
+        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
+            .unwrap();
+    // Three checkpoints' worth of records: no file, all in the spool.
+    for i in 0..3 {
+        archive
+            .append(events(i * 10..i * 10 + 10, "2017-06-12 10:00:00"))
+            .unwrap();
+        archive.flush().unwrap();
+    }
+    assert!(listing(&root).is_empty(), "{:?}", listing(&root));
+    assert!(fs::metadata(&spool).unwrap().len() > 0);
+    assert_eq!(archive.stats().buffered_records, 30);
+    // Shutdown writes one file with all of them and empties the spool.
+    archive.shutdown().unwrap();
+    assert_eq!(listing(&root).len(), 1);
+    assert_eq!(read_all(&root).len(), 30);
+    assert_eq!(fs::metadata(&spool).unwrap().len(), 0);
+}
+
+#[test]
+fn records_flushed_to_the_spool_survive_a_crash_and_are_archived_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, spool) = (dir.path().join("archive"), dir.path().join("spool.bin"));
+    let cfg = ArchiveConfig {
+        roll_records: 25,
+        ..config(&root)
+    };
+    let crashed =
+        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
+            .unwrap();
+    // 10 flushed to the spool, then 15 more: the 25 roll into a file and leave the
+    // spool; 10 more are flushed to it; 5 are appended after the last flush, so no
+    // checkpoint covers them.
+    crashed
+        .append(events(0..10, "2017-06-12 10:00:00"))
+        .unwrap();
+    crashed.flush().unwrap();
+    crashed
+        .append(events(10..25, "2017-06-12 10:00:00"))
+        .unwrap();
+    crashed
+        .append(events(25..35, "2017-06-12 10:00:00"))
+        .unwrap();
+    crashed.flush().unwrap();
+    crashed
+        .append(events(35..40, "2017-06-12 10:00:00"))
+        .unwrap();
+    wait_until("the first file", || listing(&root).len() == 1);
+    // The crash: this writer never writes again (its thread idles until the test ends).
+    std::mem::forget(crashed);
+
+    let restarted =
+        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
+            .unwrap();
+    assert_eq!(restarted.stats().buffered_records, 10);
+    restarted.shutdown().unwrap();
+    let mut users: Vec<String> = read_all(&root).into_iter().map(|r| r.username).collect();
+    users.sort_by_key(|u| u[4..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..35).map(|n| format!("user{n}")).collect();
+    assert_eq!(
+        users, expected,
+        "each durable record once; the unflushed 5 are the source's to resend"
+    );
 }
 
 #[test]

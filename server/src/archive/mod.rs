@@ -22,10 +22,13 @@
 //! name in its partition, fsynced, then renamed to `part-<run>-<seq>.parquet` and the
 //! directory fsynced (see [`store`]); on S3 it is one `PUT`, and an object exists only
 //! once its upload has completed. [`ArchiveHandle::flush`] returns once everything appended
-//! before it is in such files, which is what the state checkpoint waits for, so the
-//! archive never lags the state it produced. After a crash, events between the last
-//! checkpoint and the crash are delivered again (at-least-once) and so may be archived
-//! twice; `ingest_time` and `ingest_seq` tell the copies apart.
+//! before it is durable, which is what the state checkpoint waits for, so the archive
+//! never lags the state it produced: durable means in such files, or in the local
+//! [`spool`] (`archive.spool`, on by default), from which a restarted writer takes them
+//! back; so checkpoints do not cut files short and files roll only by size and age.
+//! After a crash, events between the last checkpoint and the crash are delivered again
+//! (at-least-once) and so may be archived twice; `ingest_time` and `ingest_seq` tell the
+//! copies apart.
 //!
 //! [`reader`] reads an archive back in event-time order for replay
 //! (`sources::replay`), from a folder or from `s3://bucket/prefix`.
@@ -33,6 +36,7 @@
 mod format;
 pub mod reader;
 pub mod s3;
+pub mod spool;
 pub mod store;
 mod writer;
 
@@ -73,6 +77,13 @@ pub struct ArchiveConfig {
     pub row_group_records: usize,
     /// After a failed write, wait this long before trying again.
     pub retry_ms: u64,
+    /// Make records durable at each checkpoint by appending them to a local spool
+    /// instead of writing the Parquet files early (which would make a file per day
+    /// partition per checkpoint). Off: every checkpoint closes the files.
+    pub spool: bool,
+    /// The spool file; `None` means `<data_dir>/archive-spool/spool.bin`. Always on
+    /// local disk, also when the archive goes to S3.
+    pub spool_file: Option<PathBuf>,
     /// `[archive.s3]`: the archive goes to this bucket instead of `dir` when
     /// `s3.bucket` is set.
     pub s3: S3Config,
@@ -85,16 +96,27 @@ impl Default for ArchiveConfig {
             dir: None,
             roll_records: 200_000,
             roll_bytes: 64 << 20,
-            roll_secs: 60,
+            roll_secs: 300,
             queue_batches: 64,
             row_group_records: 65_536,
             retry_ms: 1_000,
+            spool: true,
+            spool_file: None,
             s3: S3Config::default(),
         }
     }
 }
 
 impl ArchiveConfig {
+    /// The spool file for a server whose data directory is `data_dir`, if spooling.
+    pub fn spool_path(&self, data_dir: &Path) -> Option<PathBuf> {
+        self.spool.then(|| {
+            self.spool_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("archive-spool").join("spool.bin"))
+        })
+    }
+
     /// The archive root for a server whose data directory is `data_dir`.
     pub fn root(&self, data_dir: &Path) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| data_dir.join("archive"))

@@ -2,7 +2,9 @@
 //!
 //! Records are buffered per day and rolled into one file per day present, when the
 //! buffer reaches `roll_records` records or `roll_bytes` raw bytes, when its oldest
-//! record is `roll_secs` old, on `flush`, and at shutdown. A failed write keeps its
+//! record is `roll_secs` old, and at shutdown. `flush` (before each state checkpoint)
+//! appends what is new in the buffer to the spool (see [`super::spool`]), or, without
+//! one, rolls. A failed write keeps its
 //! records; while writes fail and the buffer is full the writer stops taking more, so
 //! the bounded queue fills and `append` blocks the pipeline instead of losing data.
 //!
@@ -24,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::format::{self, DeadLetterOut, EventRow};
 use super::s3::S3Store;
+use super::spool::{self, Spool, Spooled};
 use super::store::{ArchiveStore, LocalStore};
 use super::{
     ArchiveConfig, ArchiveError, ArchiveLocation, ArchivedEvent, DEAD_LETTER_DIR, partition_of,
@@ -91,7 +94,7 @@ impl Archive {
                 Box::new(S3Store::connect(&cfg.s3).map_err(ArchiveError::Unusable)?)
             }
         };
-        Self::start_with_store(cfg, store)
+        Self::start_inner(cfg, store, cfg.spool_path(data_dir))
     }
 
     /// `None` when the archive is switched off.
@@ -106,10 +109,28 @@ impl Archive {
         }
     }
 
-    /// Starts a writer into any store (tests, other backends).
+    /// Starts a writer into any store (tests, other backends), without a spool.
     pub fn start_with_store(
         cfg: &ArchiveConfig,
         store: Box<dyn ArchiveStore>,
+    ) -> Result<ArchiveHandle, ArchiveError> {
+        Self::start_inner(cfg, store, None)
+    }
+
+    /// Starts a writer into `store` that spools to `spool` (`None`: no spool),
+    /// taking back what a crash left there.
+    pub fn start_with_spool(
+        cfg: &ArchiveConfig,
+        store: Box<dyn ArchiveStore>,
+        spool: &std::path::Path,
+    ) -> Result<ArchiveHandle, ArchiveError> {
+        Self::start_inner(cfg, store, Some(spool.into()))
+    }
+
+    fn start_inner(
+        cfg: &ArchiveConfig,
+        store: Box<dyn ArchiveStore>,
+        spool: Option<PathBuf>,
     ) -> Result<ArchiveHandle, ArchiveError> {
         for (name, v) in [
             ("roll_records", cfg.roll_records),
@@ -134,7 +155,16 @@ impl Archive {
             ..Shared::default()
         });
         info!(dir = %shared.dir, "archiving raw events as Parquet");
-        let writer = Writer::new(cfg.clone(), store, shared.clone());
+        let mut writer = Writer::new(cfg.clone(), store, shared.clone());
+        if let Some(path) = spool {
+            let (s, records) = Spool::open(&path).map_err(|e| ArchiveError::io(&path, e))?;
+            if !records.is_empty() {
+                info!(records = records.len(), spool = %path.display(),
+                    "archive: taking back records a stop left in the spool");
+            }
+            writer.take_back(records);
+            writer.spool = Some(s);
+        }
         let thread = std::thread::Builder::new()
             .name("archive".into())
             .spawn(move || writer.run(rx))
@@ -252,6 +282,9 @@ struct Writer {
     bytes: usize,
     oldest: Option<Instant>,
     failing: bool,
+    spool: Option<Spool>,
+    /// Buffered records with `seq` below this are in the spool already.
+    spooled_through: i64,
 }
 
 impl Writer {
@@ -270,6 +303,92 @@ impl Writer {
             bytes: 0,
             oldest: None,
             failing: false,
+            spool: None,
+            spooled_through: 0,
+        }
+    }
+
+    /// Buffers the records a previous run left in the spool (already durable there).
+    fn take_back(&mut self, records: Vec<Spooled>) {
+        for r in records {
+            self.oldest.get_or_insert_with(Instant::now);
+            self.count += 1;
+            match r {
+                Spooled::Event { ev, ingest_ms, seq } => {
+                    self.bytes += ev.raw.len() + ev.key.len() + ev.source.len() + 32;
+                    self.next_seq = self.next_seq.max(seq + 1);
+                    self.events
+                        .entry(ev.event_time_ms.div_euclid(MS_PER_DAY))
+                        .or_default()
+                        .push(Pending { ev, ingest_ms, seq });
+                }
+                Spooled::Dead { dl, seq } => {
+                    self.bytes += dl.raw.len() + dl.detail.len() + dl.source.len() + 32;
+                    self.next_seq = self.next_seq.max(seq + 1);
+                    self.dead
+                        .entry(dl.at_ms.div_euclid(MS_PER_DAY))
+                        .or_default()
+                        .push(PendingDead { dl, seq });
+                }
+            }
+        }
+        self.spooled_through = self.next_seq;
+        self.shared
+            .buffered
+            .fetch_add(self.count as u64, Ordering::Relaxed);
+    }
+
+    /// The spool frames of buffered records with `seq >= from`.
+    fn frames_from(&self, from: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in self.events.values().flatten().filter(|p| p.seq >= from) {
+            spool::encode_event(&mut out, &p.ev, p.ingest_ms, p.seq);
+        }
+        for p in self.dead.values().flatten().filter(|p| p.seq >= from) {
+            spool::encode_dead(&mut out, &p.dl, p.seq);
+        }
+        out
+    }
+
+    /// Makes everything buffered durable: into the spool if there is one, else into
+    /// files.
+    fn flush(&mut self) -> Result<(), String> {
+        if self.spool.is_none() {
+            return self.roll();
+        }
+        let frames = self.frames_from(self.spooled_through);
+        let spool = self.spool.as_mut().expect("checked above");
+        spool
+            .append(&frames)
+            .map_err(|e| format!("archive spool {}: {e}", spool.path().display()))?;
+        self.spooled_through = self.next_seq;
+        Ok(())
+    }
+
+    /// After a roll: the spool keeps only what is still buffered.
+    fn trim_spool(&mut self) {
+        if self.spool.is_none() {
+            return;
+        }
+        let frames = if self.count == 0 {
+            Vec::new()
+        } else {
+            self.frames_from(0)
+        };
+        let spool = self.spool.as_mut().expect("checked above");
+        let result = if frames.is_empty() {
+            spool.clear()
+        } else {
+            spool.replace(&frames)
+        };
+        match result {
+            // Everything still buffered is in the spool now.
+            Ok(()) => self.spooled_through = self.next_seq,
+            // Harmless but for duplicates: at the next start the spool would give back
+            // records that are in files already (told apart by `ingest_seq`).
+            Err(e) => {
+                warn!(error = %e, spool = %spool.path().display(), "could not trim the archive spool")
+            }
         }
     }
 
@@ -311,7 +430,7 @@ impl Writer {
                     }
                 }
                 Ok(Msg::Flush(reply)) => {
-                    let _ = reply.send(self.roll());
+                    let _ = reply.send(self.flush());
                 }
                 Ok(Msg::Stop(reply)) => {
                     let _ = reply.send(self.finish());
@@ -392,6 +511,15 @@ impl Writer {
 
     /// Writes every buffered day; a day that fails stays buffered for the next try.
     fn roll(&mut self) -> Result<(), String> {
+        let before = self.count;
+        let result = self.roll_days();
+        if self.count < before {
+            self.trim_spool();
+        }
+        result
+    }
+
+    fn roll_days(&mut self) -> Result<(), String> {
         let mut first_error = None;
         let days: Vec<i64> = self.events.keys().copied().collect();
         for day in days {
