@@ -130,5 +130,5 @@ for name, lat in [("live.frames_per_sec = 25 (default)", lat25), ("live.frames_p
     print(f"  produce -> WebSocket map frame at {lat['rate']:,.0f} events/s for {os.environ['LATENCY_SECONDS']} s, {name}:")
     print(f"    p50 {lat['p50_ms']:.1f} ms   p90 {lat['p90_ms']:.1f} ms   p99 {lat['p99_ms']:.1f} ms   max {lat['max_ms']:.1f} ms"
           f"   ({lat['photos_seen']:,} of {lat['photos_timed']:,} uploads seen, {lat['frames']} frames; goal p99 <= 100 ms)")
-    print(f"    of which producer + broker + fetch alone (bare consumer beside it): p50 {lat['broker_p50_ms']:.1} ms   p99 {lat['broker_p99_ms']:.1} ms")
+    print(f"    of which producer + broker + fetch alone (bare consumer beside it): p50 {lat['broker_p50_ms']:.1f} ms   p99 {lat['broker_p99_ms']:.1f} ms")
 EOF
