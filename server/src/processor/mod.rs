@@ -49,9 +49,13 @@ pub struct ProcessorConfig {
     pub pending_max: usize,
     /// Follows and unfollows also come on separate topics, so an unfollow can be read
     /// before the follow it undoes (or a re-follow before the unfollow it follows).
-    /// The latest event on each edge is remembered for `pending_hold_secs` of event
-    /// time, at most this many edges, so the newest event wins whatever the order.
-    pub recent_edges_max: usize,
+    /// The newest unfollow and the newest follow of each edge are remembered for
+    /// `pending_hold_secs` of event time, so the newest event wins whatever the order:
+    /// unfollows (rare) for at most this many edges...
+    pub recent_unfollows_max: usize,
+    /// ... and follows (half the stream, so kept small enough to stay in cache: they
+    /// only guard a re-follow racing its unfollow) for at most this many.
+    pub recent_follows_max: usize,
     /// How far the stream's clock is held back behind the newest event time.
     pub allowed_lateness_secs: i64,
     /// An event further than this ahead of the clock does not move it (a bad clock
@@ -82,7 +86,8 @@ impl Default for ProcessorConfig {
             backfill: 100,
             follower_sketch_threshold: 64,
             pending_hold_secs: 600,
-            recent_edges_max: 500_000,
+            recent_unfollows_max: 1_000_000,
+            recent_follows_max: 100_000,
             pending_max: 100_000,
             allowed_lateness_secs: 2,
             max_clock_jump_secs: 86_400,
@@ -266,19 +271,39 @@ pub struct Stats {
     pub dead_letters: BTreeMap<Reason, u64>,
 }
 
-/// The newest follow or unfollow seen on one edge.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct EdgeEvent {
-    at: Millis,
-    follow: bool,
+/// The newest event time per edge (follower, followed), for one kind of edge event,
+/// forgotten after the hold or beyond a count.
+#[derive(Default, Serialize, Deserialize)]
+struct RecentEdges {
+    times: FxHashMap<u64, Millis>,
+    /// Expiry order; an edge seen again has a later entry too.
+    order: VecDeque<(Millis, u64)>,
 }
 
-impl EdgeEvent {
-    /// Whether an event at `at` (a follow if `follow`) is older than this one, so this
-    /// one's effect stands. On a tie the unfollow wins: following and unfollowing within
-    /// one second is likelier than unfollowing and following again.
-    fn supersedes(&self, at: Millis, follow: bool) -> bool {
-        self.at > at || (self.at == at && !self.follow && follow)
+impl RecentEdges {
+    fn key(follower: UserId, followed: UserId) -> u64 {
+        (u64::from(follower.0) << 32) | u64::from(followed.0)
+    }
+
+    /// The newest time remembered for `key`, if not older than `horizon`.
+    fn get(&self, key: u64, horizon: Millis) -> Option<Millis> {
+        self.times.get(&key).copied().filter(|t| *t >= horizon)
+    }
+
+    fn remember(&mut self, key: u64, at: Millis, horizon: Millis, max: usize) {
+        let t = self.times.entry(key).or_insert(at);
+        *t = (*t).max(at);
+        self.order.push_back((at, key));
+        while let Some(&(t, old)) = self.order.front() {
+            if t >= horizon && self.order.len() <= max {
+                break;
+            }
+            self.order.pop_front();
+            // Only the entry for the time still remembered forgets the edge.
+            if self.times.get(&old) == Some(&t) {
+                self.times.remove(&old);
+            }
+        }
     }
 }
 
@@ -316,10 +341,9 @@ pub struct Processor {
     /// Expiry order of the holding area: (event time, seq) -> photo key.
     pending_order: BTreeMap<(Millis, u64), (UserId, Millis)>,
     pending_seq: u64,
-    /// The newest follow or unfollow applied to each recently touched edge
-    /// (follower, followed), and the order they expire in.
-    recent_edges: FxHashMap<(UserId, UserId), EdgeEvent>,
-    recent_edge_order: VecDeque<(Millis, (UserId, UserId))>,
+    /// The newest follow and the newest unfollow of recently touched edges.
+    recent_follows: RecentEdges,
+    recent_unfollows: RecentEdges,
     pub(crate) recent_photos: VecDeque<PhotoId>,
     pub(crate) alerts: VecDeque<Alert>,
     next_alert_id: u64,
@@ -352,8 +376,8 @@ impl Processor {
             pending: FxHashMap::default(),
             pending_order: BTreeMap::new(),
             pending_seq: 0,
-            recent_edges: FxHashMap::default(),
-            recent_edge_order: VecDeque::new(),
+            recent_follows: RecentEdges::default(),
+            recent_unfollows: RecentEdges::default(),
             recent_photos: VecDeque::new(),
             alerts: VecDeque::new(),
             next_alert_id: 1,
@@ -643,46 +667,28 @@ impl Processor {
         }
     }
 
-    /// Whether a newer follow or unfollow on `edge` has already been applied.
-    fn edge_superseded(&self, edge: (UserId, UserId), at: Millis, follow: bool) -> bool {
-        let horizon = self.edge_horizon(at);
-        self.recent_edges
-            .get(&edge)
-            .is_some_and(|prev| prev.at >= horizon && prev.supersedes(at, follow))
-    }
-
     /// Edge events older than this are forgotten.
     fn edge_horizon(&self, at: Millis) -> Millis {
         self.clock().unwrap_or(at) - self.cfg.pending_hold_secs * MS_PER_SEC
     }
 
-    /// Remembers the newest event on `edge`, and forgets edges last touched more than
-    /// the hold before the clock, or the oldest beyond `recent_edges_max`.
-    fn remember_edge(&mut self, edge: (UserId, UserId), at: Millis, follow: bool) {
-        self.recent_edges.insert(edge, EdgeEvent { at, follow });
-        self.recent_edge_order.push_back((at, edge));
-        let horizon = self.edge_horizon(at);
-        while let Some(&(t, old)) = self.recent_edge_order.front() {
-            if t >= horizon && self.recent_edge_order.len() <= self.cfg.recent_edges_max {
-                break;
-            }
-            self.recent_edge_order.pop_front();
-            // A newer event on the same edge has its own, later entry in the queue.
-            if self.recent_edges.get(&old).is_some_and(|e| e.at == t) {
-                self.recent_edges.remove(&old);
-            }
-        }
-    }
-
     fn apply_follow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
         let (follower, _) = self.intern_user(&e.follower, false);
         let (followed, _) = self.intern_user(&e.followed, false);
-        let edge = (follower, followed);
-        if self.edge_superseded(edge, e.created, true) {
+        let (edge, at) = (RecentEdges::key(follower, followed), e.created);
+        let horizon = self.edge_horizon(at);
+        // An unfollow at the same second or later, read first, wins: following and
+        // unfollowing within one second is likelier than the other way round.
+        if self
+            .recent_unfollows
+            .get(edge, horizon)
+            .is_some_and(|u| u >= at)
+        {
             out.push(Delta::Duplicate);
             return;
         }
-        self.remember_edge(edge, e.created, true);
+        let max = self.cfg.recent_follows_max;
+        self.recent_follows.remember(edge, at, horizon, max);
         if !self.users[followed.0 as usize].followers.insert(follower) {
             out.push(Delta::Duplicate);
             return;
@@ -700,17 +706,24 @@ impl Processor {
     fn apply_unfollow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
         let (follower, _) = self.intern_user(&e.follower, false);
         let (followed, _) = self.intern_user(&e.followed, false);
-        let edge = (follower, followed);
-        if self.edge_superseded(edge, e.created, false) {
+        let (edge, at) = (RecentEdges::key(follower, followed), e.created);
+        let horizon = self.edge_horizon(at);
+        // A newer follow already read (a re-follow) stands.
+        if self
+            .recent_follows
+            .get(edge, horizon)
+            .is_some_and(|f| f > at)
+        {
             out.push(Delta::Duplicate);
             return;
         }
-        let previous = self.recent_edges.get(&edge).copied();
-        self.remember_edge(edge, e.created, false);
+        let repeated = self.recent_unfollows.get(edge, horizon).is_some();
+        let max = self.cfg.recent_unfollows_max;
+        self.recent_unfollows.remember(edge, at, horizon, max);
         if !self.users[followed.0 as usize].followers.remove(&follower) {
             // Not following: a repeated unfollow changes nothing, but one read before
             // its follow is remembered above and cancels that follow when it comes.
-            if previous.is_some_and(|p| !p.follow) {
+            if repeated {
                 out.push(Delta::Duplicate);
             } else {
                 out.push(Delta::Unfollowed { follower, followed });

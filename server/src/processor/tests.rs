@@ -206,7 +206,7 @@ fn edges_are_remembered_for_the_hold_and_at_most_recent_edges_max() {
     assert_eq!(s.p.profile(s.uid("b")).following, 1);
     // Beyond the cap the oldest edge is forgotten first.
     let cfg = ProcessorConfig {
-        recent_edges_max: 1,
+        recent_unfollows_max: 1,
         ..ProcessorConfig::default()
     };
     let mut s = Sim::with(cfg);
