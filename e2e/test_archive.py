@@ -147,12 +147,8 @@ def ingest(srv, stream, chunks=None):
     return accepted, rejected
 
 
-@pytest.fixture(scope="module")
-def original(workdir, stream):
-    """Ingests the stream into a fresh server, records its state, stops it."""
-    data = workdir / "original"
-    data.mkdir()
-    srv = Server(["serve", "--port", "0", "--no-generator", "--data-dir", str(data)], str(data))
+def ingest_all_and_stop(srv, stream):
+    """Ingests the whole stream, records the state it gives, stops the server cleanly."""
     try:
         assert ingest(srv, stream) == (EVENTS, len(BAD_LINES))
         state = {
@@ -162,6 +158,16 @@ def original(workdir, stream):
     finally:
         srv.stop()
     assert srv.proc.returncode == 0, f"exit code {srv.proc.returncode}:\n{srv.output()}"
+    return state
+
+
+@pytest.fixture(scope="module")
+def original(workdir, stream):
+    """Ingests the stream into a fresh server, records its state, stops it."""
+    data = workdir / "original"
+    data.mkdir()
+    srv = Server(["serve", "--port", "0", "--no-generator", "--data-dir", str(data)], str(data))
+    state = ingest_all_and_stop(srv, stream)
     state["archive"] = data / "archive"
     return state
 
@@ -323,15 +329,7 @@ def s3_original(workdir, stream, s3):
         ["serve", "--port", "0", "--no-generator", "--data-dir", str(data), "--archive", f"s3://{BUCKET}/{PREFIX}"],
         str(data), env=s3.server_env(),
     )
-    try:
-        assert ingest(srv, stream) == (EVENTS, len(BAD_LINES))
-        state = {
-            "leaderboard": srv.get("/api/leaderboard?window=all"),
-            "health": srv.get("/api/health"),
-        }
-    finally:
-        srv.stop()
-    assert srv.proc.returncode == 0, f"exit code {srv.proc.returncode}:\n{srv.output()}"
+    state = ingest_all_and_stop(srv, stream)
     assert not (data / "archive").exists(), "archived locally instead of to S3"
     state["keys"] = s3.keys(BUCKET)
     state["files"] = s3.download(BUCKET, PREFIX, workdir / "s3-download")

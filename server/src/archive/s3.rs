@@ -346,43 +346,46 @@ impl S3Client {
         check_status("PUT", what(), &mut resp)
     }
 
-    /// Writes the object `<prefix>/<rel>` to `out`, streaming; returns its length.
-    pub fn get_to(&self, rel: &str, out: &mut impl Write) -> Result<u64, S3Error> {
+    /// A signed `GET` of `<prefix>/<rel>` (with a `Range` header if given) that
+    /// answered 2xx; the body is the caller's to read.
+    fn get(
+        &self,
+        rel: &str,
+        range: Option<&str>,
+    ) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
         let key = self.key(rel);
         let url = GetObject::new(&self.bucket, Some(&self.credentials), &key).sign(self.sign_for);
-        let what = || self.display(rel);
-        let mut resp = self
-            .agent
-            .get(url.as_str())
+        let mut req = self.agent.get(url.as_str());
+        if let Some(range) = range {
+            req = req.header("Range", range);
+        }
+        let mut resp = req
             .call()
-            .map_err(|e| transport("GET", what(), e))?;
-        check_status("GET", what(), &mut resp)?;
+            .map_err(|e| transport("GET", self.display(rel), e))?;
+        check_status("GET", self.display(rel), &mut resp)?;
+        Ok(resp)
+    }
+
+    /// Writes the object `<prefix>/<rel>` to `out`, streaming; returns its length.
+    pub fn get_to(&self, rel: &str, out: &mut impl Write) -> Result<u64, S3Error> {
+        let mut resp = self.get(rel, None)?;
         io::copy(&mut resp.body_mut().as_reader(), out).map_err(|e| S3Error::Response {
             op: "GET",
-            url: what(),
+            url: self.display(rel),
             detail: e.to_string(),
         })
     }
 
     /// The last `n` bytes of an object (all of it if it is shorter): a Parquet footer.
     pub fn get_tail(&self, rel: &str, n: u64) -> Result<Vec<u8>, S3Error> {
-        let key = self.key(rel);
-        let url = GetObject::new(&self.bucket, Some(&self.credentials), &key).sign(self.sign_for);
-        let what = || self.display(rel);
-        let mut resp = self
-            .agent
-            .get(url.as_str())
-            .header("Range", &format!("bytes=-{n}"))
-            .call()
-            .map_err(|e| transport("GET", what(), e))?;
-        check_status("GET", what(), &mut resp)?;
+        let mut resp = self.get(rel, Some(&format!("bytes=-{n}")))?;
         let mut buf = Vec::new();
         resp.body_mut()
             .as_reader()
             .read_to_end(&mut buf)
             .map_err(|e| S3Error::Response {
                 op: "GET",
-                url: what(),
+                url: self.display(rel),
                 detail: e.to_string(),
             })?;
         // A server that ignores Range sends the whole object: keep its end.
