@@ -1,6 +1,12 @@
 //! The single-thread processing benchmark: decode and apply an NDJSON file of events
 //! on one thread, as the pipeline thread does, and report throughput and peak memory.
 //! `instabrand bench --events FILE` (or `--generate N` to make the file first).
+//!
+//! With `--checkpoint-to FILE --checkpoint-every SECS` it also checkpoints into the
+//! on-disk store while it runs, as the server does: applying stops while the state is
+//! serialized, a second thread writes it (a checkpoint falling due while the last is
+//! still being written waits for the next), so the events/s and the peak memory then
+//! include the store.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -25,6 +31,10 @@ pub struct BenchReport {
     /// it). The server's pipeline pauses only for the first; the second runs on its
     /// checkpoint thread.
     pub checkpoint: Option<(usize, f64, f64)>,
+    /// Checkpoints written while applying (`--checkpoint-every`), and how long applying
+    /// stopped for them in all.
+    pub checkpoints_during: u64,
+    pub checkpoint_pauses: Duration,
 }
 
 impl BenchReport {
@@ -39,13 +49,29 @@ pub fn run_file(
     cfg: ProcessorConfig,
     limits: &DecodeLimits,
     checkpoint_to: Option<&Path>,
+    checkpoint_every: Option<Duration>,
 ) -> io::Result<BenchReport> {
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut p = Processor::new(cfg);
     let mut line = Vec::with_capacity(1024);
     let (mut events, mut rejected) = (0u64, 0u64);
+    let store = match checkpoint_to {
+        Some(file) => Some(std::sync::Arc::new(
+            crate::store::StateStore::open(file).map_err(io::Error::other)?,
+        )),
+        None => None,
+    };
+    let mut writer = match (&store, checkpoint_every) {
+        (Some(store), Some(every)) => Some(BackgroundWriter::start(store.clone(), every)),
+        _ => None,
+    };
     let start = Instant::now();
     loop {
+        if events % 4096 == 0
+            && let Some(w) = writer.as_mut()
+        {
+            w.maybe_checkpoint(&p)?;
+        }
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
             break;
@@ -62,14 +88,17 @@ pub fn run_file(
             Err(_) => rejected += 1,
         }
     }
+    let (checkpoints_during, checkpoint_pauses) = match writer.take() {
+        Some(w) => w.finish()?,
+        None => (0, Duration::ZERO),
+    };
     let elapsed = start.elapsed();
-    let checkpoint = match checkpoint_to {
-        Some(file) => {
+    let checkpoint = match store {
+        Some(store) => {
             let t = Instant::now();
             let bytes = p.snapshot().map_err(io::Error::other)?;
             let serialized = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let store = crate::store::StateStore::open(file).map_err(io::Error::other)?;
             store
                 .save(&bytes, &crate::store::Positions::new())
                 .map_err(io::Error::other)?;
@@ -78,6 +107,8 @@ pub fn run_file(
         None => None,
     };
     Ok(BenchReport {
+        checkpoints_during,
+        checkpoint_pauses,
         checkpoint,
         events,
         rejected,
@@ -91,6 +122,70 @@ pub fn run_file(
             .join(" "),
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// Checkpoints taken while the benchmark applies: serialize here, write on a thread.
+struct BackgroundWriter {
+    every: Duration,
+    last: Instant,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<io::Result<u64>>,
+    paused: Duration,
+}
+
+impl BackgroundWriter {
+    fn start(store: std::sync::Arc<crate::store::StateStore>, every: Duration) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = busy.clone();
+        let thread = std::thread::spawn(move || {
+            let mut written = 0;
+            for bytes in rx {
+                store
+                    .save(&bytes, &crate::store::Positions::new())
+                    .map_err(io::Error::other)?;
+                written += 1;
+                done.store(false, std::sync::atomic::Ordering::Release);
+            }
+            Ok(written)
+        });
+        BackgroundWriter {
+            every,
+            last: Instant::now(),
+            tx: Some(tx),
+            busy,
+            thread,
+            paused: Duration::ZERO,
+        }
+    }
+
+    fn maybe_checkpoint(&mut self, p: &Processor) -> io::Result<()> {
+        if self.last.elapsed() < self.every || self.busy.load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let bytes = p.snapshot().map_err(io::Error::other)?;
+        self.paused += t.elapsed();
+        self.last = Instant::now();
+        self.busy.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(tx) = &self.tx {
+            tx.send(bytes)
+                .map_err(|_| io::Error::other("checkpoint writer stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the last write; (checkpoints written, time applying was stopped).
+    fn finish(mut self) -> io::Result<(u64, Duration)> {
+        drop(self.tx.take());
+        let written = self
+            .thread
+            .join()
+            .map_err(|_| io::Error::other("checkpoint writer panicked"))??;
+        Ok((written, self.paused))
+    }
 }
 
 /// Writes `events` generated events as NDJSON in the original shape.
@@ -117,4 +212,44 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_while_applying_land_in_the_store_and_the_last_holds_the_final_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("events.ndjson");
+        let store = dir.path().join("state.redb");
+        generate_file(
+            &events,
+            20_000,
+            instabrand_generator::Config {
+                users: 500,
+                ..instabrand_generator::Config::default()
+            },
+        )
+        .unwrap();
+        let r = run_file(
+            &events,
+            ProcessorConfig::default(),
+            &DecodeLimits::default(),
+            Some(&store),
+            // Due at every check (each 4,096 events) unless one is being written.
+            Some(Duration::ZERO),
+        )
+        .unwrap();
+        assert_eq!(r.events, 20_000);
+        assert!(r.checkpoints_during >= 1, "{r:?}");
+        let saved = crate::store::StateStore::open(&store)
+            .unwrap()
+            .load()
+            .unwrap()
+            .expect("a checkpoint");
+        let p = Processor::restore(&saved.state, ProcessorConfig::default()).unwrap();
+        assert_eq!(p.user_count(), r.users);
+        assert_eq!(p.photo_count(), r.photos);
+    }
 }

@@ -131,6 +131,10 @@ pub enum Command {
         /// Afterwards, checkpoint the state into this redb file and time it.
         #[arg(long)]
         checkpoint_to: Option<PathBuf>,
+        /// Also checkpoint into that file every this many seconds while applying, as
+        /// the server does (serialize, then write on a second thread).
+        #[arg(long, requires = "checkpoint_to")]
+        checkpoint_every: Option<f64>,
     },
 }
 
@@ -300,6 +304,7 @@ pub fn main() -> anyhow::Result<()> {
             generate,
             users,
             checkpoint_to,
+            checkpoint_every,
         } => {
             let config = Config::load(cli.config.as_deref(), json!({}))?;
             if let Some(n) = generate {
@@ -322,6 +327,10 @@ pub fn main() -> anyhow::Result<()> {
                 config.processor,
                 &config.limits,
                 checkpoint_to.as_deref(),
+                checkpoint_every
+                    .map(std::time::Duration::try_from_secs_f64)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
             )?;
             println!("events: {}", r.events);
             println!("rejected: {}", r.rejected);
@@ -331,6 +340,13 @@ pub fn main() -> anyhow::Result<()> {
             println!("seconds: {:.3}", r.elapsed.as_secs_f64());
             println!("events_per_sec: {:.0}", r.events_per_sec());
             println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
+            if r.checkpoints_during > 0 {
+                println!("checkpoints_while_applying: {}", r.checkpoints_during);
+                println!(
+                    "applying_paused_for_them_seconds: {:.2}",
+                    r.checkpoint_pauses.as_secs_f64()
+                );
+            }
             if let Some((bytes, pause, save)) = r.checkpoint {
                 println!("checkpoint_mb: {:.0}", bytes as f64 / (1 << 20) as f64);
                 println!("checkpoint_pause_seconds: {pause:.2}");
