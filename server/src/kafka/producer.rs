@@ -11,7 +11,6 @@
 //! clock, so a consuming server sees a live network. A rate that is not a positive
 //! number means unpaced. Ctrl-C stops cleanly: what was sent is flushed first.
 
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,10 +27,8 @@ use super::{
     KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics, topic_for,
 };
 use crate::state::wall_ms;
+use crate::telemetry::ProgressLine;
 
-/// How often the progress line is redrawn (on a terminal) or printed (otherwise).
-const PROGRESS_TTY: Duration = Duration::from_millis(250);
-const PROGRESS_LOG: Duration = Duration::from_secs(5);
 /// How long the final flush may wait for the broker.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -214,34 +211,27 @@ fn produce_blocking(
     })
 }
 
-/// The progress display on stderr: one line redrawn in place on a terminal, a line
-/// every few seconds otherwise (logs, CI).
+/// The progress display: sent, rate since the last line, phase, acknowledgements.
 struct Progress {
-    tty: bool,
+    line: ProgressLine,
     bootstrap: u64,
-    last: Instant,
     last_sent: u64,
-    shown: bool,
 }
 
 impl Progress {
     fn new(bootstrap: u64) -> Self {
         Progress {
-            tty: std::io::stderr().is_terminal(),
+            line: ProgressLine::default(),
             bootstrap,
-            last: Instant::now(),
             last_sent: 0,
-            shown: false,
         }
     }
 
     fn maybe_show(&mut self, sent: u64, counts: &Deliveries, bootstrap: bool) {
-        let every = if self.tty { PROGRESS_TTY } else { PROGRESS_LOG };
-        let elapsed = self.last.elapsed();
-        if elapsed < every {
+        if !self.line.due() {
             return;
         }
-        let rate = (sent - self.last_sent) as f64 / elapsed.as_secs_f64();
+        let rate = (sent - self.last_sent) as f64 / self.line.since_last().as_secs_f64();
         let phase = if bootstrap {
             format!(
                 "bootstrap {:.0}%",
@@ -250,25 +240,15 @@ impl Progress {
         } else {
             "live".to_string()
         };
-        let line = format!(
+        self.line.show(&format!(
             "{sent} events sent ({rate:.0}/s, {phase}), {} acknowledged, {} failed",
             counts.delivered.load(Ordering::Relaxed),
             counts.failed.load(Ordering::Relaxed)
-        );
-        let mut err = std::io::stderr().lock();
-        let _ = if self.tty {
-            write!(err, "\r\x1b[2K{line}")
-        } else {
-            writeln!(err, "{line}")
-        };
-        self.last = Instant::now();
+        ));
         self.last_sent = sent;
-        self.shown = true;
     }
 
     fn finish(&self) {
-        if self.tty && self.shown {
-            eprintln!();
-        }
+        self.line.finish();
     }
 }

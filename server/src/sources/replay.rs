@@ -16,7 +16,6 @@
 //! checkpoint continues after the records its state already holds instead of applying
 //! them twice.
 
-use std::io::{IsTerminal, Write};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +37,7 @@ use crate::archive::{ArchiveError, ArchiveLocation, ArchiveReader, ArchivedRow, 
 use crate::kafka::{KafkaConfig, KafkaError, ensure_topics, topic_for};
 use crate::pipeline::{Origin, Record};
 use crate::state::AppState;
+use crate::telemetry::ProgressLine;
 
 /// The source's name in health and in checkpoint positions.
 pub const NAME: &str = "replay";
@@ -166,30 +166,23 @@ impl Pacer {
     }
 }
 
-const PROGRESS_TTY: Duration = Duration::from_millis(250);
-const PROGRESS_LOG: Duration = Duration::from_secs(5);
-
-/// The progress line on stderr.
+/// The progress line: events replayed, share, event time, rate.
 struct Progress {
-    tty: bool,
+    line: ProgressLine,
     total: u64,
     started: Instant,
-    last: Instant,
-    shown: bool,
 }
 
 impl Progress {
     fn new(total: u64) -> Self {
         Progress {
-            tty: std::io::stderr().is_terminal(),
+            line: ProgressLine::default(),
             total,
             started: Instant::now(),
-            last: Instant::now(),
-            shown: false,
         }
     }
 
-    fn line(&self, done: u64, event_ms: Option<i64>) -> String {
+    fn text(&self, done: u64, event_ms: Option<i64>) -> String {
         let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         format!(
             "replay: {done}/{} events ({:.1}%), event time {}, {rate:.0}/s",
@@ -201,8 +194,7 @@ impl Progress {
 
     /// True when a line was shown (the caller may update other displays then too).
     fn maybe_show(&mut self, done: u64, event_ms: Option<i64>) -> bool {
-        let every = if self.tty { PROGRESS_TTY } else { PROGRESS_LOG };
-        if self.last.elapsed() < every {
+        if !self.line.due() {
             return false;
         }
         self.show(done, event_ms);
@@ -210,22 +202,13 @@ impl Progress {
     }
 
     fn show(&mut self, done: u64, event_ms: Option<i64>) {
-        let line = self.line(done, event_ms);
-        let mut err = std::io::stderr().lock();
-        let _ = if self.tty {
-            write!(err, "\r\x1b[2K{line}")
-        } else {
-            writeln!(err, "{line}")
-        };
-        self.last = Instant::now();
-        self.shown = true;
+        let line = self.text(done, event_ms);
+        self.line.show(&line);
     }
 
     fn finish(&mut self, done: u64, event_ms: Option<i64>) {
         self.show(done, event_ms);
-        if self.tty {
-            eprintln!();
-        }
+        self.line.finish();
     }
 }
 
@@ -393,7 +376,7 @@ pub async fn run_replay_source(
                 hand_over(&state, &cfg.from, &mut pending, &mut done).await?;
             }
             if progress.maybe_show(done, last_ms) {
-                report(true, progress.line(done, last_ms));
+                report(true, progress.text(done, last_ms));
             }
         }
     }
