@@ -17,8 +17,8 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use parquet::basic::Compression;
-use parquet::column::reader::ColumnReader;
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int64Type};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::reader::RowGroupReader;
@@ -207,25 +207,21 @@ pub fn check_columns(
 
 /// All values of column `i` of a row group (required columns: no levels).
 pub fn read_byte_arrays(rg: &dyn RowGroupReader, i: usize) -> Result<Vec<ByteArray>> {
-    let n = rg.metadata().num_rows() as usize;
-    let ColumnReader::ByteArrayColumnReader(mut r) = rg.get_column_reader(i)? else {
+    let ColumnReader::ByteArrayColumnReader(r) = rg.get_column_reader(i)? else {
         return Err(ParquetError::General(format!("column {i} is not binary")));
     };
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let (records, _, _) = r.read_records(n - out.len(), None, None, &mut out)?;
-        if records == 0 {
-            break;
-        }
-    }
-    Ok(out)
+    read_all(r, rg.metadata().num_rows() as usize)
 }
 
 pub fn read_i64s(rg: &dyn RowGroupReader, i: usize) -> Result<Vec<i64>> {
-    let n = rg.metadata().num_rows() as usize;
-    let ColumnReader::Int64ColumnReader(mut r) = rg.get_column_reader(i)? else {
+    let ColumnReader::Int64ColumnReader(r) = rg.get_column_reader(i)? else {
         return Err(ParquetError::General(format!("column {i} is not int64")));
     };
+    read_all(r, rg.metadata().num_rows() as usize)
+}
+
+/// Reads up to `n` values from a typed column reader (fewer if the column ends early).
+fn read_all<T: DataType>(mut r: ColumnReaderImpl<T>, n: usize) -> Result<Vec<T::T>> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let (records, _, _) = r.read_records(n - out.len(), None, None, &mut out)?;
