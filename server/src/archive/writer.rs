@@ -584,23 +584,13 @@ impl Writer {
                 raw: &p.ev.raw,
             })
             .collect();
-        let rel = self.file_path(false, day);
-        let result = self.put_encoded(
-            &rel,
-            format::encode_events(&out, self.cfg.row_group_records),
-        );
+        let encoded = format::encode_events(&out, self.cfg.row_group_records);
         drop(out);
-        match result {
-            Ok(len) => {
-                self.retry_names.remove(&(false, day));
-                self.published(&rel, rows.len(), len, false);
-                Ok(())
-            }
-            Err(e) => {
-                self.events.insert(day, rows);
-                Err(e)
-            }
+        let result = self.publish(false, day, rows.len(), encoded);
+        if result.is_err() {
+            self.events.insert(day, rows);
         }
+        result
     }
 
     fn write_dead_day(&mut self, day: i64) -> Result<(), String> {
@@ -619,36 +609,33 @@ impl Writer {
                 raw: &p.dl.raw,
             })
             .collect();
-        let rel = self.file_path(true, day);
-        let result = self.put_encoded(
-            &rel,
-            format::encode_dead_letters(&out, self.cfg.row_group_records),
-        );
+        let encoded = format::encode_dead_letters(&out, self.cfg.row_group_records);
         drop(out);
-        match result {
-            Ok(len) => {
-                self.retry_names.remove(&(true, day));
-                self.published(&rel, rows.len(), len, true);
-                Ok(())
-            }
-            Err(e) => {
-                self.dead.insert(day, rows);
-                Err(e)
-            }
+        let result = self.publish(true, day, rows.len(), encoded);
+        if result.is_err() {
+            self.dead.insert(day, rows);
         }
+        result
     }
 
-    /// Stores an encoded file; its length, or what went wrong where.
-    fn put_encoded<E: std::fmt::Display>(
+    /// Stores the encoded file of `records` records of `day` (dead letters or events)
+    /// under its name, and counts it; or says what went wrong where, and the name is
+    /// kept for the retry.
+    fn publish<E: std::fmt::Display>(
         &mut self,
-        rel: &std::path::Path,
+        dead: bool,
+        day: i64,
+        records: usize,
         encoded: Result<Vec<u8>, E>,
-    ) -> Result<usize, String> {
+    ) -> Result<(), String> {
+        let rel = self.file_path(dead, day);
         let data = encoded.map_err(|e| format!("encoding {}: {e}", rel.display()))?;
         self.store
-            .put(rel, &data)
-            .map(|()| data.len())
-            .map_err(|e| format!("writing {}: {e}", rel.display()))
+            .put(&rel, &data)
+            .map_err(|e| format!("writing {}: {e}", rel.display()))?;
+        self.retry_names.remove(&(dead, day));
+        self.published(&rel, records, data.len(), dead);
+        Ok(())
     }
 
     fn published(&mut self, rel: &std::path::Path, records: usize, len: usize, dead: bool) {
