@@ -124,67 +124,62 @@ pub fn run_file(
     })
 }
 
-/// Checkpoints taken while the benchmark applies: serialize here, write on a thread.
+/// Checkpoints taken while the benchmark applies: serialize here, write on the
+/// server's [`BackgroundSaver`].
 struct BackgroundWriter {
     every: Duration,
     last: Instant,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<io::Result<u64>>,
+    saver: crate::store::BackgroundSaver<Vec<u8>>,
+    /// Checkpoints written, and the first write that failed.
+    written: std::sync::Arc<std::sync::Mutex<(u64, Option<io::Error>)>>,
     paused: Duration,
 }
 
 impl BackgroundWriter {
     fn start(store: std::sync::Arc<crate::store::StateStore>, every: Duration) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = busy.clone();
-        let thread = std::thread::spawn(move || {
-            let mut written = 0;
-            for bytes in rx {
-                store
-                    .save(&bytes, &crate::store::Positions::new())
-                    .map_err(io::Error::other)?;
-                written += 1;
-                done.store(false, std::sync::atomic::Ordering::Release);
+        let written = std::sync::Arc::new(std::sync::Mutex::new((0, None)));
+        let outcome = written.clone();
+        let saver = crate::store::BackgroundSaver::start("checkpoint", move |bytes: Vec<u8>| {
+            let saved = store.save(&bytes, &crate::store::Positions::new());
+            let mut o = outcome.lock().expect("bench lock poisoned");
+            match saved {
+                Ok(()) => o.0 += 1,
+                Err(e) => {
+                    o.1.get_or_insert(io::Error::other(e));
+                }
             }
-            Ok(written)
         });
         BackgroundWriter {
             every,
             last: Instant::now(),
-            tx: Some(tx),
-            busy,
-            thread,
+            saver,
+            written,
             paused: Duration::ZERO,
         }
     }
 
     fn maybe_checkpoint(&mut self, p: &Processor) -> io::Result<()> {
-        if self.last.elapsed() < self.every || self.busy.load(std::sync::atomic::Ordering::Acquire)
-        {
+        if self.last.elapsed() < self.every || self.saver.busy() {
             return Ok(());
         }
         let t = Instant::now();
         let bytes = p.snapshot().map_err(io::Error::other)?;
         self.paused += t.elapsed();
         self.last = Instant::now();
-        self.busy.store(true, std::sync::atomic::Ordering::Release);
-        if let Some(tx) = &self.tx {
-            tx.send(bytes)
-                .map_err(|_| io::Error::other("checkpoint writer stopped"))?;
+        if !self.saver.send(bytes) {
+            return Err(io::Error::other("checkpoint writer stopped"));
         }
         Ok(())
     }
 
     /// Waits for the last write; (checkpoints written, time applying was stopped).
-    fn finish(mut self) -> io::Result<(u64, Duration)> {
-        drop(self.tx.take());
-        let written = self
-            .thread
-            .join()
-            .map_err(|_| io::Error::other("checkpoint writer panicked"))??;
-        Ok((written, self.paused))
+    fn finish(self) -> io::Result<(u64, Duration)> {
+        self.saver.stop();
+        let mut o = self.written.lock().expect("bench lock poisoned");
+        match o.1.take() {
+            Some(e) => Err(e),
+            None => Ok((o.0, self.paused)),
+        }
     }
 }
 

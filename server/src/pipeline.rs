@@ -26,7 +26,7 @@ use tracing::{debug, instrument, warn};
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::processor::Delta;
 use crate::state::AppState;
-use crate::store::{Positions, StateStore};
+use crate::store::{BackgroundSaver, Positions, StateStore};
 
 /// Where a record came from: shown with its dead letter.
 #[derive(Debug, Clone)]
@@ -341,79 +341,57 @@ struct CheckpointJob {
     pause: Duration,
 }
 
-/// The thread that writes checkpoints: archive flush, then the store, then tells
-/// everyone waiting. Jobs are written in order, at most one queued behind the one
-/// being written.
+/// The pipeline's checkpoint thread: archive flush, then the store, then tells everyone
+/// waiting (see [`BackgroundSaver`]).
 struct CheckpointWriter {
-    tx: std::sync::mpsc::SyncSender<CheckpointJob>,
-    /// Jobs handed over and not yet written.
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    saver: BackgroundSaver<CheckpointJob>,
     /// Waiters of checkpoints that failed, back to the pipeline.
     failed: std::sync::mpsc::Receiver<Waiters>,
-    thread: std::thread::JoinHandle<()>,
 }
 
 impl CheckpointWriter {
     fn start(state: Arc<AppState>, store: StateStore) -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<CheckpointJob>(1);
         let (failed_tx, failed) = std::sync::mpsc::channel();
-        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let busy = in_flight.clone();
-        let thread = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || {
-                for job in rx {
-                    let outcome = write_checkpoint(&state, &store, &job);
-                    match &outcome {
-                        Ok(()) => {
-                            // Jobs come in order, so durability only moves forward.
-                            state.durable.send_if_modified(|d| {
-                                let newer = job.seq > *d;
-                                *d = (*d).max(job.seq);
-                                newer
-                            });
-                            for (done, result) in job.waiters {
-                                let _ = done.send(result);
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "checkpoint failed; will retry");
-                            state.stats.record_checkpoint_error(e);
-                            let _ = failed_tx.send(job.waiters);
-                        }
+        let saver = BackgroundSaver::start("checkpoint", move |job: CheckpointJob| {
+            let outcome = write_checkpoint(&state, &store, &job);
+            match &outcome {
+                Ok(()) => {
+                    // Jobs come in order, so durability only moves forward.
+                    state.durable.send_if_modified(|d| {
+                        let newer = job.seq > *d;
+                        *d = (*d).max(job.seq);
+                        newer
+                    });
+                    for (done, result) in job.waiters {
+                        let _ = done.send(result);
                     }
-                    if let Some(reply) = job.reply {
-                        let _ = reply.send(outcome);
-                    }
-                    busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 }
-            })
-            .expect("spawn checkpoint writer thread");
-        CheckpointWriter {
-            tx,
-            in_flight,
-            failed,
-            thread,
-        }
+                Err(e) => {
+                    warn!(error = %e, "checkpoint failed; will retry");
+                    state.stats.record_checkpoint_error(e);
+                    let _ = failed_tx.send(job.waiters);
+                }
+            }
+            if let Some(reply) = job.reply {
+                let _ = reply.send(outcome);
+            }
+        });
+        CheckpointWriter { saver, failed }
     }
 
     fn busy(&self) -> bool {
-        self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+        self.saver.busy()
     }
 
     fn send(&self, job: CheckpointJob) {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if let Err(e) = self.tx.send(job) {
+        if !self.saver.send(job) {
             // Only if the writer thread panicked: nobody is told it is durable.
             warn!("checkpoint writer gone");
-            drop(e);
         }
     }
 
     fn stop(self) {
-        drop(self.tx);
-        let _ = self.thread.join();
+        self.saver.stop();
     }
 }
 

@@ -90,6 +90,60 @@ impl StateStore {
     }
 }
 
+/// Writes checkpoints on a thread of its own, in the order they are given, with at most
+/// one queued behind the one being written: the thread that serializes the state goes
+/// on applying meanwhile. `busy` tells it a checkpoint falling due now would only
+/// queue, so it can wait for the next one instead. Used by the pipeline and the bench.
+pub struct BackgroundSaver<J: Send + 'static> {
+    tx: std::sync::mpsc::SyncSender<J>,
+    /// Jobs handed over and not yet written.
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl<J: Send + 'static> BackgroundSaver<J> {
+    /// Starts the thread `name`, which calls `write` for each job.
+    pub fn start(name: &str, mut write: impl FnMut(J) + Send + 'static) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (tx, rx) = std::sync::mpsc::sync_channel::<J>(1);
+        let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+        let busy = in_flight.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                for job in rx {
+                    write(job);
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                }
+            })
+            .expect("spawn checkpoint writer thread");
+        BackgroundSaver {
+            tx,
+            in_flight,
+            thread,
+        }
+    }
+
+    /// Whether a job is being written (or queued).
+    pub fn busy(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+    }
+
+    /// Hands a job over; waits only while one is already queued. `false` if the
+    /// thread is gone (it panicked): nobody may then be told the job was written.
+    pub fn send(&self, job: J) -> bool {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.tx.send(job).is_ok()
+    }
+
+    /// Waits for every job handed over to be written, then stops the thread.
+    pub fn stop(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
