@@ -18,17 +18,14 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use tracing::warn;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{KafkaConfig, KafkaError, client_config, logging};
+use super::{CountingContext, Deliveries, KafkaConfig, KafkaError, client_config};
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 
 /// Header names, for readers of the topic.
@@ -59,38 +56,12 @@ pub fn dead_letter_headers(d: &DeadLetter) -> OwnedHeaders {
         })
 }
 
-/// Counts deliveries the broker refused, so `write` can tell its caller.
-struct DeliveryContext {
-    failed: Arc<AtomicU64>,
-}
-
-impl ClientContext for DeliveryContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        logging::log("dead-letter producer", level, facility, message);
-    }
-
-    fn error(&self, error: RdKafkaError, reason: &str) {
-        warn!(%error, "dead-letter producer: {reason}");
-    }
-}
-
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %e, "a dead letter was not delivered");
-        }
-    }
-}
-
 /// Produces dead letters to `kafka.dead_letter_topic`.
 pub struct KafkaDeadLetterSink {
-    producer: BaseProducer<DeliveryContext>,
+    producer: BaseProducer<CountingContext>,
     topic: String,
     flush_timeout: Duration,
-    failed: Arc<AtomicU64>,
+    counts: Arc<Deliveries>,
 }
 
 /// The dead-letter topic as a sink. Creating it does not contact the broker, so the
@@ -101,7 +72,7 @@ pub fn dead_letter_sink(cfg: &KafkaConfig) -> Result<Box<dyn DeadLetterSink>, Ka
 
 impl KafkaDeadLetterSink {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let failed = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Deliveries::default());
         let mut c = client_config(cfg)?;
         // Idempotence keeps retries from duplicating or reordering dead letters.
         // Retrying for ever (0) rather than the default 5 minutes: a record is only
@@ -113,8 +84,9 @@ impl KafkaDeadLetterSink {
             c.set(k, v);
         }
         let producer = c
-            .create_with_context(DeliveryContext {
-                failed: failed.clone(),
+            .create_with_context(CountingContext {
+                name: "dead-letter producer",
+                counts: counts.clone(),
             })
             .map_err(|source| KafkaError::Client {
                 what: "dead-letter producer",
@@ -124,7 +96,7 @@ impl KafkaDeadLetterSink {
             producer,
             topic: cfg.dead_letter_topic.clone(),
             flush_timeout: Duration::from_millis(cfg.dead_letter_flush_timeout_ms),
-            failed,
+            counts,
         })
     }
 }
@@ -132,7 +104,7 @@ impl KafkaDeadLetterSink {
 impl DeadLetterSink for KafkaDeadLetterSink {
     fn write(&mut self, batch: &[DeadLetter]) -> io::Result<()> {
         let deadline = Instant::now() + self.flush_timeout;
-        let failed_before = self.failed.load(Ordering::Relaxed);
+        let failed_before = self.counts.failed.load(Ordering::Relaxed);
         for d in batch {
             let mut record = BaseRecord::<(), [u8]>::to(&self.topic)
                 .payload(&d.raw[..])
@@ -168,7 +140,7 @@ impl DeadLetterSink for KafkaDeadLetterSink {
                 ),
             )
         })?;
-        let failed = self.failed.load(Ordering::Relaxed) - failed_before;
+        let failed = self.counts.failed.load(Ordering::Relaxed) - failed_before;
         if failed > 0 {
             return Err(io::Error::other(format!(
                 "the broker refused {failed} dead letters for {}",

@@ -195,3 +195,47 @@ mod tests {
         ));
     }
 }
+
+/// What a producer's broker acknowledged and refused.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    pub delivered: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
+/// A producer's callbacks: librdkafka's log and errors under the producer's name, and
+/// deliveries counted (the first refusal logged; one line per refusal would flood the
+/// log when the broker goes).
+pub(crate) struct CountingContext {
+    pub name: &'static str,
+    pub counts: std::sync::Arc<Deliveries>,
+}
+
+impl rdkafka::client::ClientContext for CountingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        logging::log(self.name, level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, "{}: {reason}", self.name);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        use std::sync::atomic::Ordering;
+        match result {
+            Ok(_) => {
+                self.counts.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, m)) => {
+                use rdkafka::message::Message;
+                if self.counts.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(error = %e, topic = m.topic(), "{}: a record was not delivered (further failures are counted)", self.name);
+                }
+            }
+        }
+    }
+}

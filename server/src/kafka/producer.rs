@@ -12,19 +12,18 @@
 //! number means unpaced. Ctrl-C stops cleanly: what was sent is flushed first.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use instabrand_generator::{Generator, write_original_json};
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tracing::{info, warn};
 
 use super::{
-    KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics, topic_for,
+    CountingContext, Deliveries, KafkaConfig, KafkaError, client_config, ensure_topics,
+    source_topics, topic_for,
 };
 use crate::state::wall_ms;
 use crate::telemetry::ProgressLine;
@@ -65,42 +64,6 @@ pub async fn produce(
     Ok(())
 }
 
-/// Counts acknowledgements and refusals.
-#[derive(Default)]
-struct Deliveries {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-}
-
-struct CountingContext(Arc<Deliveries>);
-
-impl ClientContext for CountingContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        logging::log("producer", level, facility, message);
-    }
-
-    fn error(&self, error: RdKafkaError, reason: &str) {
-        warn!(%error, "producer: {reason}");
-    }
-}
-
-impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.0.delivered.fetch_add(1, Ordering::Relaxed),
-            Err((e, _)) => {
-                // One line per failure would flood the terminal when the broker goes.
-                if self.0.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                    warn!(error = %e, "an event was not delivered (further failures are counted)");
-                }
-                0
-            }
-        };
-    }
-}
-
 #[derive(Debug)]
 struct Summary {
     sent: u64,
@@ -136,7 +99,10 @@ fn produce_blocking(
         c.set(k, v);
     }
     let producer: BaseProducer<CountingContext> = c
-        .create_with_context(CountingContext(counts.clone()))
+        .create_with_context(CountingContext {
+            name: "producer",
+            counts: counts.clone(),
+        })
         .map_err(|source| KafkaError::Client {
             what: "producer",
             source,

@@ -18,15 +18,14 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use instabrand_shared::EventKind;
 use instabrand_shared::time::format_naive;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -34,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::archive::{ArchiveError, ArchiveLocation, ArchiveReader, ArchivedRow, S3Config};
-use crate::kafka::{KafkaConfig, KafkaError, ensure_topics, topic_for};
+use crate::kafka::{
+    CountingContext, Deliveries, KafkaConfig, KafkaError, ensure_topics, topic_for,
+};
 use crate::pipeline::{Origin, Record};
 use crate::state::AppState;
 use crate::telemetry::ProgressLine;
@@ -404,33 +405,6 @@ pub async fn run_replay_source(
     Ok(summary)
 }
 
-#[derive(Default)]
-struct Deliveries {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-}
-
-struct CountingContext(Arc<Deliveries>);
-
-impl ClientContext for CountingContext {}
-
-impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.0.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, m)) => {
-                if self.0.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                    warn!(error = %e, topic = m.topic(), "a replayed record was not delivered (further failures are counted)");
-                }
-            }
-        }
-    }
-}
-
 /// How long the final flush waits for the broker.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -490,7 +464,10 @@ fn produce_blocking(
         c.set(k, v);
     }
     let producer: BaseProducer<CountingContext> = c
-        .create_with_context(CountingContext(counts.clone()))
+        .create_with_context(CountingContext {
+            name: "replay producer",
+            counts: counts.clone(),
+        })
         .map_err(|source| KafkaError::Client {
             what: "replay producer",
             source,
