@@ -25,7 +25,9 @@ use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{CountingContext, Deliveries, KafkaConfig, KafkaError, client_config};
+use super::{
+    CountingContext, Deliveries, KafkaConfig, KafkaError, client_config, counting_producer,
+};
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 
 /// Header names, for readers of the topic.
@@ -72,26 +74,12 @@ pub fn dead_letter_sink(cfg: &KafkaConfig) -> Result<Box<dyn DeadLetterSink>, Ka
 
 impl KafkaDeadLetterSink {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let counts = Arc::new(Deliveries::default());
         let mut c = client_config(cfg)?;
         // Idempotence keeps retries from duplicating or reordering dead letters.
         // Retrying for ever (0) rather than the default 5 minutes: a record is only
         // given up when the process stops; the bounded queue keeps memory in check.
-        c.set("enable.idempotence", "true")
-            .set("message.timeout.ms", "0")
-            .set("linger.ms", "5");
-        for (k, v) in &cfg.client {
-            c.set(k, v);
-        }
-        let producer = c
-            .create_with_context(CountingContext {
-                name: "dead-letter producer",
-                counts: counts.clone(),
-            })
-            .map_err(|source| KafkaError::Client {
-                what: "dead-letter producer",
-                source,
-            })?;
+        c.set("message.timeout.ms", "0");
+        let (producer, counts) = counting_producer(c, &cfg.client, "dead-letter producer")?;
         Ok(KafkaDeadLetterSink {
             producer,
             topic: cfg.dead_letter_topic.clone(),

@@ -196,6 +196,34 @@ mod tests {
     }
 }
 
+/// An idempotent producer (no duplicates or reordering on retry; 5 ms linger) from
+/// `c`, with `client` (the user's `kafka.client` properties) applied last, counting
+/// its deliveries under `name`.
+pub(crate) fn counting_producer(
+    mut c: rdkafka::ClientConfig,
+    client: &BTreeMap<String, String>,
+    name: &'static str,
+) -> Result<
+    (
+        rdkafka::producer::BaseProducer<CountingContext>,
+        std::sync::Arc<Deliveries>,
+    ),
+    KafkaError,
+> {
+    c.set("enable.idempotence", "true").set("linger.ms", "5");
+    for (k, v) in client {
+        c.set(k, v);
+    }
+    let counts = std::sync::Arc::new(Deliveries::default());
+    let producer = c
+        .create_with_context(CountingContext {
+            name,
+            counts: counts.clone(),
+        })
+        .map_err(|source| KafkaError::Client { what: name, source })?;
+    Ok((producer, counts))
+}
+
 /// What a producer's broker acknowledged and refused.
 #[derive(Default)]
 pub(crate) struct Deliveries {

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use instabrand_generator::{Generator, write_original_json};
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use tracing::{info, warn};
 
 use super::{
-    CountingContext, Deliveries, KafkaConfig, KafkaError, client_config, ensure_topics,
+    Deliveries, KafkaConfig, KafkaError, client_config, counting_producer, ensure_topics,
     source_topics, topic_for,
 };
 use crate::state::wall_ms;
@@ -92,21 +92,7 @@ fn produce_blocking(
     events: Option<u64>,
     stop: &AtomicBool,
 ) -> Result<Summary, KafkaError> {
-    let counts = Arc::new(Deliveries::default());
-    let mut c = client_config(cfg)?;
-    c.set("enable.idempotence", "true").set("linger.ms", "5");
-    for (k, v) in &cfg.client {
-        c.set(k, v);
-    }
-    let producer: BaseProducer<CountingContext> = c
-        .create_with_context(CountingContext {
-            name: "producer",
-            counts: counts.clone(),
-        })
-        .map_err(|source| KafkaError::Client {
-            what: "producer",
-            source,
-        })?;
+    let (producer, counts) = counting_producer(client_config(cfg)?, &cfg.client, "producer")?;
     let rate = (network.rate.is_finite() && network.rate > 0.0).then_some(network.rate);
     let mut generator = Generator::new(network);
     info!(

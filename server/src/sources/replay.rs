@@ -25,7 +25,7 @@ use instabrand_shared::EventKind;
 use instabrand_shared::time::format_naive;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -33,9 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::archive::{ArchiveError, ArchiveLocation, ArchiveReader, ArchivedRow, S3Config};
-use crate::kafka::{
-    CountingContext, Deliveries, KafkaConfig, KafkaError, ensure_topics, topic_for,
-};
+use crate::kafka::{KafkaConfig, KafkaError, counting_producer, ensure_topics, topic_for};
 use crate::pipeline::{Origin, Record};
 use crate::state::AppState;
 use crate::telemetry::ProgressLine;
@@ -454,24 +452,10 @@ fn produce_blocking(
 ) -> Result<ReplaySummary, ReplayError> {
     let reader = ArchiveReader::open_at(from, s3)?;
     let (total, files) = (reader.total_rows(), reader.files());
-    let counts = Arc::new(Deliveries::default());
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
-        .set("client.id", "instabrand-replay")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5");
-    for (k, v) in &kafka.client {
-        c.set(k, v);
-    }
-    let producer: BaseProducer<CountingContext> = c
-        .create_with_context(CountingContext {
-            name: "replay producer",
-            counts: counts.clone(),
-        })
-        .map_err(|source| KafkaError::Client {
-            what: "replay producer",
-            source,
-        })?;
+        .set("client.id", "instabrand-replay");
+    let (producer, counts) = counting_producer(c, &kafka.client, "replay producer")?;
     let mut pacer = Pacer::new(speed);
     let mut progress = Progress::new(total);
     let mut sent = 0u64;
