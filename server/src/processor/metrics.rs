@@ -74,12 +74,24 @@ pub struct BrandState {
     pub hours: BTreeMap<i64, HourBucket>,
     pub all: Counters,
     pub all_reach: Hll,
+    /// Minutes from here on keep their reach in their own sketch only; older minutes
+    /// are also folded into their hour's sketch and `all_reach`. Folding once, when the
+    /// clock leaves a minute, instead of merging every event into three sketches cuts
+    /// the hot path's sketch work by two thirds. Not stored: a restored state sets it
+    /// to the processor's clock minute (merges are idempotent, so folding a minute
+    /// twice, or reading it both folded and open, gives the same registers).
+    #[serde(skip, default = "open_from_start")]
+    pub(super) open_from: i64,
     /// Newest photos of the brand, oldest first (bounded).
     pub recent_photos: VecDeque<PhotoId>,
     /// Activity per second over the spike detector's spans: (second, count), oldest first.
     activity: VecDeque<(i64, u32)>,
     pub last_spike_check_sec: i64,
     pub last_alert_ms: Option<Millis>,
+}
+
+fn open_from_start() -> i64 {
+    i64::MIN
 }
 
 /// The window's bounds in event time: `[from, to]`.
@@ -125,6 +137,7 @@ impl BrandState {
             hours: BTreeMap::new(),
             all: Counters::default(),
             all_reach: Hll::new(),
+            open_from: i64::MIN,
             recent_photos: VecDeque::new(),
             activity: VecDeque::new(),
             last_spike_check_sec: i64::MIN,
@@ -133,8 +146,9 @@ impl BrandState {
     }
 
     /// Adds `c` at time `t`; `reach` adds the reached users to one sketch and is called
-    /// for each sketch the event lands in. Returns true if the event was too old for
-    /// every retained bucket.
+    /// for each sketch the event lands in: the minute's alone while that minute is
+    /// open (see `open_from`), else also the hour's and the all-time one. Returns true
+    /// if the event was too old for every retained bucket.
     pub fn add(
         &mut self,
         t: Millis,
@@ -148,6 +162,7 @@ impl BrandState {
         let clock_minute = clock.div_euclid(MS_PER_MIN);
         let clock_hour = clock.div_euclid(MS_PER_HOUR);
         let mut late = true;
+        let mut deferred = false;
         if minute >= clock_minute - cfg.minute_retention_minutes {
             let b = self.minutes.entry(minute).or_insert(MinuteBucket {
                 counters: Counters::default(),
@@ -156,6 +171,7 @@ impl BrandState {
             b.counters += c;
             if minute >= clock_minute - cfg.minute_sketch_retention_minutes {
                 reach(b.reach.get_or_insert_with(Hll::new));
+                deferred = minute >= self.open_from;
             }
             late = false;
         }
@@ -165,15 +181,43 @@ impl BrandState {
                 reach: Hll::new(),
             });
             b.counters += c;
-            reach(&mut b.reach);
+            if !deferred {
+                reach(&mut b.reach);
+            }
             late = false;
         }
         self.all += c;
-        reach(&mut self.all_reach);
+        if !deferred {
+            reach(&mut self.all_reach);
+        }
         late
     }
 
+    /// Folds the reach of every open minute before `through` into its hour's sketch
+    /// and the all-time one, and closes those minutes.
+    pub fn fold(&mut self, through: i64) {
+        if through <= self.open_from {
+            return;
+        }
+        for (&m, b) in self.minutes.range(self.open_from..through) {
+            let Some(r) = &b.reach else { continue };
+            if let Some(h) = self.hours.get_mut(&m.div_euclid(60)) {
+                h.reach.merge(r);
+            }
+            self.all_reach.merge(r);
+        }
+        self.open_from = through;
+    }
+
+    /// Sets where the open minutes start, for a state just restored.
+    pub(super) fn reopen_from(&mut self, minute: i64) {
+        self.open_from = minute;
+    }
+
+    /// Drops what the windows no longer need, after folding the minutes the clock
+    /// has left (a minute's sketch must reach its hour before it is dropped).
     pub fn evict(&mut self, clock_minute: i64, cfg: &ProcessorConfig) {
+        self.fold(clock_minute);
         self.minutes = self
             .minutes
             .split_off(&(clock_minute - cfg.minute_retention_minutes));
@@ -207,13 +251,30 @@ impl BrandState {
                     out.counters += h.counters;
                     out.reach.merge(&h.reach);
                 }
+                let first = a.saturating_mul(60).max(self.open_from);
+                let last = b.saturating_mul(60).saturating_add(59);
+                self.merge_open(first, last, &mut out.reach);
             }
             Span::All => {
                 out.counters = self.all;
                 out.reach = self.all_reach.clone();
+                self.merge_open(self.open_from, i64::MAX, &mut out.reach);
             }
         }
         out
+    }
+
+    /// Merges the sketches of the open minutes in `[first, last]` (not yet in their
+    /// hour's sketch nor the all-time one).
+    fn merge_open(&self, first: i64, last: i64, into: &mut Hll) {
+        if first > last {
+            return;
+        }
+        for (_, m) in self.minutes.range(first.max(self.open_from)..=last) {
+            if let Some(r) = &m.reach {
+                into.merge(r);
+            }
+        }
     }
 
     /// Counters alone over a span (cheap: no sketches).
@@ -336,5 +397,90 @@ impl BrandState {
             recent as f64 * 60.0 / cfg.recent_secs.max(1) as f64,
             base as f64 * 60.0 / history as f64,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hll::hash64;
+
+    /// Folding open minutes into hours and the all-time sketch must give exactly the
+    /// registers of merging every event everywhere: for every window, before and after
+    /// folds, with late events, and across a snapshot and restore.
+    #[test]
+    fn folded_reach_equals_every_event_merged_everywhere() {
+        let cfg = ProcessorConfig::default();
+        let mut b = BrandState::new("Nike".into());
+        let start: Millis = 1_700_000_000_000;
+        let mut events: Vec<(Millis, u64)> = Vec::new();
+        let (mut clock, mut evicted) = (start, i64::MIN);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..20_000u64 {
+            rng = hash64(rng);
+            // Mostly forward in ~0.5 s steps; one in eight up to 90 minutes late.
+            let t = if rng.is_multiple_of(8) {
+                clock - (rng >> 8) as i64 % (90 * MS_PER_MIN)
+            } else {
+                clock + (rng >> 8) as i64 % 1_000
+            };
+            clock = clock.max(t);
+            let minute = clock.div_euclid(MS_PER_MIN);
+            if minute > evicted {
+                evicted = minute;
+                b.evict(minute, &cfg);
+            }
+            // Up to 40 users reached, from a pool of 5,000.
+            let reached: Vec<u64> = (0..rng % 40).map(|k| hash64((i * 7 + k) % 5_000)).collect();
+            b.add(t, clock, Counters::default(), &cfg, |s| {
+                reached.iter().for_each(|&h| s.insert_hash(h))
+            });
+            events.extend(reached.iter().map(|&h| (t, h)));
+            if i == 12_345 {
+                // What a checkpoint and restart does (open_from is not stored).
+                let bytes = postcard::to_stdvec(&b).unwrap();
+                b = postcard::from_bytes(&bytes).unwrap();
+                assert_eq!(b.open_from, i64::MIN);
+                b.reopen_from(evicted);
+            }
+            if i.is_multiple_of(997) || i == 19_999 {
+                let expect = |keep: &dyn Fn(Millis) -> bool| {
+                    let mut s = Hll::new();
+                    events
+                        .iter()
+                        .filter(|e| keep(e.0))
+                        .for_each(|e| s.insert_hash(e.1));
+                    s
+                };
+                let h = clock.div_euclid(MS_PER_HOUR);
+                let m = clock.div_euclid(MS_PER_MIN);
+                assert_eq!(
+                    b.merged(Span::All).reach,
+                    expect(&|_| true),
+                    "all, event {i}"
+                );
+                for a in [h - 3, h - 1, h] {
+                    let got = b.merged(Span::Hours(a, i64::MAX)).reach;
+                    assert_eq!(
+                        got,
+                        expect(&|t| t.div_euclid(MS_PER_HOUR) >= a),
+                        "{a}.., {i}"
+                    );
+                }
+                let got = b.merged(Span::Hours(h - 2, h - 1)).reach;
+                let want = expect(&|t| (h - 2..=h - 1).contains(&t.div_euclid(MS_PER_HOUR)));
+                assert_eq!(got, want, "closed hours, event {i}");
+                let got = b.merged(Span::Minutes(m - 59, i64::MAX)).reach;
+                assert_eq!(
+                    got,
+                    expect(&|t| t.div_euclid(MS_PER_MIN) >= m - 59),
+                    "1h, {i}"
+                );
+            }
+        }
+        assert!(
+            b.open_from > start.div_euclid(MS_PER_MIN),
+            "minutes were folded"
+        );
     }
 }

@@ -408,8 +408,10 @@ impl Processor {
             p.photo_index
                 .insert((ph.owner, ph.created), PhotoId(i as u32));
         }
-        for (i, b) in p.brands.iter().enumerate() {
+        for (i, b) in p.brands.iter_mut().enumerate() {
             p.brand_index.insert(b.name.clone(), BrandId(i as u16));
+            // Minutes the clock has left were folded before the snapshot.
+            b.reopen_from(p.evicted_through_minute);
         }
         Ok(p)
     }
@@ -592,7 +594,9 @@ impl Processor {
             return id;
         }
         let id = BrandId(self.brands.len() as u16);
-        self.brands.push(BrandState::new(name.into()));
+        let mut b = BrandState::new(name.into());
+        b.reopen_from(self.evicted_through_minute);
+        self.brands.push(b);
         self.brand_index.insert(name.into(), id);
         id
     }
