@@ -432,32 +432,40 @@ impl<'de: 'a, 'a> Deserialize<'de> for BorrowedOrOwned<'a> {
     }
 }
 
+/// An optional string that borrows from the payload unless it holds JSON escapes.
+/// serde's `borrow` reaches only a bare `Cow<str>` field: inside an `Option` the
+/// `Cow`'s own `Deserialize` runs, which always copies, so every string of every event
+/// was an allocation of its own (freed later, often on another thread).
+fn borrowed<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<BorrowedOrOwned<'a>>::deserialize(d)?.map(|b| b.0))
+}
+
 /// Every field any event has. Unknown fields (such as `partition_date`) are ignored.
 #[derive(Deserialize)]
 struct Wire<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     username: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     full_name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     created_time: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     tags: Option<Tags<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     photo_link: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     latitude: Option<NumOrStr<'a>>,
     #[serde(borrow, default)]
     longitude: Option<NumOrStr<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     followed_username: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     follower_username: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     photo_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     text: Option<Cow<'a, str>>,
 }
 
@@ -725,6 +733,33 @@ mod tests {
         decode(s.as_bytes(), None, &DecodeLimits::default())
             .unwrap_err()
             .reason
+    }
+
+    #[test]
+    fn strings_borrow_from_the_payload_unless_escaped() {
+        match ok(ORIGINAL[4]) {
+            Event::Comment(c) => {
+                assert!(matches!(c.owner, Cow::Borrowed(_)), "{:?}", c.owner);
+                assert!(matches!(c.actor, Cow::Borrowed(_)), "{:?}", c.actor);
+                assert!(matches!(c.text, Some(Cow::Borrowed(_))), "{:?}", c.text);
+            }
+            other => panic!("{other:?}"),
+        }
+        let escaped = r#"{"username": "bil\u006cy", "full_name": "B\"J", "created_time": "2017-06-12 19:42:07", "event": "create-user"}"#;
+        match ok(escaped) {
+            Event::CreateUser(u) => {
+                assert_eq!(u.username, "billy");
+                assert_eq!(u.full_name, "B\"J");
+            }
+            other => panic!("{other:?}"),
+        }
+        // null is still an absent field.
+        assert_eq!(
+            reason(
+                r#"{"username": null, "full_name": "x", "created_time": "2017-06-12 19:42:07", "event": "create-user"}"#
+            ),
+            Reason::MissingField
+        );
     }
 
     #[test]
