@@ -17,11 +17,11 @@ pub mod query;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use compact_str::CompactString;
 use instabrand_shared::api::Alert;
 use instabrand_shared::event::{Edge, Engagement, PhotoUpload};
 use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN, MS_PER_SEC};
 use instabrand_shared::{Event, EventKind, Millis, Reason};
-use compact_str::CompactString;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -406,7 +406,8 @@ impl Processor {
         let mut p: Processor = postcard::from_bytes(bytes)?;
         p.cfg = cfg;
         for (i, u) in p.users.iter().enumerate() {
-            p.user_index.insert(CompactString::from(&*u.name), UserId(i as u32));
+            p.user_index
+                .insert(CompactString::from(&*u.name), UserId(i as u32));
         }
         for (i, ph) in p.photos.iter().enumerate() {
             p.photo_index
