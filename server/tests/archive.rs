@@ -16,9 +16,10 @@ use bytes::Bytes;
 use instabrand_generator::{Config as GenConfig, Generator, write_original_json};
 use instabrand_server::archive::{
     Archive, ArchiveConfig, ArchiveHandle, ArchiveReader, ArchiveStore, ArchivedEvent, ArchivedRow,
-    LocalStore, read_dead_letters,
+    EventSource, LocalStore, read_dead_letters,
 };
 use instabrand_server::deadletter::DeadLetter;
+use instabrand_server::pipeline::Origin;
 use instabrand_shared::time::parse_time;
 use instabrand_shared::{EventKind, Reason};
 
@@ -46,9 +47,9 @@ fn event(n: usize, time: &str) -> ArchivedEvent {
     ArchivedEvent {
         kind: EventKind::CreateUser,
         event_time_ms: parse_time(time).unwrap(),
-        key: format!("user{n}"),
+        key: format!("user{n}").into(),
         raw: Bytes::from(raw),
-        source: format!("ingest:line {n}"),
+        source: format!("ingest:line {n}").into(),
     }
 }
 
@@ -457,6 +458,52 @@ fn records_flushed_to_the_spool_survive_a_crash_and_are_archived_once() {
 }
 
 #[test]
+fn origins_are_archived_as_their_text_in_files_and_through_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, spool) = (dir.path().join("archive"), dir.path().join("spool.bin"));
+    let cfg = config(&root);
+    let topic: Arc<str> = "like".into();
+    let from_kafka = |range: std::ops::Range<usize>| -> Vec<ArchivedEvent> {
+        events(range, "2017-06-12 10:00:00")
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut ev)| {
+                ev.source = EventSource::Origin(Origin::Kafka {
+                    topic: topic.clone(),
+                    partition: 2,
+                    offset: 40 + i as i64,
+                });
+                ev
+            })
+            .collect()
+    };
+    let crashed =
+        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
+            .unwrap();
+    crashed.append(from_kafka(0..3)).unwrap();
+    crashed.flush().unwrap();
+    std::mem::forget(crashed);
+    // Taken back from the spool as text, then more origins appended.
+    let restarted =
+        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
+            .unwrap();
+    restarted.append(from_kafka(3..5)).unwrap();
+    restarted.shutdown().unwrap();
+    let mut sources: Vec<String> = read_all(&root).into_iter().map(|r| r.source).collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            "kafka:like/2@40",
+            "kafka:like/2@40",
+            "kafka:like/2@41",
+            "kafka:like/2@41",
+            "kafka:like/2@42"
+        ]
+    );
+}
+
+#[test]
 fn shutdown_writes_what_is_buffered() {
     let dir = tempfile::tempdir().unwrap();
     let archive = start(&config(dir.path()));
@@ -504,7 +551,7 @@ fn generated_events_round_trip_in_event_time_order_with_equal_bytes() {
             kind: ev.kind(),
             // What the pipeline would archive: the time as decoded (whole seconds).
             event_time_ms: ev.time() / 1000 * 1000,
-            key: ev.key().to_string(),
+            key: Bytes::copy_from_slice(ev.key().as_bytes()),
             raw: Bytes::copy_from_slice(&buf),
             source: "generator".into(),
         });

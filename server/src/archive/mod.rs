@@ -48,6 +48,8 @@ use bytes::Bytes;
 use instabrand_shared::{Event, EventKind, Millis};
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::{Origin, Record};
+
 pub use format::{DEAD_LETTER_COLUMNS, EVENT_COLUMNS};
 pub use reader::{ArchiveReader, ArchivedRow, DeadLetterRow, read_dead_letters};
 pub use s3::{S3Client, S3Config, S3Location, S3Store};
@@ -184,30 +186,120 @@ impl fmt::Display for ArchiveLocation {
 }
 
 /// One accepted raw event, as the pipeline hands it over.
+///
+/// Built on the pipeline thread, the serial bottleneck, for every accepted record, so
+/// it copies nothing: the key shares the payload's buffer and the source is formatted
+/// only when written, on the archive thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArchivedEvent {
     pub kind: EventKind,
     /// The event's own time (`created_time`), UTC milliseconds: decides its partition.
     pub event_time_ms: Millis,
-    /// The username the event is keyed by (as in Kafka).
-    pub key: String,
+    /// The username the event is keyed by (as in Kafka), UTF-8: usually a slice of
+    /// `raw`.
+    pub key: Bytes,
     /// The original bytes, exactly as received.
     pub raw: Bytes,
     /// Where it came from (`generator`, `ingest:line 3`, `kafka:like/0@42`, `replay`).
-    pub source: String,
+    pub source: EventSource,
 }
 
 impl ArchivedEvent {
     /// From a decoded event and the record it came from (what `pipeline::apply_batch`
     /// has at hand for every accepted record).
-    pub fn from_decoded(event: &Event<'_>, record: &crate::pipeline::Record) -> Self {
+    pub fn from_decoded(event: &Event<'_>, record: &Record) -> Self {
         ArchivedEvent {
             kind: event.kind(),
             event_time_ms: event.time(),
-            key: event.key().to_string(),
+            key: share_or_copy(&record.bytes, event.key()),
             raw: record.bytes.clone(),
-            source: record.origin.to_string(),
+            source: EventSource::Origin(record.origin.clone()),
         }
+    }
+}
+
+/// `part` as a slice of `whole` when it points into it (a decoded string without JSON
+/// escapes borrows from the payload), else a copy.
+fn share_or_copy(whole: &Bytes, part: &str) -> Bytes {
+    let (start, end) = (
+        whole.as_ptr() as usize,
+        whole.as_ptr() as usize + whole.len(),
+    );
+    let p = part.as_ptr() as usize;
+    if p >= start && p + part.len() <= end {
+        whole.slice_ref(part.as_bytes())
+    } else {
+        Bytes::copy_from_slice(part.as_bytes())
+    }
+}
+
+/// The `source` column of an archived event. The pipeline hands over the record's
+/// [`Origin`] (a cheap clone: the Kafka topic is shared); the archive thread formats
+/// the origins of each batch it receives into one buffer ([`EventSource::Text`]
+/// slices of it), and the spool gives back text.
+#[derive(Debug, Clone)]
+pub enum EventSource {
+    Origin(Origin),
+    /// UTF-8.
+    Text(Bytes),
+}
+
+impl EventSource {
+    /// The length of the formatted source.
+    pub fn len(&self) -> usize {
+        match self {
+            EventSource::Text(t) => t.len(),
+            EventSource::Origin(o) => o.to_string().len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The formatted source (a clone of the buffer once formatted).
+    pub fn to_text(&self) -> Bytes {
+        match self {
+            EventSource::Text(t) => t.clone(),
+            EventSource::Origin(o) => Bytes::from(o.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for EventSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventSource::Origin(o) => o.fmt(f),
+            EventSource::Text(t) => f.write_str(&String::from_utf8_lossy(t)),
+        }
+    }
+}
+
+/// Equal when they read the same: an origin equals the text it is archived as.
+impl PartialEq for EventSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (EventSource::Text(a), EventSource::Text(b)) => a == b,
+            _ => self.to_text() == other.to_text(),
+        }
+    }
+}
+
+impl From<String> for EventSource {
+    fn from(s: String) -> Self {
+        EventSource::Text(s.into())
+    }
+}
+
+impl From<&str> for EventSource {
+    fn from(s: &str) -> Self {
+        EventSource::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<Origin> for EventSource {
+    fn from(o: Origin) -> Self {
+        EventSource::Origin(o)
     }
 }
 
@@ -265,6 +357,33 @@ pub fn partition_of(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archived_event_shares_the_payload_and_formats_its_source_when_asked() {
+        let limits = instabrand_shared::DecodeLimits::default();
+        let origin = Origin::Kafka {
+            topic: "like".into(),
+            partition: 3,
+            offset: 42,
+        };
+        let raw = br#"{"followed_username": "a", "follower_username": "bob", "photo_id": "2017-06-12 19:42:07", "created_time": "2017-06-22 12:49:09", "event": "like"}"#;
+        let record = Record::new(Bytes::from_static(raw), origin.clone());
+        let ev = instabrand_shared::decode(&record.bytes, None, &limits).unwrap();
+        let a = ArchivedEvent::from_decoded(&ev, &record);
+        assert_eq!(a.key, "bob");
+        // A slice of the payload, not a copy.
+        let at = a.key.as_ptr() as usize - record.bytes.as_ptr() as usize;
+        assert_eq!(&raw[at..at + 3], b"bob");
+        assert_eq!(a.source.to_string(), "kafka:like/3@42");
+        assert_eq!(a.source.len(), "kafka:like/3@42".len());
+        assert_eq!(a.source, EventSource::from("kafka:like/3@42"));
+
+        // An escaped username is decoded into a string of its own: copied.
+        let raw = br#"{"followed_username": "a", "follower_username": "b\u006fb", "photo_id": "2017-06-12 19:42:07", "created_time": "2017-06-22 12:49:09", "event": "like"}"#;
+        let record = Record::new(Bytes::from_static(raw), origin);
+        let ev = instabrand_shared::decode(&record.bytes, None, &limits).unwrap();
+        assert_eq!(ArchivedEvent::from_decoded(&ev, &record).key, "bob");
+    }
 
     #[test]
     fn a_location_is_a_folder_or_an_s3_url_and_other_schemes_are_refused() {

@@ -131,8 +131,8 @@ pub fn encode_event(out: &mut Vec<u8>, ev: &ArchivedEvent, ingest_ms: Millis, se
         p.extend_from_slice(&ev.event_time_ms.to_le_bytes());
         p.extend_from_slice(&ingest_ms.to_le_bytes());
         p.extend_from_slice(&seq.to_le_bytes());
-        put_bytes(p, ev.key.as_bytes());
-        put_bytes(p, ev.source.as_bytes());
+        put_bytes(p, &ev.key);
+        put_bytes(p, &ev.source.to_text());
         put_bytes(p, &ev.raw);
     });
 }
@@ -195,8 +195,8 @@ fn decode_payload(p: &[u8]) -> Option<Spooled> {
             let event_time_ms = r.i64()?;
             let ingest_ms = r.i64()?;
             let seq = r.i64()?;
-            let key = r.str()?.to_string();
-            let source = r.str()?.to_string();
+            let key = Bytes::copy_from_slice(r.str()?.as_bytes());
+            let source = r.str()?.into();
             let raw = Bytes::copy_from_slice(r.bytes()?);
             Some(Spooled::Event {
                 ev: ArchivedEvent {
@@ -269,9 +269,9 @@ mod tests {
         ArchivedEvent {
             kind: EventKind::Like,
             event_time_ms: 1_497_000_000_000 + n,
-            key: format!("user{n}"),
+            key: format!("user{n}").into(),
             raw: Bytes::from(format!("{{\"n\":{n}}}")),
-            source: format!("kafka:like/0@{n}"),
+            source: format!("kafka:like/0@{n}").into(),
         }
     }
 

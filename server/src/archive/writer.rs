@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use instabrand_shared::Millis;
 use serde::Serialize;
 use tracing::{debug, error, info, warn};
@@ -29,7 +30,8 @@ use super::s3::S3Store;
 use super::spool::{self, Spool, Spooled};
 use super::store::{ArchiveStore, LocalStore};
 use super::{
-    ArchiveConfig, ArchiveError, ArchiveLocation, ArchivedEvent, DEAD_LETTER_DIR, partition_of,
+    ArchiveConfig, ArchiveError, ArchiveLocation, ArchivedEvent, DEAD_LETTER_DIR, EventSource,
+    partition_of,
 };
 use crate::deadletter::DeadLetter;
 use crate::state::wall_ms;
@@ -462,7 +464,8 @@ impl Writer {
         result
     }
 
-    fn push_events(&mut self, batch: Vec<ArchivedEvent>, ingest_ms: Millis) {
+    fn push_events(&mut self, mut batch: Vec<ArchivedEvent>, ingest_ms: Millis) {
+        format_sources(&mut batch);
         self.oldest.get_or_insert_with(Instant::now);
         for ev in batch {
             self.count += 1;
@@ -572,13 +575,15 @@ impl Writer {
         }
         // Stable: equal times keep their arrival order, which is what replay reproduces.
         rows.sort_by_key(|p| p.ev.event_time_ms);
+        let sources: Vec<Bytes> = rows.iter().map(|p| p.ev.source.to_text()).collect();
         let out: Vec<EventRow<'_>> = rows
             .iter()
-            .map(|p| EventRow {
+            .zip(&sources)
+            .map(|(p, source)| EventRow {
                 event: p.ev.kind.as_str(),
                 event_time_ms: p.ev.event_time_ms,
                 username: &p.ev.key,
-                source: &p.ev.source,
+                source,
                 ingest_time_ms: p.ingest_ms,
                 ingest_seq: p.seq,
                 raw: &p.ev.raw,
@@ -651,5 +656,28 @@ impl Writer {
         }
         *s.last_file.lock().expect("archive lock poisoned") = Some(rel.display().to_string());
         debug!(file = %rel.display(), records, bytes = len, "archive file written");
+    }
+}
+
+/// Formats the sources the pipeline handed over as origins into one buffer for the
+/// batch, each event's source a slice of it: formatted once, with one allocation per
+/// batch rather than one per record.
+fn format_sources(batch: &mut [ArchivedEvent]) {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(batch.len() * 24);
+    let mut ends = Vec::with_capacity(batch.len());
+    for ev in batch.iter() {
+        if let EventSource::Origin(o) = &ev.source {
+            let _ = write!(text, "{o}");
+        }
+        ends.push(text.len());
+    }
+    let text = Bytes::from(text);
+    let mut start = 0;
+    for (ev, end) in batch.iter_mut().zip(ends) {
+        if matches!(ev.source, EventSource::Origin(_)) {
+            ev.source = EventSource::Text(text.slice(start..end));
+        }
+        start = end;
     }
 }
