@@ -225,6 +225,15 @@ async fn consume(
             }
             Some(chunk) = messages.next(), if in_flight.len() < max_in_flight => {
                 let (mut fatal, mut read_any) = (None, false);
+                // The payloads of the whole chunk go into one buffer, each record a
+                // slice of it: one allocation per chunk, not one per message (freed
+                // later on the archive thread).
+                let size = chunk.iter().flatten().map(|m| m.payload_len()).sum();
+                let mut payloads = bytes::BytesMut::with_capacity(size);
+                // Messages come in runs from one partition (librdkafka hands over a
+                // fetched batch at a time): its topic and handed offset are looked up
+                // once per run.
+                let mut run: Option<Run> = None;
                 for msg in chunk {
                     let m = match msg {
                         Ok(m) => m,
@@ -236,21 +245,34 @@ async fn consume(
                         }
                     };
                     read_any = true;
-                    let key = match topics.iter().position(|t| *t.name == *m.topic()) {
-                        Some(t) => (t, m.partition()),
-                        None => continue,
+                    let r = match run.take() {
+                        Some(r) if r.partition == m.partition() && *topics[r.topic].name == *m.topic() => r,
+                        _ => match topics.iter().position(|t| *t.name == *m.topic()) {
+                            Some(t) => Run {
+                                topic: t,
+                                partition: m.partition(),
+                                handed: handed.get(&(t, m.partition())).copied(),
+                            },
+                            None => continue,
+                        },
                     };
-                    if handed.get(&key).is_some_and(|&next| m.offset() < next) {
+                    let key = (r.topic, r.partition);
+                    if r.handed.is_some_and(|next| m.offset() < next) {
+                        run = Some(r);
                         replays_skipped += 1;
                         if replays_skipped.is_power_of_two() {
                             debug!(replays_skipped, "skipped records this process already applied");
                         }
                         continue;
                     }
-                    batch.records.push(to_record(&topics[key.0], &m));
+                    payloads.extend_from_slice(m.payload().unwrap_or_default());
+                    batch.records.push(to_record(&topics[key.0], &m, payloads.split().freeze()));
                     batch.next.insert(key, m.offset() + 1);
+                    run = Some(r);
                     if batch.records.len() >= max_batch {
                         in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
+                        // The hand-over moved this partition's handed offset.
+                        run = None;
                     }
                 }
                 if read_any {
@@ -293,9 +315,17 @@ async fn consume(
     result
 }
 
-fn to_record(topic: &SourceTopic, m: &BorrowedMessage<'_>) -> Record {
+/// The partition the last messages of a chunk came from.
+struct Run {
+    topic: usize,
+    partition: i32,
+    /// Its next offset already handed to the pipeline, when known.
+    handed: Option<i64>,
+}
+
+fn to_record(topic: &SourceTopic, m: &BorrowedMessage<'_>, bytes: bytes::Bytes) -> Record {
     Record {
-        bytes: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        bytes,
         hint: topic.hint,
         origin: Origin::Kafka {
             topic: topic.name.clone(),
