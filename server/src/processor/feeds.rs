@@ -246,7 +246,7 @@ mod tests {
                     } else {
                         0
                     };
-                    let t = i64::from(i) * 1_000 - late as i64;
+                    let t = 40_000 + i64::from(i) * 1_000 - late as i64;
                     let id = PhotoId(((t as u64) * 5 + u64::from(owner.0)) as u32);
                     tl.insert(t, id, owner, cap);
                     tl.insert(t, id, owner, cap); // a repeat changes nothing
