@@ -1,6 +1,7 @@
-//! The pipeline: sources send batches of raw records; one task decodes them, applies
-//! them to the processor, hands the deltas to the live hub and the failures to the
-//! dead letters, then acknowledges the batch.
+//! The pipeline: sources send batches of raw records; a decode thread decodes each one
+//! (and builds what the archive keeps of it) while the pipeline thread applies the one
+//! before to the processor, hands the deltas to the live hub and the failures to the
+//! dead letters, then acknowledges it. Batches keep their order through both.
 //!
 //! Delivery: a batch may carry its source's position (a file offset, Kafka offsets, the
 //! generator's sequence). Every few seconds, and soon after anyone waits for
@@ -17,9 +18,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use instabrand_shared::{DecodeError, EventKind, decode};
+use instabrand_shared::{DecodeError, Event, EventKind, decode};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use yoke::Yoke;
 
 use tracing::{debug, instrument, warn};
 
@@ -220,10 +222,30 @@ pub fn run_blocking(
         .store
         .take()
         .map(|store| CheckpointWriter::start(state.clone(), store));
-    while let Some(batch) = rx.blocking_recv() {
-        if !batch.records.is_empty() {
+    // Decoding runs a batch ahead on its own thread; applying stays on this one.
+    let (prepared_tx, prepared) = std::sync::mpsc::sync_channel::<Prepared>(DECODED_AHEAD);
+    let decoder = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("decode".into())
+            .spawn(move || {
+                while let Some(batch) = rx.blocking_recv() {
+                    if prepared_tx.send(prepare(&state, batch)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("could not start the decode thread")
+    };
+    while let Ok(Prepared {
+        batch,
+        records,
+        archived,
+    }) = prepared.recv()
+    {
+        if !records.backing_cart().is_empty() {
             seq += 1;
-            let (mut result, dead) = apply_batch(&state, &batch.records);
+            let (mut result, dead) = apply_batch(&state, &records, archived);
             result.seq = seq;
             if !dead.is_empty() {
                 if let Some(a) = &state.archive
@@ -318,6 +340,7 @@ pub fn run_blocking(
             pause: started.elapsed(),
         });
     }
+    let _ = decoder.join();
     // Every handle is gone: the writer finishes what it was given, then stops.
     if let Some(w) = writer {
         w.stop();
@@ -424,20 +447,45 @@ fn write_checkpoint(
     Ok(())
 }
 
-/// Decodes and applies one batch; returns the result and the dead letters to keep.
-#[instrument(skip_all, fields(records = records.len()))]
-pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<DeadLetter>) {
+/// Batches decoded ahead of the one being applied, at most.
+const DECODED_AHEAD: usize = 2;
+
+/// A batch's records, decoded. The events borrow their strings from the records.
+#[derive(yoke::Yokeable)]
+pub struct Decoded<'a>(Vec<Result<Event<'a>, DecodeError>>);
+
+/// Records with their decoded events, which borrow from them.
+pub type DecodedRecords = Yoke<Decoded<'static>, Arc<Vec<Record>>>;
+
+/// A batch made ready for applying off the applying thread: decoding is a fifth of
+/// the per-event work, and building what the archive keeps is more, so the pipeline
+/// thread (the serial part) only applies.
+struct Prepared {
+    /// The batch's other fields; its records are in `records`.
+    batch: Batch,
+    records: DecodedRecords,
+    /// What the archive keeps of the records that decoded.
+    archived: Vec<crate::archive::ArchivedEvent>,
+}
+
+#[instrument(skip_all, fields(records = batch.records.len()))]
+fn prepare(state: &AppState, mut batch: Batch) -> Prepared {
     let limits = &state.config.limits;
-    let decoded: Vec<_> = records
-        .iter()
-        .map(|r| decode(&r.bytes, r.hint, limits))
-        .collect();
-    let now = crate::state::wall_ms();
-    // Built before taking the processor's lock: readers wait on it, not on this.
-    let archived: Vec<_> = match &state.archive {
+    let records: DecodedRecords = Yoke::attach_to_cart(
+        Arc::new(std::mem::take(&mut batch.records)),
+        |rs: &Vec<Record>| {
+            Decoded(
+                rs.iter()
+                    .map(|r| decode(&r.bytes, r.hint, limits))
+                    .collect(),
+            )
+        },
+    );
+    let archived = match &state.archive {
         Some(_) => records
+            .backing_cart()
             .iter()
-            .zip(&decoded)
+            .zip(&records.get().0)
             .filter_map(|(r, d)| {
                 d.as_ref()
                     .ok()
@@ -446,16 +494,32 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
             .collect(),
         None => Vec::new(),
     };
+    Prepared {
+        batch,
+        records,
+        archived,
+    }
+}
+
+/// Applies one decoded batch; returns the result and the dead letters to keep.
+#[instrument(skip_all, fields(records = records.backing_cart().len()))]
+fn apply_batch(
+    state: &AppState,
+    records: &DecodedRecords,
+    archived: Vec<crate::archive::ArchivedEvent>,
+) -> (BatchResult, Vec<DeadLetter>) {
+    let now = crate::state::wall_ms();
     let mut result = BatchResult::default();
     let mut dead = Vec::new();
-    let mut changes = Vec::with_capacity(records.len());
+    let mut changes = Vec::with_capacity(records.backing_cart().len());
     {
         let mut p = state.processor.write().expect("processor lock poisoned");
-        for (i, (r, d)) in records.iter().zip(decoded).enumerate() {
+        let decoded = &records.get().0;
+        for (i, (r, d)) in records.backing_cart().iter().zip(decoded).enumerate() {
             match d {
                 Ok(ev) => {
                     result.applied += 1;
-                    for delta in p.apply(&ev, &r.bytes) {
+                    for delta in p.apply(ev, &r.bytes) {
                         match delta {
                             Delta::DeadLetter {
                                 reason,
@@ -482,7 +546,7 @@ pub fn apply_batch(state: &AppState, records: &[Record]) -> (BatchResult, Vec<De
                         at_ms: now,
                         raw: r.bytes.clone(),
                     });
-                    result.rejected.push((i, e));
+                    result.rejected.push((i, e.clone()));
                 }
             }
         }
