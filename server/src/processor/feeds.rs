@@ -130,16 +130,11 @@ impl Processor {
         }
         let n = self.cfg.backfill;
         let cap = self.cfg.timeline_cap;
-        let recent: Vec<(Millis, PhotoId)> = {
-            let photos = &self.users[followed.0 as usize].photos;
-            photos[photos.len().saturating_sub(n)..]
-                .iter()
-                .map(|p| (self.photos[p.0 as usize].created, *p))
-                .collect()
-        };
+        // Disjoint fields, borrowed apart: no list of the photos to allocate per follow.
+        let own = &self.users[followed.0 as usize].photos;
         let tl = &mut self.timelines[follower.0 as usize];
-        for (t, p) in recent {
-            tl.insert(t, p, followed, cap);
+        for p in &own[own.len().saturating_sub(n)..] {
+            tl.insert(self.photos[p.0 as usize].created, *p, followed, cap);
         }
     }
 

@@ -15,6 +15,7 @@ mod feeds;
 mod metrics;
 pub mod query;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use compact_str::CompactString;
@@ -301,8 +302,10 @@ impl RecentEdges {
             }
             self.order.pop_front();
             // Only the entry for the time still remembered forgets the edge.
-            if self.times.get(&old) == Some(&t) {
-                self.times.remove(&old);
+            if let Entry::Occupied(e) = self.times.entry(old)
+                && *e.get() == t
+            {
+                e.remove();
             }
         }
     }
