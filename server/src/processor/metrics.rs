@@ -251,9 +251,8 @@ impl BrandState {
                     out.counters += h.counters;
                     out.reach.merge(&h.reach);
                 }
-                let first = a.saturating_mul(60).max(self.open_from);
                 let last = b.saturating_mul(60).saturating_add(59);
-                self.merge_open(first, last, &mut out.reach);
+                self.merge_open(a.saturating_mul(60), last, &mut out.reach);
             }
             Span::All => {
                 out.counters = self.all;
@@ -267,10 +266,11 @@ impl BrandState {
     /// Merges the sketches of the open minutes in `[first, last]` (not yet in their
     /// hour's sketch nor the all-time one).
     fn merge_open(&self, first: i64, last: i64, into: &mut Hll) {
+        let first = first.max(self.open_from);
         if first > last {
             return;
         }
-        for (_, m) in self.minutes.range(first.max(self.open_from)..=last) {
+        for (_, m) in self.minutes.range(first..=last) {
             if let Some(r) = &m.reach {
                 into.merge(r);
             }
