@@ -90,30 +90,19 @@ impl PipelineStats {
         *self.checkpoint_error.lock().expect("stats lock poisoned") = Some(error.to_string());
     }
 
+    /// The checkpoints so far, for the health view and `/metrics`.
     pub fn checkpoint_health(&self) -> CheckpointHealth {
-        let (taken, last_bytes, last_ms, last_pause_ms) = self.checkpoint_figures();
         CheckpointHealth {
-            taken,
-            last_bytes,
-            last_ms,
-            last_pause_ms,
+            taken: self.checkpoints.load(Ordering::Relaxed),
+            last_bytes: self.checkpoint_bytes.load(Ordering::Relaxed),
+            last_ms: self.checkpoint_ms.load(Ordering::Relaxed),
+            last_pause_ms: self.checkpoint_pause_ms.load(Ordering::Relaxed),
             last_error: self
                 .checkpoint_error
                 .lock()
                 .expect("stats lock poisoned")
                 .clone(),
         }
-    }
-
-    /// (checkpoints taken, size of the last one, milliseconds it took, milliseconds
-    /// the pipeline paused for it).
-    pub fn checkpoint_figures(&self) -> (u64, u64, u64, u64) {
-        (
-            self.checkpoints.load(Ordering::Relaxed),
-            self.checkpoint_bytes.load(Ordering::Relaxed),
-            self.checkpoint_ms.load(Ordering::Relaxed),
-            self.checkpoint_pause_ms.load(Ordering::Relaxed),
-        )
     }
 
     pub fn applied(&self) -> u64 {

@@ -88,8 +88,8 @@ fn label(k: &str, v: &str) -> Labels {
 pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiErr> {
     static METRICS: Mutex<Option<Metrics>> = Mutex::new(None);
     let h = state.health();
-    let (checkpoints, checkpoint_bytes, checkpoint_ms, checkpoint_pause_ms) =
-        state.stats.checkpoint_figures();
+    // Always shown, also when checkpoints are off (then all zero).
+    let cp = state.stats.checkpoint_health();
     let mut guard = METRICS
         .lock()
         .map_err(|_| ApiErr::Internal(anyhow::anyhow!("metrics lock poisoned")))?;
@@ -115,12 +115,12 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
         ("events_per_second", h.events_per_sec),
         ("websocket_connections", h.websocket_clients as f64),
         ("uptime_seconds", h.uptime_ms as f64 / 1000.0),
-        ("checkpoints", checkpoints as f64),
-        ("last_checkpoint_bytes", checkpoint_bytes as f64),
-        ("last_checkpoint_seconds", checkpoint_ms as f64 / 1000.0),
+        ("checkpoints", cp.taken as f64),
+        ("last_checkpoint_bytes", cp.last_bytes as f64),
+        ("last_checkpoint_seconds", cp.last_ms as f64 / 1000.0),
         (
             "last_checkpoint_pause_seconds",
-            checkpoint_pause_ms as f64 / 1000.0,
+            cp.last_pause_ms as f64 / 1000.0,
         ),
     ] {
         m.gauges.get_or_create(&label("figure", name)).set(v);
