@@ -257,8 +257,9 @@ async fn consume(
                         },
                     };
                     let key = (r.topic, r.partition);
-                    if r.handed.is_some_and(|next| m.offset() < next) {
-                        run = Some(r);
+                    let skip = r.handed.is_some_and(|next| m.offset() < next);
+                    run = Some(r);
+                    if skip {
                         replays_skipped += 1;
                         if replays_skipped.is_power_of_two() {
                             debug!(replays_skipped, "skipped records this process already applied");
@@ -268,7 +269,6 @@ async fn consume(
                     payloads.extend_from_slice(m.payload().unwrap_or_default());
                     batch.records.push(to_record(&topics[key.0], &m, payloads.split().freeze()));
                     batch.next.insert(key, m.offset() + 1);
-                    run = Some(r);
                     if batch.records.len() >= max_batch {
                         in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
                         // The hand-over moved this partition's handed offset.
