@@ -452,10 +452,10 @@ const DECODED_AHEAD: usize = 2;
 
 /// A batch's records, decoded. The events borrow their strings from the records.
 #[derive(yoke::Yokeable)]
-pub struct Decoded<'a>(Vec<Result<Event<'a>, DecodeError>>);
+struct Decoded<'a>(Vec<Result<Event<'a>, DecodeError>>);
 
 /// Records with their decoded events, which borrow from them.
-pub type DecodedRecords = Yoke<Decoded<'static>, Arc<Vec<Record>>>;
+type DecodedRecords = Yoke<Decoded<'static>, Arc<Vec<Record>>>;
 
 /// A batch made ready for applying off the applying thread: decoding is a fifth of
 /// the per-event work, and building what the archive keeps is more, so the pipeline
