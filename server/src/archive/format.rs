@@ -123,36 +123,33 @@ fn next<'a, 'b>(
         .ok_or_else(|| ParquetError::General("fewer columns than values".into()))
 }
 
-fn put_strings<'s>(rg: &mut RowGroup<'_>, values: impl Iterator<Item = &'s str>) -> Result<()> {
-    let v: Vec<ByteArray> = values.map(ByteArray::from).collect();
+/// Writes one column of a row group (required columns: no levels).
+fn put<T: DataType>(rg: &mut RowGroup<'_>, values: impl Iterator<Item = T::T>) -> Result<()> {
+    let v: Vec<T::T> = values.collect();
     let mut c = next(rg)?;
-    c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
+    c.typed::<T>().write_batch(&v, None, None)?;
     c.close()
+}
+
+fn put_strings<'s>(rg: &mut RowGroup<'_>, values: impl Iterator<Item = &'s str>) -> Result<()> {
+    put::<ByteArrayType>(rg, values.map(ByteArray::from))
 }
 
 /// Static strings, without copying each into a buffer of its own.
 fn put_static(rg: &mut RowGroup<'_>, values: impl Iterator<Item = &'static str>) -> Result<()> {
-    let v: Vec<ByteArray> = values
-        .map(|s| ByteArray::from(Bytes::from_static(s.as_bytes())))
-        .collect();
-    let mut c = next(rg)?;
-    c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
-    c.close()
+    put::<ByteArrayType>(
+        rg,
+        values.map(|s| ByteArray::from(Bytes::from_static(s.as_bytes()))),
+    )
 }
 
 fn put_bytes<'s>(rg: &mut RowGroup<'_>, values: impl Iterator<Item = &'s Bytes>) -> Result<()> {
     // `Bytes` clones share the buffer: no copy of the payloads.
-    let v: Vec<ByteArray> = values.map(|b| ByteArray::from(b.clone())).collect();
-    let mut c = next(rg)?;
-    c.typed::<ByteArrayType>().write_batch(&v, None, None)?;
-    c.close()
+    put::<ByteArrayType>(rg, values.map(|b| ByteArray::from(b.clone())))
 }
 
 fn put_i64(rg: &mut RowGroup<'_>, values: impl Iterator<Item = i64>) -> Result<()> {
-    let v: Vec<i64> = values.collect();
-    let mut c = next(rg)?;
-    c.typed::<Int64Type>().write_batch(&v, None, None)?;
-    c.close()
+    put::<Int64Type>(rg, values)
 }
 
 /// A Parquet file of event rows (already sorted), `row_group` rows per row group.
