@@ -317,32 +317,20 @@ impl Writer {
 
     /// Buffers the records a previous run left in the spool (already durable there).
     fn take_back(&mut self, records: Vec<Spooled>) {
+        if records.is_empty() {
+            return;
+        }
+        self.oldest = Some(Instant::now());
+        self.shared
+            .buffered
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         for r in records {
-            self.oldest.get_or_insert_with(Instant::now);
-            self.count += 1;
             match r {
-                Spooled::Event { ev, ingest_ms, seq } => {
-                    self.bytes += ev.raw.len() + ev.key.len() + ev.source.len() + 32;
-                    self.next_seq = self.next_seq.max(seq + 1);
-                    self.events
-                        .entry(ev.event_time_ms.div_euclid(MS_PER_DAY))
-                        .or_default()
-                        .push(Pending { ev, ingest_ms, seq });
-                }
-                Spooled::Dead { dl, seq } => {
-                    self.bytes += dl.raw.len() + dl.detail.len() + dl.source.len() + 32;
-                    self.next_seq = self.next_seq.max(seq + 1);
-                    self.dead
-                        .entry(dl.at_ms.div_euclid(MS_PER_DAY))
-                        .or_default()
-                        .push(PendingDead { dl, seq });
-                }
+                Spooled::Event { ev, ingest_ms, seq } => self.buffer_event(ev, ingest_ms, seq),
+                Spooled::Dead { dl, seq } => self.buffer_dead(dl, seq),
             }
         }
         self.spooled_through = self.next_seq;
-        self.shared
-            .buffered
-            .fetch_add(self.count as u64, Ordering::Relaxed);
     }
 
     /// The spool frames of buffered records with `seq >= from`.
@@ -473,29 +461,37 @@ impl Writer {
         format_sources(&mut batch);
         self.oldest.get_or_insert_with(Instant::now);
         for ev in batch {
-            self.count += 1;
-            self.bytes += ev.raw.len() + ev.key.len() + ev.source.len() + 32;
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.events
-                .entry(ev.event_time_ms.div_euclid(MS_PER_DAY))
-                .or_insert_with(|| std::mem::take(&mut self.spare))
-                .push(Pending { ev, ingest_ms, seq });
+            self.buffer_event(ev, ingest_ms, self.next_seq);
         }
     }
 
     fn push_dead(&mut self, batch: Vec<DeadLetter>) {
         self.oldest.get_or_insert_with(Instant::now);
         for dl in batch {
-            self.count += 1;
-            self.bytes += dl.raw.len() + dl.detail.len() + dl.source.len() + 32;
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.dead
-                .entry(dl.at_ms.div_euclid(MS_PER_DAY))
-                .or_default()
-                .push(PendingDead { dl, seq });
+            self.buffer_dead(dl, self.next_seq);
         }
+    }
+
+    /// Buffers one event under `seq` (new, or given back by the spool).
+    fn buffer_event(&mut self, ev: ArchivedEvent, ingest_ms: Millis, seq: i64) {
+        self.count += 1;
+        self.bytes += ev.raw.len() + ev.key.len() + ev.source.len() + 32;
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.events
+            .entry(ev.event_time_ms.div_euclid(MS_PER_DAY))
+            .or_insert_with(|| std::mem::take(&mut self.spare))
+            .push(Pending { ev, ingest_ms, seq });
+    }
+
+    /// Buffers one dead letter under `seq` (new, or given back by the spool).
+    fn buffer_dead(&mut self, dl: DeadLetter, seq: i64) {
+        self.count += 1;
+        self.bytes += dl.raw.len() + dl.detail.len() + dl.source.len() + 32;
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.dead
+            .entry(dl.at_ms.div_euclid(MS_PER_DAY))
+            .or_default()
+            .push(PendingDead { dl, seq });
     }
 
     /// The path for the next file of `day`: a fresh name, or the one its failed
