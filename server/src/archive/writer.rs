@@ -211,8 +211,9 @@ impl ArchiveHandle {
             .map_err(|_| ArchiveError::Stopped)
     }
 
-    /// Returns once everything appended before it is in complete, visible, fsynced
-    /// files. Blocking: from async code, call it inside `spawn_blocking`.
+    /// Returns once everything appended before it is durable: in the spool if there
+    /// is one, else in complete, visible, fsynced files. Blocking: from async code,
+    /// call it inside `spawn_blocking`.
     pub fn flush(&self) -> Result<(), ArchiveError> {
         let (reply, wait) = sync_channel(1);
         self.tx
@@ -333,26 +334,13 @@ impl Writer {
         self.spooled_through = self.next_seq;
     }
 
-    /// The spool frames of buffered records with `seq >= from`.
-    fn frames_from(&self, from: i64) -> Vec<u8> {
-        let mut out = Vec::new();
-        for p in self.events.values().flatten().filter(|p| p.seq >= from) {
-            spool::encode_event(&mut out, &p.ev, p.ingest_ms, p.seq);
-        }
-        for p in self.dead.values().flatten().filter(|p| p.seq >= from) {
-            spool::encode_dead(&mut out, &p.dl, p.seq);
-        }
-        out
-    }
-
     /// Makes everything buffered durable: into the spool if there is one, else into
     /// files.
     fn flush(&mut self) -> Result<(), String> {
-        if self.spool.is_none() {
+        let Some(spool) = self.spool.as_mut() else {
             return self.roll();
-        }
-        let frames = self.frames_from(self.spooled_through);
-        let spool = self.spool.as_mut().expect("checked above");
+        };
+        let frames = spool_frames(&self.events, &self.dead, self.spooled_through);
         spool
             .append(&frames)
             .map_err(|e| format!("archive spool {}: {e}", spool.path().display()))?;
@@ -362,19 +350,13 @@ impl Writer {
 
     /// After a roll: the spool keeps only what is still buffered.
     fn trim_spool(&mut self) {
-        if self.spool.is_none() {
+        let Some(spool) = self.spool.as_mut() else {
             return;
-        }
-        let frames = if self.count == 0 {
-            Vec::new()
-        } else {
-            self.frames_from(0)
         };
-        let spool = self.spool.as_mut().expect("checked above");
-        let result = if frames.is_empty() {
+        let result = if self.count == 0 {
             spool.clear()
         } else {
-            spool.replace(&frames)
+            spool.replace(&spool_frames(&self.events, &self.dead, 0))
         };
         match result {
             // Everything still buffered is in the spool now.
@@ -661,6 +643,22 @@ impl Writer {
         *s.last_file.lock().expect("archive lock poisoned") = Some(rel.display().to_string());
         debug!(file = %rel.display(), records, bytes = len, "archive file written");
     }
+}
+
+/// The spool frames of buffered records with `seq >= from`.
+fn spool_frames(
+    events: &BTreeMap<i64, Vec<Pending>>,
+    dead: &BTreeMap<i64, Vec<PendingDead>>,
+    from: i64,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in events.values().flatten().filter(|p| p.seq >= from) {
+        spool::encode_event(&mut out, &p.ev, p.ingest_ms, p.seq);
+    }
+    for p in dead.values().flatten().filter(|p| p.seq >= from) {
+        spool::encode_dead(&mut out, &p.dl, p.seq);
+    }
+    out
 }
 
 /// Formats the sources the pipeline handed over as origins into one buffer for the
