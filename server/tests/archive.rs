@@ -40,6 +40,15 @@ fn start(cfg: &ArchiveConfig) -> ArchiveHandle {
     Archive::start(cfg, Path::new("unused")).expect("archive starts")
 }
 
+/// `config(root)` with the spool on, at `spool`.
+fn spooled(root: &Path, spool: &Path) -> ArchiveConfig {
+    ArchiveConfig {
+        spool: true,
+        spool_file: Some(spool.into()),
+        ..config(root)
+    }
+}
+
 fn event(n: usize, time: &str) -> ArchivedEvent {
     let raw = format!(
         r#"{{"username": "user{n}", "full_name": "User {n}", "created_time": "{time}", "event": "create-user"}}"#
@@ -390,10 +399,8 @@ fn a_retry_after_a_lost_answer_replaces_the_file_instead_of_duplicating_its_reco
 fn with_a_spool_flush_makes_records_durable_without_cutting_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let (root, spool) = (dir.path().join("archive"), dir.path().join("spool.bin"));
-    let cfg = config(&root);
-    let archive =
-        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
-            .unwrap();
+    let cfg = spooled(&root, &spool);
+    let archive = start(&cfg);
     // Three checkpoints' worth of records: no file, all in the spool.
     for i in 0..3 {
         archive
@@ -417,35 +424,30 @@ fn records_flushed_to_the_spool_survive_a_crash_and_are_archived_once() {
     let (root, spool) = (dir.path().join("archive"), dir.path().join("spool.bin"));
     let cfg = ArchiveConfig {
         roll_records: 25,
-        ..config(&root)
+        ..spooled(&root, &spool)
     };
-    let crashed =
-        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
-            .unwrap();
+    let crashed = start(&cfg);
     // 10 flushed to the spool, then 15 more: the 25 roll into a file and leave the
     // spool; 10 more are flushed to it; 5 are appended after the last flush, so no
     // checkpoint covers them.
-    crashed
-        .append(events(0..10, "2017-06-12 10:00:00"))
-        .unwrap();
-    crashed.flush().unwrap();
-    crashed
-        .append(events(10..25, "2017-06-12 10:00:00"))
-        .unwrap();
-    crashed
-        .append(events(25..35, "2017-06-12 10:00:00"))
-        .unwrap();
-    crashed.flush().unwrap();
-    crashed
-        .append(events(35..40, "2017-06-12 10:00:00"))
-        .unwrap();
+    for (range, flush) in [
+        (0..10, true),
+        (10..25, false),
+        (25..35, true),
+        (35..40, false),
+    ] {
+        crashed
+            .append(events(range, "2017-06-12 10:00:00"))
+            .unwrap();
+        if flush {
+            crashed.flush().unwrap();
+        }
+    }
     wait_until("the first file", || listing(&root).len() == 1);
     // The crash: this writer never writes again (its thread idles until the test ends).
     std::mem::forget(crashed);
 
-    let restarted =
-        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
-            .unwrap();
+    let restarted = start(&cfg);
     assert_eq!(restarted.stats().buffered_records, 10);
     restarted.shutdown().unwrap();
     let mut users: Vec<String> = read_all(&root).into_iter().map(|r| r.username).collect();
@@ -461,7 +463,7 @@ fn records_flushed_to_the_spool_survive_a_crash_and_are_archived_once() {
 fn origins_are_archived_as_their_text_in_files_and_through_the_spool() {
     let dir = tempfile::tempdir().unwrap();
     let (root, spool) = (dir.path().join("archive"), dir.path().join("spool.bin"));
-    let cfg = config(&root);
+    let cfg = spooled(&root, &spool);
     let topic: Arc<str> = "like".into();
     let from_kafka = |range: std::ops::Range<usize>| -> Vec<ArchivedEvent> {
         events(range, "2017-06-12 10:00:00")
@@ -477,16 +479,12 @@ fn origins_are_archived_as_their_text_in_files_and_through_the_spool() {
             })
             .collect()
     };
-    let crashed =
-        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
-            .unwrap();
+    let crashed = start(&cfg);
     crashed.append(from_kafka(0..3)).unwrap();
     crashed.flush().unwrap();
     std::mem::forget(crashed);
     // Taken back from the spool as text, then more origins appended.
-    let restarted =
-        Archive::start_with_spool(&cfg, Box::new(LocalStore::open(&root).unwrap()), &spool)
-            .unwrap();
+    let restarted = start(&cfg);
     restarted.append(from_kafka(3..5)).unwrap();
     restarted.shutdown().unwrap();
     let mut sources: Vec<String> = read_all(&root).into_iter().map(|r| r.source).collect();

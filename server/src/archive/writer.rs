@@ -121,14 +121,6 @@ impl Archive {
 
     /// Starts a writer into `store` that spools to `spool` (`None`: no spool),
     /// taking back what a crash left there.
-    pub fn start_with_spool(
-        cfg: &ArchiveConfig,
-        store: Box<dyn ArchiveStore>,
-        spool: &std::path::Path,
-    ) -> Result<ArchiveHandle, ArchiveError> {
-        Self::start_inner(cfg, store, Some(spool.into()))
-    }
-
     fn start_inner(
         cfg: &ArchiveConfig,
         store: Box<dyn ArchiveStore>,
