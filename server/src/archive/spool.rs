@@ -103,16 +103,7 @@ impl Spool {
     /// Replaces the spool's content with `frames` atomically (some records were
     /// published, others are still buffered).
     pub fn replace(&mut self, frames: &[u8]) -> io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(frames)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        super::store::write_atomically(&self.path, &self.path.with_extension("tmp"), frames)?;
         self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
         self.file.seek(SeekFrom::End(0))?;
         Ok(())

@@ -65,6 +65,27 @@ fn remove_leftovers(dir: &Path, depth: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `data` to `path` so that a crash leaves either the old file or the whole new
+/// one: into `tmp` beside it, fsynced, renamed over `path`, and the directory fsynced
+/// (the rename is durable only once the directory entry is). `tmp` goes on failure.
+pub fn write_atomically(path: &Path, tmp: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let result = (|| {
+        let mut f = File::create(tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
 impl ArchiveStore for LocalStore {
     fn put(&mut self, rel: &Path, data: &[u8]) -> io::Result<()> {
         let path = self.root.join(rel);
@@ -77,18 +98,7 @@ impl ArchiveStore for LocalStore {
             .to_string_lossy();
         fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{name}{TEMP_SUFFIX}"));
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            // The rename is durable only once the directory entry is.
-            File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        write_atomically(&path, &tmp, data)
     }
 
     fn describe(&self) -> String {
