@@ -7,7 +7,9 @@
 #    topics; then a bare rdkafka consumer (server/examples/bare_consumer.rs: counts
 #    messages, nothing else) and the server (`serve --kafka`: consume, decode, apply,
 #    commit) each read all of them in their own consumer group. Both are timed from
-#    their first message to their last, so joining the group is not counted.
+#    their first message to their last, so joining the group is not counted. Then the
+#    server runs twice more with nothing applied (`pipeline.apply = false`, an archiver),
+#    with and without the archive: the cost of the Kafka path itself, apart from applying.
 # 2. Latency: a fresh broker and server; server/examples/kafka_latency.rs produces at
 #    LATENCY_RATE events/s (default 10,000) for LATENCY_SECONDS (default 30) and times
 #    each upload from just before it is handed to the producer until the WebSocket
@@ -45,9 +47,9 @@ N = int(os.environ["EVENTS"])
 BIN, BARE, LATENCY = os.environ["INSTABRAND_BIN"], os.environ["BARE"], os.environ["LATENCY"]
 
 
-def server_rate(broker, ends):
-    """Consumed-and-applied events/s, from the first applied event to the last."""
-    s = Server(broker, group="bench-server", env={"RUST_LOG": "warn"})
+def server_rate(broker, ends, group, env={}, counter="events_applied"):
+    """The server's events/s, from the first event counted in `counter` to the last."""
+    s = Server(broker, group=group, env={"RUST_LOG": "warn", **env})
     # One kept-alive connection for the 10 ms polling: a new one per poll cost the
     # server's async thread a quarter of its CPU, which the bare consumer never pays.
     host, port = s.base.removeprefix("http://").rsplit(":", 1)
@@ -55,7 +57,7 @@ def server_rate(broker, ends):
 
     def applied_now():
         conn.request("GET", "/api/health")
-        return json.loads(conn.getresponse().read())["events_applied"]
+        return json.loads(conn.getresponse().read())[counter]
 
     try:
         first = last = None
@@ -70,7 +72,7 @@ def server_rate(broker, ends):
                 seen, last = applied, now
             if now >= next_check:
                 next_check = now + 0.5
-                c = broker.committed("bench-server", list(ends))
+                c = broker.committed(group, list(ends))
                 if all((c[tp] or 0) >= end for tp, end in ends.items()):
                     break
             time.sleep(0.01)
@@ -101,7 +103,14 @@ try:
     print(f"produced {N} events in {time.time() - t:.1f} s", file=sys.stderr)
     bare1, ends = bare_rate(b, "bench-bare-1")
     assert sum(ends.values()) == N, (sum(ends.values()), N)
-    ours, applied = server_rate(b, ends)
+    ours, applied = server_rate(b, ends, "bench-server")
+    # The same server as an archiver (pipeline.apply = false), then with the archive off
+    # too: what the Kafka path itself costs, apart from applying.
+    archiver, _ = server_rate(b, ends, "bench-archiver", {"INSTABRAND_PIPELINE__APPLY": "false"},
+                              "events_ingested")
+    ingest, _ = server_rate(b, ends, "bench-ingest", {"INSTABRAND_PIPELINE__APPLY": "false",
+                                                       "INSTABRAND_ARCHIVE__ENABLED": "false"},
+                            "events_ingested")
     bare2, _ = bare_rate(b, "bench-bare-2")
 finally:
     b.stop()
@@ -133,9 +142,12 @@ lat10 = latency("[live]\nframes_per_sec = 10\n")
 
 print()
 print(f"Kafka benchmark ({os.cpu_count()} cores, tansu 0.6 in memory on loopback, {N:,} generator events, 6 topics x 3 partitions)")
-print(f"  server consume+decode+apply+commit : {ours:>10,.0f} events/s")
-print(f"  bare rdkafka consumer (count only) : {bare:>10,.0f} events/s   (runs before and after: {bare1:,.0f}, {bare2:,.0f})")
-print(f"  ratio                              : {ours / bare:>10.2f}   (goal >= 0.8)")
+print(f"  server consume+decode+apply+archive+commit: {ours:>10,.0f} events/s")
+print(f"  bare rdkafka consumer (count only)        : {bare:>10,.0f} events/s   (runs before and after: {bare1:,.0f}, {bare2:,.0f})")
+print(f"  ratio                                     : {ours / bare:>10.2f}   (goal >= 0.8)")
+print(f"  the Kafka path alone, nothing applied (pipeline.apply = false):")
+print(f"    consume+decode+archive+commit           : {archiver:>10,.0f} events/s   ratio {archiver / bare:.2f}")
+print(f"    consume+decode+commit, no archive       : {ingest:>10,.0f} events/s   ratio {ingest / bare:.2f}")
 for name, lat in [("live.frames_per_sec = 25 (default)", lat25), ("live.frames_per_sec = 10", lat10)]:
     print(f"  produce -> WebSocket map frame at {lat['rate']:,.0f} events/s for {os.environ['LATENCY_SECONDS']} s, {name}:")
     print(f"    p50 {lat['p50_ms']:.1f} ms   p90 {lat['p90_ms']:.1f} ms   p99 {lat['p99_ms']:.1f} ms   max {lat['max_ms']:.1f} ms"

@@ -138,6 +138,12 @@ pub struct PipelineConfig {
     pub queue_batches: usize,
     /// Records per batch a source should send at most.
     pub max_batch_records: usize,
+    /// `false` makes this server an archiver: records are decoded, checked, archived
+    /// (bad ones dead-lettered) and their offsets committed, but nothing is applied to
+    /// the live state, so its dashboard stays empty. For a dedicated archiving instance
+    /// in its own consumer group, and for measuring the ingest path alone
+    /// (`scripts/bench-kafka.sh`).
+    pub apply: bool,
 }
 
 impl Default for PipelineConfig {
@@ -145,6 +151,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             queue_batches: 64,
             max_batch_records: 4096,
+            apply: true,
         }
     }
 }

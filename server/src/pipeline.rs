@@ -87,6 +87,7 @@ impl Record {
 pub struct BatchResult {
     /// The batch's sequence number: it is durable once `durable_seq() >= seq`.
     pub seq: u64,
+    /// Records that decoded: applied, or only archived when `pipeline.apply` is off.
     pub applied: u64,
     /// Records that did not decode: (index in the batch, error).
     pub rejected: Vec<(usize, DecodeError)>,
@@ -514,9 +515,11 @@ fn apply_batch(
     let mut changes = Vec::with_capacity(records.backing_cart().len());
     {
         let mut p = state.processor.write().expect("processor lock poisoned");
+        let apply = state.config.pipeline.apply;
         let decoded = &records.get().0;
         for (i, (r, d)) in records.backing_cart().iter().zip(decoded).enumerate() {
             match d {
+                Ok(_) if !apply => result.applied += 1,
                 Ok(ev) => {
                     result.applied += 1;
                     for delta in p.apply(ev, &r.bytes) {

@@ -114,6 +114,15 @@ impl Application {
         };
         let archive = crate::archive::Archive::start_if_enabled(&config.archive, &config.data_dir)
             .context("starting the archive")?;
+        if !config.pipeline.apply {
+            // Offsets are committed for events this server never applies: said loudly
+            // so nobody takes an archiver's empty dashboard for a broken one.
+            warn!(
+                archive = archive.is_some(),
+                "pipeline.apply = false: this server only decodes, archives and commits; \
+                 nothing is applied to the live state"
+            );
+        }
         let state = Arc::new(AppState {
             archive,
             processor: RwLock::new(processor),

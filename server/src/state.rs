@@ -45,7 +45,8 @@ pub struct AppState {
     pub started: Instant,
 }
 
-/// Events applied, and the recent rate.
+/// Valid events through the pipeline (applied, or only archived by an archiver), and
+/// the recent rate.
 #[derive(Default)]
 pub struct PipelineStats {
     applied: AtomicU64,
@@ -203,6 +204,7 @@ impl AppState {
             problems,
             uptime_ms: self.started.elapsed().as_millis() as Millis,
             events_applied: p.stats.applied_by_kind.iter().sum(),
+            events_ingested: self.stats.applied(),
             events_per_sec: self.stats.rate(),
             events_by_kind: EventKind::ALL
                 .iter()

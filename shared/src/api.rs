@@ -249,6 +249,10 @@ pub struct Health {
     pub problems: Vec<String>,
     pub uptime_ms: Millis,
     pub events_applied: u64,
+    /// Valid events through the pipeline: applied, or only archived when the server is
+    /// an archiver (`pipeline.apply = false`, where `events_applied` stays 0).
+    #[serde(default)]
+    pub events_ingested: u64,
     pub events_per_sec: f64,
     pub events_by_kind: BTreeMap<String, u64>,
     pub dead_letters: u64,

@@ -84,6 +84,14 @@ fn HealthView(health: Health) -> impl IntoView {
             {(!h.problems.is_empty()).then(|| view! {
                 <ul class="problems">{h.problems.iter().map(|p| view! { <li>{p.clone()}</li> }).collect_view()}</ul>
             })}
+            // An archiver (pipeline.apply = false) ingests without applying: say so
+            // rather than show a dashboard of zeros as if nothing arrived.
+            {(h.events_applied == 0 && h.events_ingested > 0).then(|| view! {
+                <p class="note" data-test="archive-only">
+                    {format!("Archiving only: {} events archived, none applied (pipeline.apply = false).",
+                        format::grouped(h.events_ingested))}
+                </p>
+            })}
             <div class="stats">
                 {stat("Events per second", format::rate(h.events_per_sec))}
                 {stat("Events applied", format::grouped(h.events_applied))}

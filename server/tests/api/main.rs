@@ -336,3 +336,39 @@ async fn a_feed_subscription_shows_a_newly_posted_photo() {
     let err = ws.next().await;
     assert!(matches!(err.frame, Frame::Error { .. }), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archiver_archives_and_dead_letters_but_applies_nothing() {
+    let app = spawn_app_with(|c| {
+        c.pipeline.apply = false;
+        // Without the spool, `flush` publishes the files the check below reads.
+        c.archive.spool = false;
+    })
+    .await;
+    let lines = vec![
+        user("u1", 0),
+        "this is not json".to_string(),
+        photo("u1", "Nike", 1),
+        follow("u2", "u1", 2),
+    ];
+    let report = app.ingest(&lines).await;
+    assert_eq!((report.accepted, report.rejected), (3, 1));
+    let health: Health = app.get("/api/health").await;
+    assert_eq!(health.events_applied, 0, "nothing applied");
+    assert_eq!((health.users, health.photos), (0, 0));
+    assert_eq!(health.events_ingested, 3, "every valid event counted as ingested");
+    assert_eq!(health.dead_letters, 1, "bad input still dead-lettered");
+    // Every valid event is in the archive, with its original bytes, in order.
+    app.state
+        .archive
+        .as_ref()
+        .expect("the archive is on by default")
+        .flush()
+        .unwrap();
+    let root = app.dir.path().join("archive");
+    let raw: Vec<String> = instabrand_server::archive::ArchiveReader::open(&root)
+        .unwrap()
+        .map(|r| String::from_utf8(r.unwrap().raw.to_vec()).unwrap())
+        .collect();
+    assert_eq!(raw, [lines[0].clone(), lines[2].clone(), lines[3].clone()]);
+}
