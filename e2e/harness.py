@@ -130,9 +130,9 @@ def wait_for(predicate, timeout=20.0, interval=0.2, message="condition", errors=
     )
 
 
-def start_server(port=0):
-    """Starts the server (on a free port unless given); returns a Server once its API
-    answers."""
+def start_server(port=0, env=None):
+    """Starts the server (on a free port unless given, with `env` added to its
+    environment); returns a Server once its API answers."""
     binary = Path(os.environ.get("INSTABRAND_BIN", ROOT / "target" / "release" / "instabrand")).resolve()
     dist = Path(os.environ.get("INSTABRAND_DIST", ROOT / "dist")).resolve()
     if not binary.exists():
@@ -140,13 +140,14 @@ def start_server(port=0):
     if not (dist / "index.html").exists():
         raise StartError(f"no dashboard in {dist}: run scripts/build-frontend.sh")
     data_dir = tempfile.mkdtemp(prefix="instabrand-e2e-")
-    env = dict(os.environ,
-               INSTABRAND_CONTROL_TOKEN=CONTROL_TOKEN,
-               INSTABRAND_INGEST_TOKEN=INGEST_TOKEN,
-               INSTABRAND_DATA_DIR=data_dir,
-               RUST_LOG=os.environ.get("RUST_LOG", "info"))
+    full_env = dict(os.environ,
+                    INSTABRAND_CONTROL_TOKEN=CONTROL_TOKEN,
+                    INSTABRAND_INGEST_TOKEN=INGEST_TOKEN,
+                    INSTABRAND_DATA_DIR=data_dir,
+                    RUST_LOG=os.environ.get("RUST_LOG", "info"))
+    full_env.update(env or {})
     try:
-        proc, lines, base = launch([binary, "serve", "--port", port, "--static-dir", dist], env, cwd=data_dir)
+        proc, lines, base = launch([binary, "serve", "--port", port, "--static-dir", dist], full_env, cwd=data_dir)
     except StartError as e:
         raise StartError(f"server did not report its address:\n{e}") from None
     srv = Server(base, proc, lines)

@@ -308,3 +308,21 @@ def test_a_campaign_launched_from_the_controls_fires_an_alert_on_screen(page, se
     wait_for(lambda: css(page, on_screen), 60, interval=0.5, message=f"a spike alert for {brand}")
     screenshot(page, "campaign-alert")
     assert not console_errors(page)
+
+
+def test_an_archivers_health_page_says_it_archives_without_applying(page):
+    """A server with `pipeline.apply = false` shows zeros everywhere on purpose; its
+    health page says why instead of looking broken."""
+    archiver = harness.start_server(env={"INSTABRAND_PIPELINE__APPLY": "false"})
+    try:
+        wait_for(lambda: archiver.get("/api/health")["events_ingested"] > 0, 20,
+                 message="the embedded generator's events to be ingested")
+        health = archiver.get("/api/health")
+        assert health["events_applied"] == 0 and health["users"] == 0, health
+        page.get(archiver.url("/health"))
+        wait_for(lambda: "Archiving only" in text_of(page, "[data-test=archive-only]"), 20,
+                 message="the archive-only note")
+        assert "none applied" in text_of(page, "[data-test=archive-only]")
+        assert not console_errors(page)
+    finally:
+        harness.stop_server(archiver)

@@ -356,7 +356,10 @@ async fn an_archiver_archives_and_dead_letters_but_applies_nothing() {
     let health: Health = app.get("/api/health").await;
     assert_eq!(health.events_applied, 0, "nothing applied");
     assert_eq!((health.users, health.photos), (0, 0));
-    assert_eq!(health.events_ingested, 3, "every valid event counted as ingested");
+    assert_eq!(
+        health.events_ingested, 3,
+        "every valid event counted as ingested"
+    );
     assert_eq!(health.dead_letters, 1, "bad input still dead-lettered");
     // Every valid event is in the archive, with its original bytes, in order.
     app.state
