@@ -1,7 +1,8 @@
 """What the Kafka end-to-end tests and the Kafka benchmark need: a real broker (tansu,
 started by scripts/kafka-broker.sh on a free loopback port), the real `instabrand`
 server consuming it, and kafka-python as the independent client (its own protocol
-implementation, not librdkafka) to produce records and read the dead-letter topic.
+implementation, not librdkafka) to produce records and read topics back (the
+dead-letter topic; the event topics an archive replay produced to).
 
 Environment:
   INSTABRAND_BIN   server binary (default target/release/instabrand)
@@ -112,6 +113,37 @@ class Broker:
         finally:
             c.close(autocommit=False)
 
+    def read_topics(self, topics, expected, timeout=30.0, settle=0.5):
+        """Records of every partition of `topics` from the beginning, without a consumer
+        group: until `expected` have been read (or `timeout`), then on until nothing new
+        has come for `settle` seconds, so records beyond `expected` (duplicates) are
+        read too. Returns them sorted by topic, partition and offset."""
+        c = KafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False)
+        try:
+            tps = []
+            for topic in topics:
+                parts = wait_for(lambda: c.partitions_for_topic(topic), timeout=timeout,
+                                 message=f"partitions of {topic}")
+                tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+            c.assign(tps)
+            for tp in tps:
+                c.seek(tp, 0)
+            out = []
+            deadline = time.time() + timeout
+            quiet_since = None
+            while time.time() < deadline:
+                got = [r for batch in c.poll(timeout_ms=200).values() for r in batch]
+                out.extend(got)
+                if len(out) < expected or got:
+                    quiet_since = None
+                elif quiet_since is None:
+                    quiet_since = time.time()
+                elif time.time() - quiet_since >= settle:
+                    break
+            return sorted(out, key=lambda r: (r.topic, r.partition, r.offset))
+        finally:
+            c.close(autocommit=False)
+
     def committed(self, group, tps):
         """The group's committed offsets for `tps`: {TopicPartition: offset or None}.
         (A consumer that never subscribes: it reads the group's offsets without
@@ -206,13 +238,14 @@ def as_records(lines):
     return out
 
 
-def generate(events, users, seed):
-    """`instabrand generate --out`: a deterministic stream, as NDJSON lines (bytes)."""
+def generate(events, users, seed, extra=()):
+    """`instabrand generate --out`: a deterministic stream, as NDJSON lines (bytes).
+    `extra`: more of its options (`--start`, `--rate`, `--mean-follows`)."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "events.ndjson"
         subprocess.run(
             [str(binary()), "generate", "--out", str(path), "--events", str(events),
-             "--users", str(users), "--seed", str(seed)],
+             "--users", str(users), "--seed", str(seed), *extra],
             check=True, capture_output=True, timeout=120,
         )
         return [l for l in path.read_bytes().split(b"\n") if l.strip()]

@@ -2,15 +2,26 @@
 loopback, started here by scripts/kafka-broker.sh), fed and read back by kafka-python,
 checked through the REST API.
 
+Also `instabrand replay --to kafka`: an archive written by a real server, produced
+back onto the event topics of a fresh broker and read there by kafka-python.
+
 Run: cargo build --release -p instabrand-server && python3 -m pytest e2e/test_kafka.py
 """
+import collections
 import json
+import os
+import random
+import re
+import subprocess
 import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from kafka_support import (
-    DEAD_LETTER_TOPIC, Broker, Server, as_records, generate, order_independent_state, wait_for,
+    DEAD_LETTER_TOPIC, EVENT_TOPICS, Broker, Server, as_records, binary, event_key, generate,
+    order_independent_state, wait_for,
 )
 
 # The six original payloads, byte for byte as DESIGN.md gives them.
@@ -231,3 +242,138 @@ def test_a_broker_killed_and_restarted_mid_stream_loses_nothing_and_counts_nothi
         if s:
             s.stop()
         b.stop()
+
+
+# --- `instabrand replay --to kafka`: the archive back onto the event topics ---------
+
+REPLAY_INGEST_TOKEN = "e2e-ingest"
+# As the original system's per-event topics carried them: no `event` field, the topic
+# says what each one is. Only the archive's own column keeps that type. Their day
+# (2017-06-25) is theirs alone, at distinct seconds.
+UNTYPED = [
+    ("create-user", b'{"username": "carolking42", "full_name": "Carol King", "created_time": "2017-06-25 08:00:01"}'),
+    ("follow", b'{"followed_username": "billyjoel219", "follower_username": "carolking42", "created_time": "2017-06-25 08:00:02"}'),
+    ("like", b'{"followed_username": "billyjoel219", "follower_username": "carolking42", "photo_id": "2017-06-12 19:42:07", "created_time": "2017-06-25 08:00:03"}'),
+]
+# Bytes that re-serializing would not give back: keys in another order, odd spacing,
+# an escape and multi-byte UTF-8, all to be produced exactly as sent.
+ODD_BYTES = (b'{ "event":"comment",  "created_time":"2017-06-13 00:00:00","text":"Caf\\u00e9 \xc3\xa9 '
+             b'\xf0\x9f\x8e\x89 \\"so\\"  good", "photo_id":"2017-06-12 19:42:07",'
+             b'"followed_username":"billyjoel219",   "follower_username":"neildiamond54" }')
+# Dead letters: archived apart, never replayed.
+REPLAY_BAD = [
+    b"this is not json",
+    b'{"username": "x", "created_time": "2017-06-12 23:59:00", "event": "teleport"}',
+]
+
+
+def post_ingest(server, lines):
+    """POST /api/ingest; returns the report (answered once the lines are durable)."""
+    req = urllib.request.Request(server.base + "/api/ingest", data=b"\n".join(lines) + b"\n", method="POST")
+    req.add_header("Authorization", f"Bearer {REPLAY_INGEST_TOKEN}")
+    req.add_header("Content-Type", "application/x-ndjson")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def created(value):
+    return json.loads(value)["created_time"]
+
+
+def test_replay_to_kafka_produces_every_archived_event_once_on_its_topic_keyed_in_event_time_order(broker):
+    """A real server archives a known stream: a generated one crossing midnight UTC
+    (every event type, many events sharing a second) and the original payloads (from
+    2017-06-12 to 06-22) over HTTP ingest, shuffled so arrival order is not event-time
+    order, rolled into several files per day so the days' files overlap in time; plus
+    records without an `event` field consumed from their per-event topics; plus bad
+    lines, dead-lettered. `instabrand replay --from ARCHIVE --to kafka` onto a fresh
+    broker then puts every archived event on the topic of its archived type, exactly
+    once, keyed by username (follower for follows, likes and comments), with the bytes
+    it arrived with; each partition holds its events in event-time order, ties in the
+    order they were first accepted (the order the archive reader promises and the
+    idempotent producer keeps); no dead letter is replayed; and the summary on stderr
+    counts the events and the archive's files."""
+    generated = generate(events=1500, users=60, seed=11, extra=(
+        "--mean-follows", "5", "--rate", "2", "--start", "2017-06-12 23:52:00"))
+    assert len({created(l)[:10] for l in generated}) == 2, "the generated stream crosses midnight"
+    typed = generated + [CREATE_USER, PHOTO_UPLOAD, FOLLOW, LIKE, COMMENT, UNFOLLOW, LIKED_PHOTO, ODD_BYTES]
+    random.Random(5).shuffle(typed)
+
+    archiver = Server(broker, group="archiver", env={
+        "INSTABRAND_INGEST_TOKEN": REPLAY_INGEST_TOKEN,
+        # A file per day at every 300 records: each day of the stream in several files.
+        "INSTABRAND_ARCHIVE__ROLL_RECORDS": "300",
+    })
+    target = None
+    try:
+        archiver.wait_connected()
+        broker.produce((topic, event_key(json.loads(v)), v) for topic, v in UNTYPED)
+        wait_for(lambda: archiver.health()["events_ingested"] == len(UNTYPED), timeout=30,
+                 message="the untyped records to be consumed")
+        chunk = 250
+        for n, start in enumerate(range(0, len(typed), chunk)):
+            body = typed[start:start + chunk]
+            bad = REPLAY_BAD[n:n + 1]
+            report = post_ingest(archiver, body[:100] + bad + body[100:])
+            assert (report["accepted"], report["rejected"]) == (len(body), len(bad)), report
+        # SIGTERM: the archive is flushed on the way out.
+        archiver.proc.terminate()
+        assert archiver.proc.wait(timeout=30) == 0, archiver.output()
+
+        archive = Path(archiver.data_dir) / "archive"
+        files = sorted(archive.glob("dt=*/*.parquet"))
+        days = collections.Counter(f.parent.name for f in files)
+        assert set(days) == {"dt=2017-06-12", "dt=2017-06-13", "dt=2017-06-20", "dt=2017-06-22", "dt=2017-06-25"}, days
+        assert max(days.values()) > 1, f"no day in several files: {days}"
+        assert list(archive.glob("dead-letters/dt=*/*.parquet")), "the bad lines are archived apart"
+
+        target = Broker()
+        replay = subprocess.run(
+            [str(binary()), "replay", "--from", str(archive), "--to", "kafka", target.address, "--speed", "0"],
+            capture_output=True, text=True, timeout=120, cwd=archiver.data_dir,
+            env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info,librdkafka=warn"), NO_COLOR="1"),
+        )
+        assert replay.returncode == 0, replay.stderr[-4000:]
+
+        # Everything archived, in archive order: event time, then arrival (the untyped
+        # records first, then ingest in the order posted).
+        archived = [(topic, v) for topic, v in UNTYPED] + [(json.loads(v)["event"], v) for v in typed]
+        in_order = sorted(range(len(archived)), key=lambda i: (created(archived[i][1]), i))
+        expected = [(archived[i][0], event_key(json.loads(archived[i][1])).encode(), archived[i][1])
+                    for i in in_order]
+
+        summary = re.search(r"replayed (\d+) events from (\d+) files", replay.stderr)
+        assert summary, replay.stderr[-4000:]
+        assert (int(summary[1]), int(summary[2])) == (len(expected), len(files))
+
+        records = target.read_topics(EVENT_TOPICS, expected=len(expected))
+        got = collections.Counter((r.topic, r.key, r.value) for r in records)
+        want = collections.Counter(expected)
+        assert got == want, (
+            f"missing {sum((want - got).values())}: {list((want - got).items())[:3]}; "
+            f"extra {sum((got - want).values())}: {list((got - want).items())[:3]}"
+        )
+        assert not {r.value for r in records} & set(REPLAY_BAD), "a dead letter was replayed"
+
+        # A key's records share a partition; each partition in event-time order, ties
+        # in arrival order: the expected sequence cut down to that partition.
+        partition_of = {}
+        by_partition = collections.defaultdict(list)
+        for r in records:
+            assert partition_of.setdefault((r.topic, r.key), r.partition) == r.partition, (r.topic, r.key)
+            by_partition[(r.topic, r.partition)].append(r.value)
+        assert len(by_partition) > len(EVENT_TOPICS), "the keys spread over several partitions"
+        for (topic, partition), values in by_partition.items():
+            times = [created(v) for v in values]
+            assert times == sorted(times), f"{topic}/{partition} is not in event-time order"
+            assert values == [v for t, k, v in expected if t == topic and partition_of[(t, k)] == partition], \
+                f"{topic}/{partition}: events of the same second out of arrival order"
+    except BaseException:
+        print(archiver.output())
+        if target:
+            print(target.log())
+        raise
+    finally:
+        archiver.stop()
+        if target:
+            target.stop()
