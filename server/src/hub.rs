@@ -183,7 +183,10 @@ impl Hub {
         let period =
             Duration::from_millis(1000 / state.hub.cfg.frames_per_sec.clamp(1, 100) as u64);
         let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // A late tick (the processor busy) is followed a full period after it, not
+        // skipped to the next multiple of the period, which left a gap of two periods
+        // in front of whatever arrived meanwhile.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
