@@ -519,9 +519,11 @@ fn apply_batch(
         let decoded = &records.get().0;
         for (i, (r, d)) in records.backing_cart().iter().zip(decoded).enumerate() {
             match d {
-                Ok(_) if !apply => result.applied += 1,
                 Ok(ev) => {
                     result.applied += 1;
+                    if !apply {
+                        continue; // an archiver: archived and counted, not applied
+                    }
                     for delta in p.apply(ev, &r.bytes) {
                         match delta {
                             Delta::DeadLetter {
@@ -554,7 +556,7 @@ fn apply_batch(
             }
         }
     }
-    state.stats.record_applied(result.applied);
+    state.stats.record_ingested(result.applied);
     state.hub.absorb(changes);
     if let Some(a) = &state.archive
         && let Err(e) = a.append(archived)

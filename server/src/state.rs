@@ -49,7 +49,7 @@ pub struct AppState {
 /// the recent rate.
 #[derive(Default)]
 pub struct PipelineStats {
-    applied: AtomicU64,
+    ingested: AtomicU64,
     window: Mutex<VecDeque<(Instant, u64)>>,
     checkpoints: AtomicU64,
     checkpoint_bytes: AtomicU64,
@@ -61,8 +61,8 @@ pub struct PipelineStats {
 const RATE_SPAN: Duration = Duration::from_secs(5);
 
 impl PipelineStats {
-    pub fn record_applied(&self, n: u64) {
-        self.applied.fetch_add(n, Ordering::Relaxed);
+    pub fn record_ingested(&self, n: u64) {
+        self.ingested.fetch_add(n, Ordering::Relaxed);
         let now = Instant::now();
         let mut w = self.window.lock().expect("stats lock poisoned");
         w.push_back((now, n));
@@ -106,8 +106,8 @@ impl PipelineStats {
         }
     }
 
-    pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
+    pub fn ingested(&self) -> u64 {
+        self.ingested.load(Ordering::Relaxed)
     }
 
     /// Events per second over the last few seconds.
@@ -204,7 +204,7 @@ impl AppState {
             problems,
             uptime_ms: self.started.elapsed().as_millis() as Millis,
             events_applied: p.stats.applied_by_kind.iter().sum(),
-            events_ingested: self.stats.applied(),
+            events_ingested: self.stats.ingested(),
             events_per_sec: self.stats.rate(),
             events_by_kind: EventKind::ALL
                 .iter()
