@@ -50,7 +50,7 @@ class Server:
     def url(self, path):
         return self.base + path
 
-    def request(self, method, path, body=None, token=None, content_type="application/json"):
+    def request(self, method, path, body=None, token=None, content_type="application/json", timeout=10):
         """(status, parsed JSON or text) without raising on HTTP errors."""
         data = body.encode() if isinstance(body, str) else body
         req = urllib.request.Request(self.url(path), data=data, method=method)
@@ -59,7 +59,7 @@ class Server:
         if data is not None:
             req.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()

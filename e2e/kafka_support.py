@@ -13,8 +13,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -91,33 +89,14 @@ class Broker:
         p.close()
         return ends
 
-    def read_all(self, topic, expected, timeout=30.0):
-        """Records of `topic` from the beginning, without a consumer group, until
-        `expected` have been read (or `timeout`). (Not "up to the end offsets": tansu
-        0.6 answers kafka-python's ListOffsets with the last batch's base offset + 1,
-        not the high watermark, and `seek_to_beginning` hangs `position()` there.)"""
-        c = KafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False)
-        try:
-            parts = wait_for(lambda: c.partitions_for_topic(topic), timeout=timeout,
-                             message=f"partitions of {topic}")
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            c.assign(tps)
-            for tp in tps:
-                c.seek(tp, 0)
-            out = []
-            deadline = time.time() + timeout
-            while len(out) < expected and time.time() < deadline:
-                for batch in c.poll(timeout_ms=500).values():
-                    out.extend(batch)
-            return out
-        finally:
-            c.close(autocommit=False)
-
     def read_topics(self, topics, expected, timeout=30.0, settle=0.5):
         """Records of every partition of `topics` from the beginning, without a consumer
         group: until `expected` have been read (or `timeout`), then on until nothing new
         has come for `settle` seconds, so records beyond `expected` (duplicates) are
-        read too. Returns them sorted by topic, partition and offset."""
+        read too. Returns them sorted by topic, partition and offset. (Not "up to the
+        end offsets": tansu 0.6 answers kafka-python's ListOffsets with the last batch's
+        base offset + 1, not the high watermark, and `seek_to_beginning` hangs
+        `position()` there.)"""
         c = KafkaConsumer(bootstrap_servers=self.address, enable_auto_commit=False)
         try:
             tps = []
@@ -156,8 +135,9 @@ class Broker:
             c.close(autocommit=False)
 
 
-class Server:
-    """The real `instabrand serve --kafka`, on a free port, with its own data dir."""
+class Server(harness.Server):
+    """The real `instabrand serve --kafka`, on a free port, with its own data dir and
+    harness's tokens; HTTP as `harness.Server` does it."""
 
     def __init__(self, broker, group="instabrand", env=None, args=()):
         self.data_dir = tempfile.mkdtemp(prefix="instabrand-data-")
@@ -166,7 +146,8 @@ class Server:
         e.update({
             "INSTABRAND_DATA_DIR": self.data_dir,
             "INSTABRAND_KAFKA__GROUP_ID": group,
-            "INSTABRAND_CONTROL_TOKEN": "e2e-control",
+            "INSTABRAND_CONTROL_TOKEN": harness.CONTROL_TOKEN,
+            "INSTABRAND_INGEST_TOKEN": harness.INGEST_TOKEN,
             "RUST_LOG": e.get("RUST_LOG", "info,librdkafka=warn"),
             "NO_COLOR": "1",
         })
@@ -175,21 +156,14 @@ class Server:
         if not bin_.exists():
             raise RuntimeError(f"{bin_} not found: cargo build --release -p instabrand-server")
         try:
-            self.proc, self.lines, self.base = harness.launch(
+            proc, lines, base = harness.launch(
                 [bin_, "serve", "--kafka", broker.address, "--port", "0", *args], e)
         except harness.StartError as err:
             raise RuntimeError(f"server did not start:\n{err}") from None
-
-    def get(self, path):
-        with urllib.request.urlopen(self.base + path, timeout=10) as r:
-            return json.loads(r.read())
+        super().__init__(base, proc, lines)
 
     def status(self, path):
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=10) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
+        return self.request("GET", path)[0]
 
     def health(self):
         return self.get("/api/health")

@@ -14,7 +14,6 @@ import random
 import re
 import subprocess
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,19 +117,14 @@ def test_the_six_original_payloads_appear_through_the_rest_api(broker):
         kafka = server.kafka_health()
         assert kafka["connected"]
         assert set(kafka["lag"]) >= {"create-user/0", "photo-upload/0", "comment/0"}
-        metrics = urllib_text(server, "/metrics")
+        status, metrics = server.request("GET", "/metrics")
+        assert status == 200, metrics
         assert "kafka_consumer_lag" in metrics
     except BaseException:
         print(server.output())
         raise
     finally:
         server.stop()
-
-
-def urllib_text(server, path):
-    import urllib.request
-    with urllib.request.urlopen(server.base + path, timeout=10) as r:
-        return r.read().decode()
 
 
 # A generated stream, shared by the tests that compare runs.
@@ -247,7 +241,6 @@ def test_a_broker_killed_and_restarted_mid_stream_loses_nothing_and_counts_nothi
 
 # --- `instabrand replay --to kafka`: the archive back onto the event topics ---------
 
-REPLAY_INGEST_TOKEN = "e2e-ingest"
 # As the original system's per-event topics carried them: no `event` field, the topic
 # says what each one is. Only the archive's own column keeps that type. Their day
 # (2017-06-25) is theirs alone, at distinct seconds.
@@ -266,15 +259,6 @@ REPLAY_BAD = [
     b"this is not json",
     b'{"username": "x", "created_time": "2017-06-12 23:59:00", "event": "teleport"}',
 ]
-
-
-def post_ingest(server, lines):
-    """POST /api/ingest; returns the report (answered once the lines are durable)."""
-    req = urllib.request.Request(server.base + "/api/ingest", data=b"\n".join(lines) + b"\n", method="POST")
-    req.add_header("Authorization", f"Bearer {REPLAY_INGEST_TOKEN}")
-    req.add_header("Content-Type", "application/x-ndjson")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
 
 
 def created(value):
@@ -301,7 +285,6 @@ def test_replay_to_kafka_produces_every_archived_event_once_on_its_topic_keyed_i
     random.Random(5).shuffle(typed)
 
     archiver = Server(broker, group="archiver", env={
-        "INSTABRAND_INGEST_TOKEN": REPLAY_INGEST_TOKEN,
         # A file per day at every 300 records: each day of the stream in several files.
         "INSTABRAND_ARCHIVE__ROLL_RECORDS": "300",
     })
@@ -315,7 +298,11 @@ def test_replay_to_kafka_produces_every_archived_event_once_on_its_topic_keyed_i
         for n, start in enumerate(range(0, len(typed), chunk)):
             body = typed[start:start + chunk]
             bad = REPLAY_BAD[n:n + 1]
-            report = post_ingest(archiver, body[:100] + bad + body[100:])
+            # Answered once the lines are durable.
+            status, report = archiver.request("POST", "/api/ingest", b"\n".join(body[:100] + bad + body[100:]) + b"\n",
+                                              token=archiver.ingest_token, content_type="application/x-ndjson",
+                                              timeout=60)
+            assert status == 200, report
             assert (report["accepted"], report["rejected"]) == (len(body), len(bad)), report
         # SIGTERM: the archive is flushed on the way out.
         archiver.proc.terminate()

@@ -47,9 +47,9 @@ N = int(os.environ["EVENTS"])
 BIN, BARE, LATENCY = os.environ["INSTABRAND_BIN"], os.environ["BARE"], os.environ["LATENCY"]
 
 
-def server_rate(broker, ends, group, env={}, counter="events_applied"):
+def server_rate(broker, ends, group, env=None, counter="events_applied"):
     """The server's events/s, from the first event counted in `counter` to the last."""
-    s = Server(broker, group=group, env={"RUST_LOG": "warn", **env})
+    s = Server(broker, group=group, env={"RUST_LOG": "warn", **(env or {})})
     # One kept-alive connection for the 10 ms polling: a new one per poll cost the
     # server's async thread a quarter of its CPU, which the bare consumer never pays.
     host, port = s.base.removeprefix("http://").rsplit(":", 1)
