@@ -37,6 +37,8 @@ pub struct Config {
     pub processor: ProcessorConfig,
     pub live: LiveConfig,
     pub pipeline: PipelineConfig,
+    /// Event-time order across inputs (`align.rs`).
+    pub align: crate::align::AlignConfig,
     pub generator: GeneratorSettings,
     pub dead_letters: DeadLetterConfig,
     pub http: HttpConfig,
@@ -59,6 +61,7 @@ impl Default for Config {
             processor: ProcessorConfig::default(),
             live: LiveConfig::default(),
             pipeline: PipelineConfig::default(),
+            align: crate::align::AlignConfig::default(),
             generator: GeneratorSettings::default(),
             dead_letters: DeadLetterConfig::default(),
             http: HttpConfig::default(),

@@ -4,6 +4,7 @@
 //! WebSocket frames, and the axum application serving REST, WebSocket and the
 //! dashboard. `main.rs` only parses the command line and calls in here.
 
+pub mod align;
 pub mod archive;
 pub mod bench;
 pub mod cli;
