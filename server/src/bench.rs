@@ -100,7 +100,7 @@ pub fn run_file(
             let serialized = t.elapsed().as_secs_f64();
             let t = Instant::now();
             store
-                .save(&bytes, &crate::store::Positions::new())
+                .save(&bytes, &[], &crate::store::Positions::new())
                 .map_err(io::Error::other)?;
             Some((bytes.len(), serialized, t.elapsed().as_secs_f64()))
         }
@@ -140,7 +140,7 @@ impl BackgroundWriter {
         let written = std::sync::Arc::new(std::sync::Mutex::new((0, None)));
         let outcome = written.clone();
         let saver = crate::store::BackgroundSaver::start("checkpoint", move |bytes: Vec<u8>| {
-            let saved = store.save(&bytes, &crate::store::Positions::new());
+            let saved = store.save(&bytes, &[], &crate::store::Positions::new());
             let mut o = outcome.lock().expect("bench lock poisoned");
             match saved {
                 Ok(()) => o.0 += 1,

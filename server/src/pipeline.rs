@@ -1,12 +1,15 @@
 //! The pipeline: sources send batches of raw records; a decode thread decodes each one
-//! (and builds what the archive keeps of it) while the pipeline thread applies the one
-//! before to the processor, hands the deltas to the live hub and the failures to the
-//! dead letters, then acknowledges it. Batches keep their order through both.
+//! (and builds what the archive keeps of it) while the pipeline thread takes the one
+//! before: it archives the batch, dead-letters what did not decode, and hands the
+//! events to the aligner (`align.rs`), which releases them to the processor in
+//! event-time order across every input (Kafka partitions, the generator, files, HTTP
+//! ingest), once the other inputs have passed them. Deltas go to the live hub.
 //!
 //! Delivery: a batch may carry its source's position (a file offset, Kafka offsets, the
 //! generator's sequence). Every few seconds, and soon after anyone waits for
-//! durability, the pipeline checkpoints: the processor's whole state and the latest
-//! position of every source, in one atomic write to the state store. After a crash the
+//! durability, the pipeline checkpoints: the processor's whole state, the events the
+//! aligner holds (read, past the positions, not yet applied) and the latest position
+//! of every source, in one atomic write to the state store. After a crash the
 //! server restores that checkpoint and each source resumes from its saved position, so
 //! every event is applied exactly once to the state, however often it is read
 //! (at-least-once delivery, exactly-once effect). A source that must tell someone else
@@ -14,17 +17,21 @@
 //! (`submit_durable`, `wait_durable`). The queue is bounded: a fast source waits rather
 //! than growing memory.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use instabrand_shared::{DecodeError, Event, EventKind, decode};
+use instabrand_shared::time::MS_PER_SEC;
+use instabrand_shared::{DecodeError, Event, EventKind, Millis, Reason, decode};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use yoke::Yoke;
 
-use tracing::{debug, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
+use crate::align::{Aligner, InputId, LogPosition, OrderKey};
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::processor::Delta;
 use crate::state::AppState;
@@ -46,6 +53,31 @@ pub enum Origin {
     File {
         offset: u64,
     },
+    /// Held for ordering when the last checkpoint was taken; this was its origin.
+    Restored(Arc<str>),
+}
+
+impl Origin {
+    /// The input the record belongs to, for event-time alignment: a Kafka partition
+    /// (`topic/partition`), or the source.
+    pub fn input_name(&self) -> Cow<'static, str> {
+        match self {
+            Origin::Kafka {
+                topic, partition, ..
+            } => Cow::Owned(format!("{topic}/{partition}")),
+            Origin::Generator => Cow::Borrowed("generator"),
+            Origin::Ingest { .. } => Cow::Borrowed("ingest"),
+            Origin::Replay => Cow::Borrowed("replay"),
+            Origin::File { .. } => Cow::Borrowed("file"),
+            Origin::Restored(_) => Cow::Borrowed("restored"),
+        }
+    }
+
+    /// Whether its source reports the input's end of log itself (Kafka). Every other
+    /// source sends each batch complete and in order: its input is caught up after it.
+    fn reports_end_of_log(&self) -> bool {
+        matches!(self, Origin::Kafka { .. })
+    }
 }
 
 impl fmt::Display for Origin {
@@ -60,6 +92,7 @@ impl fmt::Display for Origin {
             } => write!(f, "kafka:{topic}/{partition}@{offset}"),
             Origin::Replay => f.write_str("replay"),
             Origin::File { offset } => write!(f, "file:byte {offset}"),
+            Origin::Restored(o) => f.write_str(o),
         }
     }
 }
@@ -102,6 +135,9 @@ pub struct Batch {
     pub durable: bool,
     /// Checkpoint now (shutdown), answering when done.
     pub checkpoint: Option<oneshot::Sender<Result<(), String>>>,
+    /// Where the source's inputs stand in their logs (Kafka partitions), by input name.
+    /// Inputs of other sources are at their end after each of their batches.
+    pub inputs: Vec<(String, LogPosition)>,
 }
 
 impl Batch {
@@ -112,6 +148,7 @@ impl Batch {
             position: None,
             durable: false,
             checkpoint: None,
+            inputs: Vec::new(),
         }
     }
 }
@@ -173,6 +210,21 @@ impl PipelineHandle {
         self.tx.send(batch).await.map_err(|_| PipelineClosed)
     }
 
+    /// Like `send_at`, for a source with more to send right behind this batch (a file
+    /// read from the middle): its input stays `Behind`, so the batch's last events
+    /// wait for the next batch in case it brings more of the same second.
+    pub async fn send_behind(
+        &self,
+        records: Vec<Record>,
+        position: (String, serde_json::Value),
+        input: &str,
+    ) -> Result<(), PipelineClosed> {
+        let mut batch = Batch::records(records);
+        batch.position = Some(position);
+        batch.inputs = vec![(input.to_string(), LogPosition::Behind)];
+        self.tx.send(batch).await.map_err(|_| PipelineClosed)
+    }
+
     /// Checkpoints now and waits for it (used at shutdown).
     pub async fn checkpoint(&self) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
@@ -180,6 +232,31 @@ impl PipelineHandle {
         batch.checkpoint = Some(done);
         self.tx.send(batch).await.map_err(|e| e.to_string())?;
         wait.await.map_err(|e| e.to_string())?
+    }
+
+    /// Like `submit_batch`, also saying which of the source's inputs are at the end of
+    /// their logs (`Batch::inputs`). An empty `records` only reports them.
+    pub async fn submit_with_inputs(
+        &self,
+        records: Vec<Record>,
+        position: Option<(String, serde_json::Value)>,
+        inputs: Vec<(String, LogPosition)>,
+    ) -> Result<BatchResult, PipelineClosed> {
+        let (done, wait) = oneshot::channel();
+        let mut batch = Batch::records(records);
+        batch.done = Some(done);
+        batch.position = position;
+        batch.inputs = inputs;
+        self.tx.send(batch).await.map_err(|_| PipelineClosed)?;
+        wait.await.map_err(|_| PipelineClosed)
+    }
+
+    /// Tells the pipeline where a source's inputs stand, without records and without
+    /// waiting. `false` if the queue was full (say it again later).
+    pub fn report_inputs(&self, inputs: Vec<(String, LogPosition)>) -> bool {
+        let mut batch = Batch::records(Vec::new());
+        batch.inputs = inputs;
+        self.tx.try_send(batch).is_ok()
     }
 
     /// Wakes the pipeline so a due checkpoint happens even when no batch arrives.
@@ -197,6 +274,8 @@ pub struct Checkpointing {
     pub min_gap: Duration,
     /// Positions restored at start (kept until each source reports again).
     pub positions: Positions,
+    /// The events the aligner held at the restored checkpoint (`encode_held`).
+    pub held: Vec<u8>,
 }
 
 /// Runs on its own thread until every handle is dropped: applying is CPU work under
@@ -223,6 +302,7 @@ pub fn run_blocking(
         .store
         .take()
         .map(|store| CheckpointWriter::start(state.clone(), store));
+    let mut order = Order::new(&state, &cp.held);
     // Decoding runs a batch ahead on its own thread; applying stays on this one.
     let (prepared_tx, prepared) = std::sync::mpsc::sync_channel::<Prepared>(DECODED_AHEAD);
     let decoder = {
@@ -244,43 +324,57 @@ pub fn run_blocking(
         archived,
     }) = prepared.recv()
     {
-        if !records.backing_cart().is_empty() {
+        let now = crate::state::wall_ms();
+        let mut dead = Vec::new();
+        let result = if !records.backing_cart().is_empty() {
             seq += 1;
-            let (mut result, dead) = apply_batch(&state, &records, archived);
+            let mut result = order.admit(&state, records, archived, &mut dead, now);
             result.seq = seq;
-            if !dead.is_empty() {
-                if let Some(a) = &state.archive
-                    && let Err(e) = a.append_dead(dead.clone())
-                {
-                    warn!(error = %e, "could not archive dead letters");
-                }
-                state.dead_letters.record(&dead);
-                if let Err(e) = sink.write(&dead) {
-                    state.dead_letters.sink_failed();
-                    warn!(error = %e, count = dead.len(), "could not write dead letters");
-                }
-            }
             if let Some((name, pos)) = batch.position {
                 cp.positions.insert(name, pos);
             }
-            if writer.is_none() {
-                // In-memory mode: applied is as durable as it gets.
-                snapshotted = seq;
-                state.durable.send_replace(seq);
+            Some(result)
+        } else {
+            None
+        };
+        order.report_inputs(&batch.inputs, now);
+        order.release(&state, &mut dead, now);
+        if !dead.is_empty() {
+            if let Some(a) = &state.archive
+                && let Err(e) = a.append_dead(dead.clone())
+            {
+                warn!(error = %e, "could not archive dead letters");
             }
-            match (batch.done, batch.durable && writer.is_some()) {
-                (Some(done), true) => waiting.push((done, result)),
-                (Some(done), false) => {
-                    let _ = done.send(result);
+            state.dead_letters.record(&dead);
+            if let Err(e) = sink.write(&dead) {
+                state.dead_letters.sink_failed();
+                warn!(error = %e, count = dead.len(), "could not write dead letters");
+            }
+        }
+        match result {
+            Some(result) => {
+                if writer.is_none() {
+                    // In-memory mode: applied (or held) is as durable as it gets.
+                    snapshotted = seq;
+                    state.durable.send_replace(seq);
                 }
-                (None, _) => {}
+                match (batch.done, batch.durable && writer.is_some()) {
+                    (Some(done), true) => waiting.push((done, result)),
+                    (Some(done), false) => {
+                        let _ = done.send(result);
+                    }
+                    (None, _) => {}
+                }
             }
-        } else if let Some(done) = batch.done {
-            // Nothing to apply; answering still tells the sender all before it is applied.
-            let _ = done.send(BatchResult {
-                seq,
-                ..BatchResult::default()
-            });
+            None => {
+                if let Some(done) = batch.done {
+                    // Nothing to apply; answering still tells the sender all before it is in.
+                    let _ = done.send(BatchResult {
+                        seq,
+                        ..BatchResult::default()
+                    });
+                }
+            }
         }
         let Some(w) = &writer else {
             if let Some(done) = batch.checkpoint {
@@ -315,7 +409,7 @@ pub fn run_blocking(
         let snapshot = if dirty {
             let p = state.processor.read().expect("processor lock poisoned");
             match p.snapshot() {
-                Ok(bytes) => Some(bytes),
+                Ok(bytes) => Some((bytes, order.encode_held())),
                 Err(e) => {
                     warn!(error = %e, "could not serialize the state; will retry");
                     state.stats.record_checkpoint_error(&e.to_string());
@@ -353,8 +447,9 @@ type Waiters = Vec<(oneshot::Sender<BatchResult>, BatchResult)>;
 /// The state as of batch `seq`, on its way to the store.
 struct CheckpointJob {
     seq: u64,
-    /// `None`: nothing changed since the last checkpoint; only answer once it is written.
-    state: Option<Vec<u8>>,
+    /// The processor's snapshot and the aligner's held events; `None`: nothing changed
+    /// since the last checkpoint, only answer once it is written.
+    state: Option<(Vec<u8>, Vec<u8>)>,
     positions: Positions,
     /// Sources waiting for their batches (all at or below `seq`) to be durable.
     waiters: Waiters,
@@ -425,7 +520,7 @@ fn write_checkpoint(
     store: &StateStore,
     job: &CheckpointJob,
 ) -> Result<(), String> {
-    let Some(bytes) = &job.state else {
+    let Some((bytes, held)) = &job.state else {
         return Ok(());
     };
     // The archive first: state never gets ahead of the archived events. The flush
@@ -435,10 +530,12 @@ fn write_checkpoint(
             .map_err(|e| format!("archive flush before checkpoint: {e}"))?;
     }
     store
-        .save(bytes, &job.positions)
+        .save(bytes, held, &job.positions)
         .map_err(|e| e.to_string())?;
     let took = job.started.elapsed();
-    state.stats.record_checkpoint(bytes.len(), job.pause, took);
+    state
+        .stats
+        .record_checkpoint(bytes.len() + held.len(), job.pause, took);
     debug!(
         bytes = bytes.len(),
         pause_ms = job.pause.as_millis() as u64,
@@ -472,12 +569,38 @@ struct Prepared {
 #[instrument(skip_all, fields(records = batch.records.len()))]
 fn prepare(state: &AppState, mut batch: Batch) -> Prepared {
     let limits = &state.config.limits;
+    // Ahead of both the wall clock and the applied stream by more than this: a bad
+    // clock upstream, dead-lettered before it can move the stream's clock.
+    let future = crate::state::wall_ms()
+        .max(state.stats.applied_time().unwrap_or(Millis::MIN))
+        .saturating_add(
+            state
+                .config
+                .align
+                .max_future_secs
+                .saturating_mul(MS_PER_SEC),
+        );
     let records: DecodedRecords = Yoke::attach_to_cart(
         Arc::new(std::mem::take(&mut batch.records)),
         |rs: &Vec<Record>| {
             Decoded(
                 rs.iter()
-                    .map(|r| decode(&r.bytes, r.hint, limits))
+                    .map(|r| {
+                        decode(&r.bytes, r.hint, limits).and_then(|ev| {
+                            if ev.time() > future {
+                                Err(DecodeError {
+                                    reason: Reason::FutureTime,
+                                    detail: format!(
+                                        "created_time {} is more than {} s ahead of the wall clock and of the stream",
+                                        instabrand_shared::time::format_naive(ev.time()),
+                                        state.config.align.max_future_secs
+                                    ),
+                                })
+                            } else {
+                                Ok(ev)
+                            }
+                        })
+                    })
                     .collect(),
             )
         },
@@ -502,48 +625,132 @@ fn prepare(state: &AppState, mut batch: Batch) -> Prepared {
     }
 }
 
-/// Applies one decoded batch; returns the result and the dead letters to keep.
-#[instrument(skip_all, fields(records = records.backing_cart().len()))]
-fn apply_batch(
-    state: &AppState,
-    records: &DecodedRecords,
-    archived: Vec<crate::archive::ArchivedEvent>,
-) -> (BatchResult, Vec<DeadLetter>) {
-    let now = crate::state::wall_ms();
-    let mut result = BatchResult::default();
-    let mut dead = Vec::new();
-    let mut changes = Vec::with_capacity(records.backing_cart().len());
-    {
-        let mut p = state.processor.write().expect("processor lock poisoned");
+/// An event waiting in the aligner: its batch stays alive while any of its events waits.
+struct Waiting {
+    batch: Rc<DecodedRecords>,
+    index: usize,
+}
+
+impl Waiting {
+    fn record(&self) -> &Record {
+        &self.batch.backing_cart()[self.index]
+    }
+
+    fn event(&self) -> &Event<'_> {
+        self.batch.get().0[self.index]
+            .as_ref()
+            .expect("only decoded events wait")
+    }
+}
+
+/// A held event as a checkpoint keeps it: re-decoded on restore.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HeldRecord {
+    input: String,
+    hint: Option<EventKind>,
+    origin: String,
+    bytes: Vec<u8>,
+}
+
+/// The pipeline thread's side of event-time order: admits decoded batches into the
+/// aligner and applies what it releases.
+struct Order {
+    aligner: Aligner<Waiting>,
+    /// The input of the last record admitted (Kafka delivers runs from one partition).
+    last_input: Option<(Origin, InputId)>,
+    published: Instant,
+}
+
+/// How often the aligner's view (health, Kafka's pausing) is refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+impl Order {
+    fn new(state: &AppState, held: &[u8]) -> Order {
+        let mut order = Order {
+            aligner: Aligner::new(state.config.align.clone()),
+            last_input: None,
+            published: Instant::now(),
+        };
+        if held.is_empty() {
+            return order;
+        }
+        let held: Vec<HeldRecord> = match postcard::from_bytes(held) {
+            Ok(h) => h,
+            Err(e) => {
+                // The state and positions restored are still right; only these events
+                // are lost, and that must be loud.
+                tracing::error!(error = %e, "could not read the held events of the checkpoint");
+                return order;
+            }
+        };
+        let inputs: Vec<String> = held.iter().map(|h| h.input.clone()).collect();
+        let records: Vec<Record> = held
+            .into_iter()
+            .map(|h| Record {
+                bytes: Bytes::from(h.bytes),
+                hint: h.hint,
+                origin: Origin::Restored(h.origin.into()),
+            })
+            .collect();
+        let prepared = prepare(state, Batch::records(records));
+        let batch = Rc::new(prepared.records);
+        let now = crate::state::wall_ms();
+        for (index, (input, decoded)) in inputs.iter().zip(&batch.get().0).enumerate() {
+            let Ok(ev) = decoded else { continue };
+            let key = OrderKey::of(ev, &batch.backing_cart()[index].bytes);
+            let id = order.aligner.input(input, now);
+            order.aligner.push(
+                id,
+                key,
+                Waiting {
+                    batch: batch.clone(),
+                    index,
+                },
+                now,
+            );
+        }
+        info!(
+            held = order.aligner.held(),
+            "restored the events held for ordering"
+        );
+        order
+    }
+
+    /// Archives a decoded batch, dead-letters what did not decode, and hands the rest
+    /// to the aligner.
+    fn admit(
+        &mut self,
+        state: &AppState,
+        records: DecodedRecords,
+        archived: Vec<crate::archive::ArchivedEvent>,
+        dead: &mut Vec<DeadLetter>,
+        now: Millis,
+    ) -> BatchResult {
+        let mut result = BatchResult::default();
+        let batch = Rc::new(records);
         let apply = state.config.pipeline.apply;
-        let decoded = &records.get().0;
-        for (i, (r, d)) in records.backing_cart().iter().zip(decoded).enumerate() {
+        let mut own_inputs: Vec<InputId> = Vec::new();
+        let mut rejected = Vec::new();
+        for (index, (r, d)) in batch.backing_cart().iter().zip(&batch.get().0).enumerate() {
             match d {
                 Ok(ev) => {
                     result.applied += 1;
                     if !apply {
                         continue; // an archiver: archived and counted, not applied
                     }
-                    for delta in p.apply(ev, &r.bytes) {
-                        match delta {
-                            Delta::DeadLetter {
-                                reason,
-                                detail,
-                                raw,
-                            } => dead.push(DeadLetter {
-                                reason,
-                                detail,
-                                source: format!("{} (held)", r.origin),
-                                at_ms: now,
-                                raw: Bytes::from(raw.into_vec()),
-                            }),
-                            Delta::Duplicate | Delta::Held => {}
-                            other => changes.push(other),
-                        }
+                    let input = self.input_of(&r.origin, now);
+                    if !r.origin.reports_end_of_log() && !own_inputs.contains(&input) {
+                        own_inputs.push(input);
                     }
+                    let key = OrderKey::of(ev, &r.bytes);
+                    let waiting = Waiting {
+                        batch: batch.clone(),
+                        index,
+                    };
+                    self.aligner.push(input, key, waiting, now);
                 }
                 Err(e) => {
-                    p.count_dead_letter(e.reason);
+                    rejected.push(e.reason);
                     dead.push(DeadLetter {
                         reason: e.reason,
                         detail: e.detail.clone(),
@@ -551,17 +758,120 @@ fn apply_batch(
                         at_ms: now,
                         raw: r.bytes.clone(),
                     });
-                    result.rejected.push((i, e.clone()));
+                    result.rejected.push((index, e.clone()));
                 }
             }
         }
+        if !rejected.is_empty() {
+            let mut p = state.processor.write().expect("processor lock poisoned");
+            for reason in rejected {
+                p.count_dead_letter(reason);
+            }
+        }
+        // A source other than Kafka sends its batches complete and in order.
+        for input in own_inputs {
+            self.aligner.set_position(input, LogPosition::AtEnd);
+        }
+        state.stats.record_ingested(result.applied);
+        if let Some(a) = &state.archive
+            && let Err(e) = a.append(archived)
+        {
+            warn!(error = %e, "could not archive a batch");
+        }
+        result
     }
-    state.stats.record_ingested(result.applied);
-    state.hub.absorb(changes);
-    if let Some(a) = &state.archive
-        && let Err(e) = a.append(archived)
-    {
-        warn!(error = %e, "could not archive a batch");
+
+    fn input_of(&mut self, origin: &Origin, now: Millis) -> InputId {
+        let same = |a: &Origin, b: &Origin| match (a, b) {
+            (
+                Origin::Kafka {
+                    topic: t1,
+                    partition: p1,
+                    ..
+                },
+                Origin::Kafka {
+                    topic: t2,
+                    partition: p2,
+                    ..
+                },
+            ) => p1 == p2 && t1 == t2,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        };
+        if let Some((o, id)) = &self.last_input
+            && same(o, origin)
+        {
+            return *id;
+        }
+        let id = self.aligner.input(&origin.input_name(), now);
+        self.last_input = Some((origin.clone(), id));
+        id
     }
-    (result, dead)
+
+    /// What the source says of its inputs' ends of log.
+    fn report_inputs(&mut self, inputs: &[(String, LogPosition)], now: Millis) {
+        for (name, position) in inputs {
+            let id = self.aligner.input(name, now);
+            self.aligner.set_position(id, *position);
+        }
+    }
+
+    /// Applies every event the aligner lets go now, in order.
+    fn release(&mut self, state: &AppState, dead: &mut Vec<DeadLetter>, now: Millis) {
+        if self.aligner.held() > 0 {
+            let mut changes = Vec::new();
+            let mut p = state.processor.write().expect("processor lock poisoned");
+            self.aligner.release(now, |_, w| {
+                let r = w.record();
+                for delta in p.apply(w.event(), &r.bytes) {
+                    match delta {
+                        Delta::DeadLetter {
+                            reason,
+                            detail,
+                            raw,
+                        } => dead.push(DeadLetter {
+                            reason,
+                            detail,
+                            source: format!("{} (held)", r.origin),
+                            at_ms: now,
+                            raw: Bytes::from(raw.into_vec()),
+                        }),
+                        Delta::Duplicate | Delta::Superseded | Delta::Held => {}
+                        other => changes.push(other),
+                    }
+                }
+            });
+            state.stats.set_applied_time(p.newest_time());
+            drop(p);
+            state.hub.absorb(changes);
+        }
+        if self.published.elapsed() >= PUBLISH_EVERY {
+            self.published = Instant::now();
+            state.stats.publish_order(crate::state::OrderView {
+                inputs: self.aligner.status(now),
+                held: self.aligner.held(),
+                stats: self.aligner.stats(),
+            });
+        }
+    }
+
+    /// The held events, for a checkpoint.
+    fn encode_held(&self) -> Vec<u8> {
+        if self.aligner.held() == 0 {
+            return Vec::new();
+        }
+        let held: Vec<HeldRecord> = self
+            .aligner
+            .waiting()
+            .map(|(input, w)| {
+                let r = w.record();
+                HeldRecord {
+                    input: input.to_string(),
+                    hint: r.hint,
+                    origin: r.origin.to_string(),
+                    bytes: r.bytes.to_vec(),
+                }
+            })
+            .collect();
+        postcard::to_stdvec(&held).unwrap_or_default()
+    }
 }

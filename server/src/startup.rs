@@ -43,7 +43,7 @@ impl Application {
             )
         };
         let (pipeline, rx) = PipelineHandle::new(config.pipeline.queue_batches);
-        let (store, processor, restored) = if config.state.persist {
+        let (store, processor, restored, held) = if config.state.persist {
             let path = config.data_dir.join(&config.state.file);
             let store = StateStore::open(&path)
                 .with_context(|| format!("opening the state store {}", path.display()))?;
@@ -52,12 +52,13 @@ impl Application {
                     let p = Processor::restore(&cp.state, config.processor.clone())
                         .with_context(|| format!("reading the checkpoint in {}", path.display()))?;
                     info!(users = p.user_count(), photos = p.photo_count(), positions = ?cp.positions, "restored the last checkpoint");
-                    (Some(store), p, cp.positions)
+                    (Some(store), p, cp.positions, cp.held)
                 }
                 None => (
                     Some(store),
                     Processor::new(config.processor.clone()),
                     Positions::new(),
+                    Vec::new(),
                 ),
             }
         } else {
@@ -65,6 +66,7 @@ impl Application {
                 None,
                 Processor::new(config.processor.clone()),
                 Positions::new(),
+                Vec::new(),
             )
         };
         let file_mode = config.file_source.path.is_some();
@@ -111,6 +113,7 @@ impl Application {
             interval: Duration::from_millis(config.state.checkpoint_interval_ms.max(1)),
             min_gap: Duration::from_millis(config.state.durable_wait_ms),
             positions: restored.clone(),
+            held,
         };
         let archive = crate::archive::Archive::start_if_enabled(&config.archive, &config.data_dir)
             .context("starting the archive")?;
@@ -138,6 +141,27 @@ impl Application {
             started: Instant::now(),
             config,
         });
+        // Every configured source is in the health view from the first moment, as
+        // connecting, before its task has run: a client polling health must never see
+        // a configured source missing.
+        if let Some(brokers) = &state.config.kafka.brokers {
+            state.sources.update("kafka", |h| {
+                h.connected = false;
+                h.detail = format!("connecting to {brokers}");
+            });
+        }
+        if let Some(path) = &state.config.file_source.path {
+            state.sources.update(file::NAME, |h| {
+                h.connected = false;
+                h.detail = format!("opening {}", path.display());
+            });
+        }
+        if state.generator.is_some() {
+            state.sources.update(generator::NAME, |h| {
+                h.connected = false;
+                h.detail = "starting the embedded generator".into();
+            });
+        }
         let st = state.clone();
         std::thread::Builder::new()
             .name("pipeline".into())
@@ -197,7 +221,15 @@ impl Application {
         let ticker = {
             let st = state.clone();
             let stop = shutdown.child_token();
-            let every = Duration::from_millis(st.config.state.durable_wait_ms.clamp(10, 1000));
+            // Also often enough that an input falling silent stops holding the others
+            // back soon after `align.idle_ms`.
+            let every = Duration::from_millis(
+                st.config
+                    .state
+                    .durable_wait_ms
+                    .min(st.config.align.idle_ms / 2)
+                    .clamp(10, 1000),
+            );
             tokio::spawn(async move {
                 let mut t = tokio::time::interval(every);
                 loop {

@@ -3,7 +3,7 @@
 //! live hub, dead letters, pipeline counters and the sources' health.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,11 +45,22 @@ pub struct AppState {
     pub started: Instant,
 }
 
+/// The aligner as the pipeline last published it: what the health view shows of each
+/// input, and what a Kafka source reads to pause the partitions far ahead.
+#[derive(Debug, Clone, Default)]
+pub struct OrderView {
+    pub inputs: Vec<crate::align::InputStatus>,
+    pub held: usize,
+    pub stats: crate::align::AlignStats,
+}
+
 /// Valid events through the pipeline (applied, or only archived by an archiver), and
 /// the recent rate.
-#[derive(Default)]
 pub struct PipelineStats {
     ingested: AtomicU64,
+    /// The newest applied event time (`i64::MIN`: none yet).
+    applied_time: AtomicI64,
+    order: Mutex<OrderView>,
     window: Mutex<VecDeque<(Instant, u64)>>,
     checkpoints: AtomicU64,
     checkpoint_bytes: AtomicU64,
@@ -58,9 +69,43 @@ pub struct PipelineStats {
     checkpoint_error: Mutex<Option<String>>,
 }
 
+impl Default for PipelineStats {
+    fn default() -> Self {
+        PipelineStats {
+            ingested: AtomicU64::default(),
+            applied_time: AtomicI64::new(i64::MIN),
+            order: Mutex::default(),
+            window: Mutex::default(),
+            checkpoints: AtomicU64::default(),
+            checkpoint_bytes: AtomicU64::default(),
+            checkpoint_ms: AtomicU64::default(),
+            checkpoint_pause_ms: AtomicU64::default(),
+            checkpoint_error: Mutex::default(),
+        }
+    }
+}
+
 const RATE_SPAN: Duration = Duration::from_secs(5);
 
 impl PipelineStats {
+    pub fn set_applied_time(&self, t: Option<Millis>) {
+        self.applied_time
+            .store(t.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    /// The newest event time applied so far.
+    pub fn applied_time(&self) -> Option<Millis> {
+        Some(self.applied_time.load(Ordering::Relaxed)).filter(|t| *t != i64::MIN)
+    }
+
+    pub fn publish_order(&self, view: OrderView) {
+        *self.order.lock().expect("stats lock poisoned") = view;
+    }
+
+    pub fn order_view(&self) -> OrderView {
+        self.order.lock().expect("stats lock poisoned").clone()
+    }
+
     pub fn record_ingested(&self, n: u64) {
         self.ingested.fetch_add(n, Ordering::Relaxed);
         let now = Instant::now();
@@ -194,6 +239,36 @@ impl AppState {
             problems.push(format!("archive writes failing (retried): {e}"));
         }
         let by_reason = self.dead_letters.by_reason();
+        let view = self.stats.order_view();
+        let applied_time = p.newest_time();
+        let order = instabrand_shared::api::OrderHealth {
+            applied_time_ms: applied_time,
+            held: view.held as u64,
+            released_early: view.stats.released_early,
+            inputs: view
+                .inputs
+                .into_iter()
+                .map(|i| instabrand_shared::api::InputHealth {
+                    trails_ms: i.watermark.zip(applied_time).map(|(w, a)| (w - a).max(0)),
+                    name: i.name,
+                    watermark_ms: i.watermark,
+                    held: i.held as u64,
+                    position: match i.position {
+                        crate::align::LogPosition::Open => "open",
+                        crate::align::LogPosition::AtEnd => "at_end",
+                        crate::align::LogPosition::Behind => "behind",
+                    }
+                    .into(),
+                    idle: i.idle,
+                })
+                .collect(),
+        };
+        if order.released_early > 0 {
+            problems.push(format!(
+                "{} events applied before the other inputs passed them (align.max_held is full)",
+                order.released_early
+            ));
+        }
         Health {
             status: if problems.is_empty() {
                 "ok"
@@ -221,6 +296,10 @@ impl AppState {
             photos: p.photo_count() as u64,
             stream_clock_ms: p.clock().unwrap_or(0),
             late_events: p.stats.late_events,
+            duplicates: p.stats.duplicates,
+            superseded: p.stats.superseded,
+            late_by_handling: crate::processor::late_by_handling(&p.stats),
+            order,
             websocket_clients: self.hub.connections(),
             sources,
             checkpoints,

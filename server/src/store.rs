@@ -14,7 +14,7 @@ pub type Positions = BTreeMap<String, serde_json::Value>;
 
 const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
 /// Bumped whenever the snapshot's encoding changes.
-const FORMAT: &[u8] = b"instabrand-state-v3";
+const FORMAT: &[u8] = b"instabrand-state-v4";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +37,9 @@ pub struct StateStore {
 
 pub struct Checkpoint {
     pub state: Vec<u8>,
+    /// Events read but still waiting for the other inputs (the aligner's), encoded by
+    /// the pipeline: the positions are past them, so they are kept here.
+    pub held: Vec<u8>,
     pub positions: Positions,
 }
 
@@ -69,21 +72,27 @@ impl StateStore {
             return Err(StoreError::Format(self.path.clone()));
         }
         let state = get("state")?.unwrap_or_default();
+        let held = get("held")?.unwrap_or_default();
         let positions = match get("positions")? {
             Some(p) => serde_json::from_slice(&p)?,
             None => Positions::new(),
         };
-        Ok(Some(Checkpoint { state, positions }))
+        Ok(Some(Checkpoint {
+            state,
+            held,
+            positions,
+        }))
     }
 
-    /// Saves state and positions atomically and durably.
-    pub fn save(&self, state: &[u8], positions: &Positions) -> Result<(), StoreError> {
+    /// Saves state, the events held for ordering, and positions atomically and durably.
+    pub fn save(&self, state: &[u8], held: &[u8], positions: &Positions) -> Result<(), StoreError> {
         let pos = serde_json::to_vec(positions)?;
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut t = txn.open_table(CHECKPOINT).map_err(db)?;
             t.insert("format", FORMAT).map_err(db)?;
             t.insert("state", state).map_err(db)?;
+            t.insert("held", held).map_err(db)?;
             t.insert("positions", pos.as_slice()).map_err(db)?;
         }
         txn.commit().map_err(db)
@@ -156,11 +165,12 @@ mod tests {
         assert!(store.load().unwrap().is_none());
         let mut pos = Positions::new();
         pos.insert("file".into(), serde_json::json!({"offset": 42}));
-        store.save(b"one", &pos).unwrap();
-        store.save(b"two", &pos).unwrap();
+        store.save(b"one", b"", &pos).unwrap();
+        store.save(b"two", b"waiting", &pos).unwrap();
         drop(store);
         let cp = StateStore::open(&path).unwrap().load().unwrap().unwrap();
         assert_eq!(cp.state, b"two");
+        assert_eq!(cp.held, b"waiting");
         assert_eq!(cp.positions["file"]["offset"], 42);
     }
 }

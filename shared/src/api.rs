@@ -264,7 +264,21 @@ pub struct Health {
     pub photos: u64,
     /// The stream's clock: newest event time seen, held back by the allowed lateness.
     pub stream_clock_ms: Millis,
+    /// Events older than every retained bucket (all-time totals only).
     pub late_events: u64,
+    /// Repeats of an event already applied (a second like of one photo by one user…).
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Follows and unfollows older than a newer event on the same edge.
+    #[serde(default)]
+    pub superseded: u64,
+    /// Events applied behind the newest applied time by more than the allowed lateness,
+    /// by how they were handled (`follow_repaired`, `unfollow_reach_kept`, …).
+    #[serde(default)]
+    pub late_by_handling: BTreeMap<String, u64>,
+    /// Event-time order across inputs.
+    #[serde(default)]
+    pub order: OrderHealth,
     pub websocket_clients: u64,
     pub sources: Vec<SourceHealth>,
     /// State checkpoints; `None` when the server keeps its state in memory only.
@@ -273,6 +287,34 @@ pub struct Health {
     /// The raw-event archive; `None` when it is off.
     #[serde(default)]
     pub archive: Option<ArchiveHealth>,
+}
+
+/// Event-time order across the inputs: each input's watermark and how far applying
+/// trails it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct OrderHealth {
+    /// The newest event time applied.
+    pub applied_time_ms: Option<Millis>,
+    /// Events read and waiting for the other inputs to pass them.
+    pub held: u64,
+    /// Events applied before the other inputs passed them (the hold was full).
+    pub released_early: u64,
+    pub inputs: Vec<InputHealth>,
+}
+
+/// One input (a Kafka partition, the generator, a file, HTTP ingest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InputHealth {
+    pub name: String,
+    /// The newest event time it delivered.
+    pub watermark_ms: Option<Millis>,
+    /// How far the applied time trails this input's watermark.
+    pub trails_ms: Option<Millis>,
+    pub held: u64,
+    /// `open`, `at_end` (of its log) or `behind` (a backlog).
+    pub position: String,
+    /// Holds no other input back: at the end of its log, or silent past its bound.
+    pub idle: bool,
 }
 
 /// How the state's checkpoints are going.

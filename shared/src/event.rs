@@ -264,10 +264,13 @@ pub enum Reason {
     OrphanEngagement,
     /// A like or comment pushed out of the full holding area by newer ones.
     PendingOverflow,
+    /// Stamped too far ahead of both the wall clock and the stream's applied time
+    /// (`align.max_future_secs`): a bad clock upstream must not move the stream's clock.
+    FutureTime,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Oversized,
         Reason::NotJson,
         Reason::MissingEvent,
@@ -279,6 +282,7 @@ impl Reason {
         Reason::SelfFollow,
         Reason::OrphanEngagement,
         Reason::PendingOverflow,
+        Reason::FutureTime,
     ];
 
     pub fn code(self) -> &'static str {
@@ -294,6 +298,7 @@ impl Reason {
             Reason::SelfFollow => "self_follow",
             Reason::OrphanEngagement => "orphan_engagement",
             Reason::PendingOverflow => "pending_overflow",
+            Reason::FutureTime => "future_time",
         }
     }
 }

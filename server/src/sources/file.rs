@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::align::LogPosition;
 use crate::pipeline::{Origin, Record};
 use crate::state::AppState;
 
@@ -87,7 +88,11 @@ pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: Cance
             // Everything sent earlier is applied once this empty batch is answered.
             if state
                 .pipeline
-                .submit_batch(Vec::new(), None, false)
+                .submit_with_inputs(
+                    Vec::new(),
+                    None,
+                    vec![(NAME.to_string(), LogPosition::AtEnd)],
+                )
                 .await
                 .is_err()
             {
@@ -111,7 +116,7 @@ pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: Cance
                 .await
                 .is_ok()
         } else {
-            state.pipeline.send_at(batch, pos).await.is_ok()
+            state.pipeline.send_behind(batch, pos, NAME).await.is_ok()
         };
         if !ok {
             return;

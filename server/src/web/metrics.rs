@@ -25,6 +25,7 @@ pub struct Metrics {
     registry: Registry,
     applied: Family<Labels, Counter>,
     dead_letters: Family<Labels, Counter>,
+    late: Family<Labels, Counter>,
     frames: Counter,
     resyncs: Counter,
     gauges: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -41,6 +42,12 @@ impl Default for Metrics {
             "dead_letters",
             "Records dead-lettered, by reason",
             dead_letters.clone(),
+        );
+        let late = Family::<Labels, Counter>::default();
+        registry.register(
+            "events_late",
+            "Events applied behind the newest applied time by more than the allowed lateness, by how they were handled",
+            late.clone(),
         );
         let frames = Counter::default();
         registry.register("ws_frames", "WebSocket frames broadcast", frames.clone());
@@ -66,6 +73,7 @@ impl Default for Metrics {
             registry,
             applied,
             dead_letters,
+            late,
             frames,
             resyncs,
             gauges,
@@ -103,6 +111,9 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
     for (reason, n) in &h.dead_letters_by_reason {
         catch_up(&m.dead_letters.get_or_create(&label("reason", reason)), *n);
     }
+    for (handling, n) in &h.late_by_handling {
+        catch_up(&m.late.get_or_create(&label("handling", handling)), *n);
+    }
     catch_up(&m.frames, state.hub.frames_sent());
     catch_up(&m.resyncs, state.hub.resync_count());
     for (name, v) in [
@@ -111,6 +122,14 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
         ("photos", h.photos as f64),
         ("pending_engagements", h.pending_engagements as f64),
         ("late_events", h.late_events as f64),
+        ("duplicates", h.duplicates as f64),
+        ("superseded", h.superseded as f64),
+        ("held_for_order", h.order.held as f64),
+        ("released_early", h.order.released_early as f64),
+        (
+            "applied_time_seconds",
+            h.order.applied_time_ms.unwrap_or(0) as f64 / 1000.0,
+        ),
         ("stream_clock_seconds", h.stream_clock_ms as f64 / 1000.0),
         ("events_per_second", h.events_per_sec),
         ("websocket_connections", h.websocket_clients as f64),
@@ -124,6 +143,26 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
         ),
     ] {
         m.gauges.get_or_create(&label("figure", name)).set(v);
+    }
+    for i in &h.order.inputs {
+        for (figure, v) in [
+            (
+                "input_watermark_seconds",
+                i.watermark_ms.unwrap_or(0) as f64 / 1000.0,
+            ),
+            (
+                "input_trails_seconds",
+                i.trails_ms.unwrap_or(0) as f64 / 1000.0,
+            ),
+            ("input_held", i.held as f64),
+        ] {
+            m.gauges
+                .get_or_create(&vec![
+                    ("figure".to_string(), figure.to_string()),
+                    ("input".to_string(), i.name.clone()),
+                ])
+                .set(v);
+        }
     }
     for s in &h.sources {
         m.gauges
