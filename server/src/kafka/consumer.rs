@@ -23,6 +23,12 @@
 //!   health view (source `kafka`) says what is wrong meanwhile, and consumption resumes
 //!   at the next offset not yet handed over.
 //!
+//! - Event-time order: every batch also says where each assigned partition stands in
+//!   its log (at its end, or behind it, from the high watermarks in librdkafka's
+//!   statistics and the offsets handed over), so the pipeline's aligner knows which
+//!   partitions may still deliver older events. A partition whose events wait far
+//!   ahead of the others (`align.pause_held_per_input`) is paused until they drain,
+//!   so a topic far ahead in a backlog costs bounded memory.
 //! - With durable state, each batch carries the next offset of every partition handed
 //!   over so far, and the checkpoint stores them with the state they produced. Offsets
 //!   are committed to Kafka only once a checkpoint covers them (the pipeline's durable
@@ -30,9 +36,9 @@
 //!   checkpoint: records the restored state already holds are skipped, records after
 //!   it are applied, so a kill -9 neither loses nor double-counts anything.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -53,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
 use super::{KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics};
+use crate::align::LogPosition;
 use crate::pipeline::{BatchResult, Origin, PipelineClosed, PipelineHandle, Record};
 use crate::state::AppState;
 
@@ -129,6 +136,7 @@ async fn setup(
             state: state.clone(),
             brokers: cfg.brokers.clone().unwrap_or_default(),
             connected: AtomicBool::new(false),
+            ends: Mutex::default(),
         })
         .map_err(|source| KafkaError::Client {
             what: "consumer",
@@ -192,6 +200,7 @@ async fn consume(
     // Applied and not yet committed.
     let mut to_commit = Positions::new();
     let mut replays_skipped = 0u64;
+    let mut ends = LogEnds::new(&topics, state.config.align.pause_held_per_input);
     // What librdkafka has ready, taken in one go (up to a batch): one pass of the
     // select loop per message cost as much as the rest of the consumer together.
     let mut messages = consumer.stream().ready_chunks(max_batch);
@@ -211,7 +220,7 @@ async fn consume(
                 }
                 // What gathered while the pipeline was busy goes now.
                 if in_flight.is_empty() && !batch.records.is_empty() {
-                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
+                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                 }
             }
             _ = commit_ticker.tick(), if !awaiting.is_empty() || !to_commit.is_empty() => {
@@ -220,8 +229,20 @@ async fn consume(
                     commit(&consumer, &topics, &std::mem::take(&mut to_commit), CommitMode::Async);
                 }
             }
-            _ = ticker.tick(), if !batch.records.is_empty() && in_flight.len() < max_in_flight => {
-                in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
+            _ = ticker.tick() => {
+                if !batch.records.is_empty() && in_flight.len() < max_in_flight {
+                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
+                } else if in_flight.is_empty() && batch.records.is_empty() {
+                    // Nothing to hand over: still tell the pipeline when a partition
+                    // reached its end (or was revoked), so it holds nobody back.
+                    ends.refresh_assignment(&consumer);
+                    if let Some(inputs) = ends.changed(&consumer, &handed)
+                        && !state.pipeline.report_inputs(inputs)
+                    {
+                        ends.last_sent.clear(); // the queue was full: again next tick
+                    }
+                }
+                ends.pause_far_ahead(&consumer, &state.stats.order_view());
             }
             Some(chunk) = messages.next(), if in_flight.len() < max_in_flight => {
                 let (mut fatal, mut read_any) = (None, false);
@@ -270,7 +291,7 @@ async fn consume(
                     batch.records.push(to_record(&topics[key.0], &m, payloads.split().freeze()));
                     batch.next.insert(key, m.offset() + 1);
                     if batch.records.len() >= max_batch {
-                        in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
+                        in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                         // The hand-over moved this partition's handed offset.
                         run = None;
                     }
@@ -285,7 +306,7 @@ async fn consume(
                 // latency when the stream is slow); a busy one lets records gather
                 // into a larger batch (throughput when it is not).
                 if in_flight.is_empty() && !batch.records.is_empty() {
-                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed));
+                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                 }
             }
         }
@@ -343,13 +364,17 @@ fn hand_over(
     topics: &[SourceTopic],
     batch: &mut PendingBatch,
     handed: &mut HashMap<(usize, i32), i64>,
+    ends: &mut LogEnds,
+    consumer: &StreamConsumer<GroupContext>,
 ) -> impl Future<Output = (Result<BatchResult, PipelineClosed>, Positions)> + use<> {
     let records = std::mem::take(&mut batch.records);
     let next = std::mem::take(&mut batch.next);
     batch.records.reserve(records.len());
     for (k, v) in &next {
         handed.insert(*k, *v);
+        ends.note_read(*k);
     }
+    let inputs = ends.positions(consumer, handed);
     let position: serde_json::Map<String, serde_json::Value> = handed
         .iter()
         .map(|((t, p), o)| (format!("{}/{p}", topics[*t].name), serde_json::json!(o)))
@@ -357,13 +382,177 @@ fn hand_over(
     let pipeline = pipeline.clone();
     async move {
         let done = pipeline
-            .submit_batch(
+            .submit_with_inputs(
                 records,
                 Some((SOURCE.to_string(), serde_json::Value::Object(position))),
-                false,
+                inputs,
             )
             .await;
         (done, next)
+    }
+}
+
+/// Where a partition's log ends, from librdkafka's statistics.
+#[derive(Debug, Clone, Copy)]
+struct PartitionEnd {
+    /// The high watermark: the offset the next record produced gets.
+    hi: i64,
+    /// The log's start (equal to `hi` when it is empty).
+    lo: i64,
+    /// Offsets librdkafka knows we are past (handed to us, or committed).
+    app: i64,
+    committed: i64,
+}
+
+/// What this consumer knows of each assigned partition's end of log, for the
+/// pipeline's event-time alignment, and which partitions it paused.
+struct LogEnds {
+    names: Vec<Arc<str>>,
+    /// Assigned partitions (refreshed from librdkafka), with their input names.
+    assigned: BTreeMap<(usize, i32), String>,
+    /// Read from since the assignment was last refreshed: refresh before reporting.
+    unseen: bool,
+    paused: HashSet<(usize, i32)>,
+    pause_at: usize,
+    last_sent: Vec<(String, LogPosition)>,
+}
+
+impl LogEnds {
+    fn new(topics: &[SourceTopic], pause_at: usize) -> Self {
+        LogEnds {
+            names: topics.iter().map(|t| t.name.clone()).collect(),
+            assigned: BTreeMap::new(),
+            unseen: true,
+            paused: HashSet::new(),
+            pause_at: pause_at.max(1),
+            last_sent: Vec::new(),
+        }
+    }
+
+    fn note_read(&mut self, key: (usize, i32)) {
+        if !self.assigned.contains_key(&key) {
+            self.unseen = true;
+        }
+    }
+
+    /// Re-reads the assignment (after a rebalance it changes; revoked partitions are
+    /// reported at their end so they hold nobody back).
+    fn refresh_assignment(&mut self, consumer: &StreamConsumer<GroupContext>) {
+        let Ok(tpl) = consumer.assignment() else {
+            return;
+        };
+        let mut assigned = BTreeMap::new();
+        for e in tpl.elements() {
+            if let Some(t) = self.names.iter().position(|n| **n == *e.topic()) {
+                assigned.insert(
+                    (t, e.partition()),
+                    format!("{}/{}", e.topic(), e.partition()),
+                );
+            }
+        }
+        self.paused.retain(|k| assigned.contains_key(k));
+        self.assigned = assigned;
+        self.unseen = false;
+    }
+
+    /// Every assigned partition's position: at its end when the offsets handed over
+    /// (or known to librdkafka) reach its high watermark, behind it otherwise, and
+    /// behind while nothing is known yet (just assigned: its records may be coming).
+    fn positions(
+        &mut self,
+        consumer: &StreamConsumer<GroupContext>,
+        handed: &HashMap<(usize, i32), i64>,
+    ) -> Vec<(String, LogPosition)> {
+        if self.unseen {
+            self.refresh_assignment(consumer);
+        }
+        let ends = consumer.context().ends.lock().expect("ends lock poisoned");
+        let mut out: Vec<(String, LogPosition)> = self
+            .assigned
+            .iter()
+            .map(|(k, name)| {
+                let at_end = ends.get(name).is_some_and(|e| {
+                    let pos = handed
+                        .get(k)
+                        .copied()
+                        .unwrap_or(-1)
+                        .max(e.app)
+                        .max(e.committed);
+                    e.hi >= 0 && (pos >= e.hi || e.lo >= e.hi)
+                });
+                let position = if at_end && !self.paused.contains(k) {
+                    LogPosition::AtEnd
+                } else {
+                    LogPosition::Behind
+                };
+                (name.clone(), position)
+            })
+            .collect();
+        // Partitions no longer ours hold nobody back.
+        for (name, _) in &self.last_sent {
+            if !out.iter().any(|(n, _)| n == name) {
+                out.push((name.clone(), LogPosition::AtEnd));
+            }
+        }
+        self.last_sent = out.clone();
+        out
+    }
+
+    /// The positions, if they changed since last sent.
+    fn changed(
+        &mut self,
+        consumer: &StreamConsumer<GroupContext>,
+        handed: &HashMap<(usize, i32), i64>,
+    ) -> Option<Vec<(String, LogPosition)>> {
+        let before = self.last_sent.clone();
+        let now = self.positions(consumer, handed);
+        (now != before).then_some(now)
+    }
+
+    /// Pauses partitions whose events wait in the aligner far ahead of the others, and
+    /// resumes them once half have gone.
+    fn pause_far_ahead(
+        &mut self,
+        consumer: &StreamConsumer<GroupContext>,
+        view: &crate::state::OrderView,
+    ) {
+        let held: HashMap<&str, usize> = view
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.held))
+            .collect();
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        let mut changed = Vec::new();
+        for (k, name) in &self.assigned {
+            let n = held.get(name.as_str()).copied().unwrap_or(0);
+            let paused = self.paused.contains(k);
+            if !paused && n >= self.pause_at {
+                let _ = pause.add_partition(&self.names[k.0], k.1);
+                changed.push((*k, true));
+            } else if paused && n <= self.pause_at / 2 {
+                let _ = resume.add_partition(&self.names[k.0], k.1);
+                changed.push((*k, false));
+            }
+        }
+        if pause.count() > 0 {
+            match consumer.pause(&pause) {
+                Ok(()) => debug!(partitions = %describe(&pause), "paused: far ahead of the others"),
+                Err(e) => warn!(error = %e, "could not pause partitions"),
+            }
+        }
+        if resume.count() > 0 {
+            match consumer.resume(&resume) {
+                Ok(()) => debug!(partitions = %describe(&resume), "resumed"),
+                Err(e) => warn!(error = %e, "could not resume partitions"),
+            }
+        }
+        for (k, paused) in changed {
+            if paused {
+                self.paused.insert(k);
+            } else {
+                self.paused.remove(&k);
+            }
+        }
     }
 }
 
@@ -443,6 +632,8 @@ struct GroupContext {
     brokers: String,
     /// Mirrors the health view's flag, so the hot path takes no lock.
     connected: AtomicBool,
+    /// Each consumed `topic/partition`'s end of log, from the statistics.
+    ends: Mutex<HashMap<String, PartitionEnd>>,
 }
 
 impl GroupContext {
@@ -506,6 +697,25 @@ impl ClientContext for GroupContext {
             .any(|b| b.source != "logical" && b.state == "UP");
         let lag = partition_lag(&s);
         self.state.sources.update(SOURCE, |h| h.lag = lag);
+        {
+            let mut ends = self.ends.lock().expect("ends lock poisoned");
+            for (topic, t) in &s.topics {
+                for (p, part) in &t.partitions {
+                    if *p < 0 || part.fetch_state == "none" {
+                        continue;
+                    }
+                    ends.insert(
+                        format!("{topic}/{p}"),
+                        PartitionEnd {
+                            hi: part.hi_offset,
+                            lo: part.lo_offset,
+                            app: part.app_offset,
+                            committed: part.committed_offset,
+                        },
+                    );
+                }
+            }
+        }
         if up {
             self.mark_connected();
         } else {
