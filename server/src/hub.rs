@@ -139,7 +139,7 @@ impl Hub {
                     c.users.insert(u);
                 }
                 Delta::Alert(id) => c.alerts.push(id),
-                Delta::Held | Delta::Duplicate | Delta::DeadLetter { .. } => {}
+                Delta::Held | Delta::Duplicate | Delta::Superseded | Delta::DeadLetter { .. } => {}
             }
         }
         // Bound what waits for the next tick: only the newest photos matter to the map.

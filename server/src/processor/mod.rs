@@ -58,11 +58,9 @@ pub struct ProcessorConfig {
     /// ... and follows (half the stream, so kept small enough to stay in cache: they
     /// only guard a re-follow racing its unfollow) for at most this many.
     pub recent_follows_max: usize,
-    /// How far the stream's clock is held back behind the newest event time.
+    /// How far the stream's clock is held back behind the newest event time; an event
+    /// older than the newest applied by more than this is late (see `Stats::late_by_kind`).
     pub allowed_lateness_secs: i64,
-    /// An event further than this ahead of the clock does not move it (a bad clock
-    /// upstream must not empty every window).
-    pub max_clock_jump_secs: i64,
     /// Per-minute counters are kept this long.
     pub minute_retention_minutes: i64,
     /// Per-minute reach sketches are kept this long (the 1 h window and its previous period).
@@ -92,7 +90,6 @@ impl Default for ProcessorConfig {
             recent_follows_max: 100_000,
             pending_max: 100_000,
             allowed_lateness_secs: 2,
-            max_clock_jump_secs: 86_400,
             minute_retention_minutes: 25 * 60,
             minute_sketch_retention_minutes: 125,
             hour_retention_hours: 49,
@@ -203,6 +200,9 @@ pub enum Delta {
     Held,
     /// Applied before, changes nothing now (a repeated like, follow, photo).
     Duplicate,
+    /// A follow or unfollow older than a newer event on the same edge already applied:
+    /// the newest stands.
+    Superseded,
     Alert(u64),
     /// The record must go to the dead letters with its original bytes.
     DeadLetter {
@@ -260,16 +260,25 @@ impl TryFrom<PendingRaw> for Pending {
     }
 }
 
-/// Counters for the health view.
+/// Counters for the health view. Every event applied is counted once: applied (by
+/// kind), a duplicate, superseded, held for its photo (`pending_count`, then one of
+/// the others) or dead-lettered (by reason); late ones are also counted by kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub applied_by_kind: [u64; 6],
     pub duplicates: u64,
+    /// Follows and unfollows older than a newer event on their edge (which stands).
+    pub superseded: u64,
     pub implicit_users: u64,
     /// Events older than every retained bucket: counted in all-time totals only.
     pub late_events: u64,
-    /// Events too far ahead of the clock to move it.
-    pub clock_outliers: u64,
+    /// Applied although older than the newest applied event by more than the allowed
+    /// lateness, by kind (docs/semantics.md, "Late events"): create-user is exact; a
+    /// follow is exact too (its follower is added to the reach of the followed user's
+    /// photos since the follow); an unfollow cannot withdraw reach already counted
+    /// (sketches only grow); a photo, like or comment lands in its own minute with
+    /// the followers its user has now.
+    pub late_by_kind: [u64; 6],
     pub dead_letters: BTreeMap<Reason, u64>,
 }
 
@@ -488,6 +497,9 @@ impl Processor {
     pub fn apply(&mut self, event: &Event<'_>, raw: &[u8]) -> Deltas {
         let mut out = Deltas::new();
         let t = event.time();
+        let late = self
+            .max_time
+            .is_some_and(|m| t < m - self.cfg.allowed_lateness_secs * MS_PER_SEC);
         self.advance_clock(t, &mut out);
         match event {
             Event::CreateUser(e) => {
@@ -503,21 +515,40 @@ impl Processor {
                 }
             }
             Event::PhotoUpload(p) => self.apply_photo(p, &mut out),
-            Event::Follow(e) => self.apply_follow(e, &mut out),
+            Event::Follow(e) => self.apply_follow(e, late, &mut out),
             Event::Unfollow(e) => self.apply_unfollow(e, &mut out),
             Event::Like(e) | Event::Comment(e) => {
                 self.apply_engagement(event.kind(), e, raw, &mut out)
             }
         }
-        let counted = out
-            .iter()
-            .any(|d| !matches!(d, Delta::Duplicate | Delta::Held | Delta::DeadLetter { .. }));
-        if counted {
-            self.stats.applied_by_kind[event.kind() as usize] += 1;
-        } else if out.iter().any(|d| matches!(d, Delta::Duplicate)) {
-            self.stats.duplicates += 1;
+        self.count_outcome(event.kind(), &out);
+        if late && !out.iter().any(|d| matches!(d, Delta::Held)) {
+            self.stats.late_by_kind[event.kind() as usize] += 1;
         }
         out
+    }
+
+    /// Counts one event under what became of it (its own deltas, which may follow
+    /// dead letters of expired engagements the same event pushed out).
+    fn count_outcome(&mut self, kind: EventKind, out: &[Delta]) {
+        let changed = out.iter().any(|d| {
+            !matches!(
+                d,
+                Delta::Duplicate | Delta::Superseded | Delta::Held | Delta::DeadLetter { .. }
+            )
+        });
+        if changed {
+            self.stats.applied_by_kind[kind as usize] += 1;
+        } else if out.iter().any(|d| matches!(d, Delta::Duplicate)) {
+            self.stats.duplicates += 1;
+        } else if out.iter().any(|d| matches!(d, Delta::Superseded)) {
+            self.stats.superseded += 1;
+        }
+    }
+
+    /// The newest event time applied.
+    pub fn newest_time(&self) -> Option<Millis> {
+        self.max_time
     }
 
     /// Records a record that never decoded, so the counts by reason include it.
@@ -531,13 +562,9 @@ impl Processor {
                 self.max_time = Some(t);
                 self.first_time = Some(t);
             }
-            Some(m) if t > m => {
-                if t - m > self.cfg.max_clock_jump_secs * MS_PER_SEC {
-                    self.stats.clock_outliers += 1;
-                    return;
-                }
-                self.max_time = Some(t);
-            }
+            // Far-future stamps never get here: the pipeline dead-letters them
+            // (`future_time`) before they can move the clock.
+            Some(m) if t > m => self.max_time = Some(t),
             Some(_) => return,
         }
         self.expire_pending(out);
@@ -672,8 +699,10 @@ impl Processor {
             for w in waiting {
                 self.pending_order.remove(&(w.event.time(), w.seq));
                 if let Event::Like(e) | Event::Comment(e) = &w.event {
-                    self.apply_engagement(w.event.kind(), e, &w.raw, out);
-                    self.stats.applied_by_kind[w.event.kind() as usize] += 1;
+                    let mut own = Deltas::new();
+                    self.apply_engagement(w.event.kind(), e, &w.raw, &mut own);
+                    self.count_outcome(w.event.kind(), &own);
+                    out.extend(own);
                 }
             }
         }
@@ -684,7 +713,7 @@ impl Processor {
         self.clock().unwrap_or(at) - self.cfg.pending_hold_secs * MS_PER_SEC
     }
 
-    fn apply_follow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
+    fn apply_follow(&mut self, e: &Edge<'_>, late: bool, out: &mut Deltas) {
         let (follower, _) = self.intern_user(&e.follower, false);
         let (followed, _) = self.intern_user(&e.followed, false);
         let (edge, at) = (RecentEdges::key(follower, followed), e.created);
@@ -696,7 +725,7 @@ impl Processor {
             .get(edge, horizon)
             .is_some_and(|u| u >= at)
         {
-            out.push(Delta::Duplicate);
+            out.push(Delta::Superseded);
             return;
         }
         let max = self.cfg.recent_follows_max;
@@ -712,7 +741,34 @@ impl Processor {
             s.insert_hash(hash);
         }
         self.backfill(follower, followed);
+        if late {
+            self.repair_reach(follower, followed, at);
+        }
         out.push(Delta::Followed { follower, followed });
+    }
+
+    /// A follow applied late: had it come in its turn, the follower would have been
+    /// reached by every photo the followed user posted since. Sketches only grow, so
+    /// adding them now gives exactly that, in each photo's own minute.
+    fn repair_reach(&mut self, follower: UserId, followed: UserId, since: Millis) {
+        let hash = self.hashes[follower.0 as usize];
+        let Some(clock) = self.clock() else { return };
+        let photos = &self.users[followed.0 as usize].photos;
+        for &ph in photos.iter().rev() {
+            let photo = &self.photos[ph.0 as usize];
+            if photo.created < since {
+                break;
+            }
+            for &b in &photo.brands {
+                self.brands[b.0 as usize].add(
+                    photo.created,
+                    clock,
+                    Counters::default(),
+                    &self.cfg,
+                    |s| s.insert_hash(hash),
+                );
+            }
+        }
     }
 
     fn apply_unfollow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
@@ -726,7 +782,7 @@ impl Processor {
             .get(edge, horizon)
             .is_some_and(|f| f > at)
         {
-            out.push(Delta::Duplicate);
+            out.push(Delta::Superseded);
             return;
         }
         let repeated = self.recent_unfollows.get(edge, horizon).is_some();
@@ -1023,6 +1079,25 @@ impl Processor {
         }
         out.push(Delta::Alert(id));
     }
+}
+
+/// Late events by how they were handled, under the names the health view and
+/// `/metrics` use (docs/semantics.md, "Late events").
+pub fn late_by_handling(stats: &Stats) -> BTreeMap<String, u64> {
+    EventKind::ALL
+        .iter()
+        .map(|&k| {
+            let name = match k {
+                EventKind::CreateUser => "create_user_exact",
+                EventKind::Follow => "follow_repaired",
+                EventKind::Unfollow => "unfollow_reach_kept",
+                EventKind::PhotoUpload => "photo_followers_now",
+                EventKind::Like => "like_followers_now",
+                EventKind::Comment => "comment_followers_now",
+            };
+            (name.to_string(), stats.late_by_kind[k as usize])
+        })
+        .collect()
 }
 
 /// A hash of a username that is the same on every instance and every run (FNV-1a,

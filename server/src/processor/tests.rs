@@ -135,9 +135,11 @@ fn an_unfollow_read_before_its_follow_cancels_it() {
     ]);
     assert_eq!(s.p.profile(s.uid("a")).followers, 1);
     assert_eq!(s.p.profile(s.uid("b")).following, 0);
-    // The early unfollow is counted as applied; the stale follow as superseded.
+    // The early unfollow is counted as applied; the stale follow as superseded, not
+    // as a duplicate (it was never applied before).
     assert_eq!(s.p.stats.applied_by_kind[EventKind::Unfollow as usize], 1);
-    assert_eq!(s.p.stats.duplicates, 1);
+    assert_eq!(s.p.stats.superseded, 1);
+    assert_eq!(s.p.stats.duplicates, 0);
 }
 
 #[test]
@@ -699,4 +701,113 @@ fn a_burst_for_a_brand_silent_until_now_is_a_spike_once_the_stream_has_history()
     s.feed(&burst);
     assert_eq!(s.alerts.len(), 1);
     assert_eq!(s.p.alerts().back().unwrap().brand, "Tesla");
+}
+
+#[test]
+fn a_late_follow_adds_its_follower_to_the_reach_of_the_photos_posted_since() {
+    let mut s = Sim::new();
+    s.feed(&[
+        photo("a", "Nike", &at(0, 10)),
+        photo("a", "Lego", &at(0, 20)),
+        photo("z", "Nike", &at(0, 50)),
+    ]);
+    assert_eq!(s.row("Nike", Window::All).reach, 0);
+    // Read late (a lagging follow topic): b followed a at 0:15, between the two photos.
+    s.feed(&[follow("b", "a", &at(0, 15))]);
+    assert_eq!(s.p.stats.late_by_kind[EventKind::Follow as usize], 1);
+    assert_eq!(
+        s.row("Lego", Window::All).reach,
+        1,
+        "the photo after the follow"
+    );
+    assert_eq!(s.row("Lego", Window::M5).reach, 1);
+    assert_eq!(
+        s.row("Nike", Window::All).reach,
+        0,
+        "the photo before it is not"
+    );
+    // The same follow in its turn gives the same numbers.
+    let mut inorder = Sim::new();
+    inorder.feed(&[
+        photo("a", "Nike", &at(0, 10)),
+        follow("b", "a", &at(0, 15)),
+        photo("a", "Lego", &at(0, 20)),
+        photo("z", "Nike", &at(0, 50)),
+    ]);
+    for (brand, w) in [
+        ("Lego", Window::All),
+        ("Nike", Window::All),
+        ("Lego", Window::M5),
+    ] {
+        assert_eq!(
+            s.row(brand, w).reach,
+            inorder.row(brand, w).reach,
+            "{brand} {w:?}"
+        );
+    }
+}
+
+#[test]
+fn late_events_are_applied_and_counted_by_how_they_were_handled() {
+    let mut s = Sim::new();
+    s.feed(&[
+        follow("b", "a", &at(0, 1)),
+        photo("a", "Nike", &at(10, 0)),
+        // Each of these is minutes behind the newest applied event.
+        user("late", &at(1, 0)),
+        photo("c", "Nike", &at(2, 0)),
+        like("d", "a", &at(10, 0), &at(3, 0)),
+        unfollow("b", "a", &at(4, 0)),
+    ]);
+    let late = late_by_handling(&s.p.stats);
+    assert_eq!(late["create_user_exact"], 1);
+    assert_eq!(late["photo_followers_now"], 1);
+    assert_eq!(late["like_followers_now"], 1);
+    assert_eq!(late["unfollow_reach_kept"], 1);
+    assert_eq!(late["follow_repaired"], 0);
+    // All applied: late is a label, not a loss.
+    assert_eq!(s.row("Nike", Window::All).photos, 2);
+    assert_eq!(s.row("Nike", Window::All).likes, 1);
+    assert_eq!(s.p.profile(s.uid("a")).followers, 0);
+    // An event within the allowed lateness (2 s) is not late; one beyond it is.
+    s.feed(&[user("ontime", &at(9, 59))]);
+    assert_eq!(late_by_handling(&s.p.stats)["create_user_exact"], 1);
+    s.feed(&[user("later", &at(9, 57))]);
+    assert_eq!(late_by_handling(&s.p.stats)["create_user_exact"], 2);
+}
+
+#[test]
+fn every_event_is_applied_a_duplicate_superseded_held_or_dead_lettered() {
+    let mut s = Sim::with(ProcessorConfig {
+        pending_hold_secs: 60,
+        ..ProcessorConfig::default()
+    });
+    let lines = [
+        user("a", &at(0, 0)),
+        user("a", &at(0, 0)), // duplicate
+        photo("a", "Nike", &at(0, 5)),
+        like("b", "a", &at(0, 5), &at(0, 6)),
+        like("b", "a", &at(0, 5), &at(0, 7)),  // duplicate like
+        like("c", "a", &at(0, 30), &at(0, 8)), // held: its photo comes later
+        like("c", "a", &at(0, 30), &at(0, 9)), // held, then a duplicate on arrival
+        unfollow("d", "a", &at(0, 12)),
+        follow("d", "a", &at(0, 11)), // superseded by the newer unfollow
+        like("e", "a", &at(0, 40), &at(0, 20)), // held; its photo never comes
+        photo("a", "Nike", &at(0, 30)),
+        comment("f", "a", &at(9, 0), "?", &at(0, 35)), // held, pending at the end
+        user("g", &at(1, 30)),                         // expires e's like: dead-lettered
+    ];
+    s.feed(&lines);
+    let st = &s.p.stats;
+    let applied: u64 = st.applied_by_kind.iter().sum();
+    let dead: u64 = st.dead_letters.values().sum();
+    assert_eq!(st.duplicates, 3);
+    assert_eq!(st.superseded, 1);
+    assert_eq!(dead, 1);
+    assert_eq!(s.p.pending_count(), 1);
+    assert_eq!(
+        applied + st.duplicates + st.superseded + dead + s.p.pending_count() as u64,
+        lines.len() as u64,
+        "{st:?}"
+    );
 }
