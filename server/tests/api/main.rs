@@ -375,3 +375,60 @@ async fn an_archiver_archives_and_dead_letters_but_applies_nothing() {
         .collect();
     assert_eq!(raw, [lines[0].clone(), lines[2].clone(), lines[3].clone()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_far_future_event_is_dead_lettered_and_cannot_move_the_stream_clock() {
+    let app = spawn_app().await;
+    let future = r#"{"username":"bad","full_name":"Bad Clock","created_time":"9999-12-31 23:59:59","event":"create-user"}"#.to_string();
+    // First event of the stream, then in the middle of it.
+    let report = app
+        .ingest(&[
+            future.clone(),
+            user("u1", 0),
+            photo("u1", "Nike", 5),
+            future,
+            user("u2", 9),
+        ])
+        .await;
+    assert_eq!(report.accepted, 3);
+    let reasons: Vec<_> = report
+        .errors
+        .iter()
+        .map(|e| (e.line, e.reason.as_str()))
+        .collect();
+    assert_eq!(reasons, [(1, "future_time"), (4, "future_time")]);
+    let health: Health = app.get("/api/health").await;
+    assert_eq!(health.dead_letters_by_reason["future_time"], 2);
+    assert_eq!(
+        health.order.applied_time_ms,
+        Some(instabrand_shared::time::parse_time(&t(9)).unwrap()),
+        "the clock is the stream's, not year 9999"
+    );
+    let lb: Leaderboard = app.get("/api/leaderboard?window=5m").await;
+    assert_eq!(
+        lb.rows[0].photos, 1,
+        "the 5-minute window still holds 2017's photo"
+    );
+    // Every ingested event is accounted for, and the input is listed with its watermark.
+    assert_eq!(health.events_ingested, 3);
+    assert_eq!(
+        health.events_applied + health.duplicates + health.superseded,
+        3
+    );
+    let ingest = health
+        .order
+        .inputs
+        .iter()
+        .find(|i| i.name == "ingest")
+        .unwrap();
+    assert_eq!(ingest.watermark_ms, health.order.applied_time_ms);
+    assert_eq!(ingest.trails_ms, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_data_far_behind_the_wall_clock_is_applied() {
+    // 2017 is years behind the wall clock: replays of old data pass the future guard.
+    let app = spawn_app().await;
+    let report = app.ingest(&[user("u1", 0), user("u2", 1)]).await;
+    assert_eq!((report.accepted, report.rejected), (2, 0));
+}
