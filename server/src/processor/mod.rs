@@ -31,7 +31,7 @@ use crate::hll::{Hll, hash64};
 pub use feeds::{Cursor, Timeline, format_cursor, parse_cursor};
 pub use metrics::{BrandState, Counters, Windowed};
 
-/// Every limit of the processor. Defaults follow DESIGN.md.
+/// Every limit of the processor (docs/semantics.md explains what they bound).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcessorConfig {

@@ -1,4 +1,4 @@
-//! One test per rule of DESIGN.md section 2, each driven by a small table of events
+//! One test per rule of docs/semantics.md, each driven by a small table of events
 //! written in the original JSON shape.
 
 use instabrand_shared::api::Window;
