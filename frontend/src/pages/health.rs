@@ -101,7 +101,10 @@ fn HealthView(health: Health) -> impl IntoView {
                 {stat("Implicit users", format::grouped(h.implicit_users))}
                 {stat("Photos", format::grouped(h.photos))}
                 {stat("Pending engagements", format::grouped(h.pending_engagements))}
-                {stat("Late events", format::grouped(h.late_events))}
+                {stat("Beyond retention", format::grouped(h.late_events))}
+                {stat("Duplicates", format::grouped(h.duplicates))}
+                {stat("Superseded edges", format::grouped(h.superseded))}
+                {stat("Waiting for order", format::grouped(h.order.held))}
                 {stat("WebSocket clients", format::grouped(h.websocket_clients))}
                 <div class="stat wide-stat">
                     <span class="label">"Stream clock (UTC)"</span>
@@ -132,7 +135,33 @@ fn HealthView(health: Health) -> impl IntoView {
                 </div>
             </section>
         })}
+        {(!h.order.inputs.is_empty()).then(|| view! {
+            <section class="panel" data-test="inputs">
+                <h2>"Inputs, in event-time order"</h2>
+                <p class="note">{format!(
+                    "Applied through {}. An input at the end of its log, or silent past its bound, holds no other back.",
+                    h.order.applied_time_ms.map(format::timestamp).unwrap_or_else(|| "–".into()))}</p>
+                <div class="table-wrap"><table>
+                    <thead><tr><th>"Input"</th><th>"Watermark (UTC)"</th><th class="num">"Applying trails by"</th><th class="num">"Waiting"</th><th>"Log"</th></tr></thead>
+                    <tbody>{h.order.inputs.iter().map(|i| view! {
+                        <tr>
+                            <td><code>{i.name.clone()}</code></td>
+                            <td>{i.watermark_ms.map(format::timestamp).unwrap_or_else(|| "–".into())}</td>
+                            <td class="num">{i.trails_ms.map(format::duration).unwrap_or_default()}</td>
+                            <td class="num">{format::grouped(i.held)}</td>
+                            <td>{format!("{}{}", i.position.replace('_', " "), if i.idle { "" } else { " · holding" })}</td>
+                        </tr>
+                    }).collect_view()}</tbody>
+                </table></div>
+            </section>
+        })}
         <div class="grid thirds">
+            <section class="panel" data-test="late-events">
+                <h2>"Late events, by handling"</h2>
+                <table><tbody>{h.late_by_handling.iter().map(|(k, n)| view! {
+                    <tr><td><code>{k.clone()}</code></td><td class="num">{format::grouped(*n)}</td></tr>
+                }).collect_view()}</tbody></table>
+            </section>
             <section class="panel">
                 <h2>"Events by kind"</h2>
                 <table><tbody>{h.events_by_kind.iter().map(|(k, n)| view! {
