@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use instabrand_generator::Shape;
 use instabrand_shared::time::parse_time;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -87,6 +88,10 @@ pub enum Command {
         /// Events per second (of event time for files; of wall time for Kafka).
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
+        /// Who posts: `activity` (everyone at a rate of their own) or `popular` (drawn
+        /// by the same Zipf popularity as who gets followed; engagement likewise).
+        #[arg(long, default_value_t = Shape::Activity)]
+        shape: Shape,
         /// Event time of the first event, `YYYY-MM-DD HH:MM:SS` (files only).
         #[arg(long, default_value = "2017-06-12 00:00:00")]
         start: String,
@@ -128,6 +133,12 @@ pub enum Command {
         /// rest of the file is the steady mix of uploads and engagement).
         #[arg(long, default_value_t = 20_000)]
         users: u32,
+        /// Mean accounts each user of the generated network follows at first.
+        #[arg(long, default_value_t = 20.0)]
+        mean_follows: f64,
+        /// Who posts in the generated network: `activity` or `popular` (see `generate`).
+        #[arg(long, default_value_t = Shape::Activity)]
+        shape: Shape,
         /// Afterwards, checkpoint the state into this redb file and time it.
         #[arg(long)]
         checkpoint_to: Option<PathBuf>,
@@ -221,6 +232,7 @@ pub fn main() -> anyhow::Result<()> {
             users,
             mean_follows,
             rate,
+            shape,
             start,
             out,
             kafka,
@@ -233,6 +245,7 @@ pub fn main() -> anyhow::Result<()> {
                 mean_follows,
                 start_ms,
                 rate,
+                shape,
             };
             match (out, kafka) {
                 (Some(path), None) => {
@@ -303,6 +316,8 @@ pub fn main() -> anyhow::Result<()> {
             events,
             generate,
             users,
+            mean_follows,
+            shape,
             checkpoint_to,
             checkpoint_every,
         } => {
@@ -314,6 +329,8 @@ pub fn main() -> anyhow::Result<()> {
                     n,
                     instabrand_generator::Config {
                         users,
+                        mean_follows,
+                        shape,
                         ..instabrand_generator::Config::default()
                     },
                 )?;
