@@ -194,8 +194,8 @@ pub fn generate_file(
     let mut buf = Vec::with_capacity(512);
     for _ in 0..events {
         buf.clear();
+        // The line comes with its newline.
         instabrand_generator::write_original_json(&generator.next_event(), &mut buf);
-        buf.push(b'\n');
         out.write_all(&buf)?;
     }
     out.flush()
@@ -227,6 +227,12 @@ mod tests {
             },
         )
         .unwrap();
+        let text = std::fs::read_to_string(&events).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            20_000,
+            "one line per event, no blank ones"
+        );
         let r = run_file(
             &events,
             ProcessorConfig::default(),
