@@ -146,6 +146,11 @@ pub enum Command {
         /// the server does (serialize, then write on a second thread).
         #[arg(long, requires = "checkpoint_to")]
         checkpoint_every: Option<f64>,
+        /// The first this many users read their home timelines throughout (noted a
+        /// share per 4,096 events, as the pipeline notes the web layer's reads), so
+        /// uploads fan out to them.
+        #[arg(long, default_value_t = 0)]
+        readers: u32,
     },
 }
 
@@ -320,6 +325,7 @@ pub fn main() -> anyhow::Result<()> {
             shape,
             checkpoint_to,
             checkpoint_every,
+            readers,
         } => {
             let config = Config::load(cli.config.as_deref(), json!({}))?;
             if let Some(n) = generate {
@@ -343,11 +349,14 @@ pub fn main() -> anyhow::Result<()> {
                 &events,
                 config.processor,
                 &config.limits,
-                checkpoint_to.as_deref(),
-                checkpoint_every
-                    .map(std::time::Duration::try_from_secs_f64)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
+                bench::BenchOptions {
+                    checkpoint_to: checkpoint_to.as_deref(),
+                    checkpoint_every: checkpoint_every
+                        .map(std::time::Duration::try_from_secs_f64)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
+                    readers,
+                },
             )?;
             println!("events: {}", r.events);
             println!("rejected: {}", r.rejected);
@@ -357,6 +366,9 @@ pub fn main() -> anyhow::Result<()> {
             println!("seconds: {:.3}", r.elapsed.as_secs_f64());
             println!("events_per_sec: {:.0}", r.events_per_sec());
             println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
+            if readers > 0 {
+                println!("home_timelines_materialized: {}", r.active_readers);
+            }
             if r.checkpoints_during > 0 {
                 println!("checkpoints_while_applying: {}", r.checkpoints_during);
                 println!(
