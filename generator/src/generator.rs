@@ -99,6 +99,51 @@ pub struct Config {
     /// Events per second of event time in [`Generator::next_event`]; a value that is
     /// not a positive number falls back to the default.
     pub rate: f64,
+    /// Who posts and whose photos draw engagement.
+    pub shape: Shape,
+}
+
+/// Who posts and whose photos draw engagement, relative to who gets followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// Everyone posts at a rate of their own that grows only slowly with popularity
+    /// (popularity^0.35 × noise), and a photo draws engagement by its owner's reach
+    /// (followers^0.8) and recency: posting is spread over the whole network.
+    #[default]
+    Activity,
+    /// Who posts is drawn by the same Zipf popularity as who gets followed, and every
+    /// recent photo is equally likely to be engaged with (by recency alone), so who is
+    /// engaged with follows that popularity too: a few popular accounts post most and
+    /// each upload reaches many followers, as on a real network. The shape that makes
+    /// fan-out on write expensive.
+    Popular,
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Shape::Activity => "activity",
+            Shape::Popular => "popular",
+        })
+    }
+}
+
+/// A shape named on a command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown shape {0:?}: one of activity (the default; also \"uniform\") or popular")]
+pub struct UnknownShape(String);
+
+impl std::str::FromStr for Shape {
+    type Err = UnknownShape;
+
+    fn from_str(s: &str) -> Result<Self, UnknownShape> {
+        match s.to_ascii_lowercase().as_str() {
+            // "uniform": what the benchmarks called the default shape.
+            "activity" | "uniform" | "default" => Ok(Shape::Activity),
+            "popular" => Ok(Shape::Popular),
+            _ => Err(UnknownShape(s.to_owned())),
+        }
+    }
 }
 
 impl Default for Config {
@@ -109,6 +154,7 @@ impl Default for Config {
             mean_follows: 20.0,
             start_ms: DEFAULT_START_MS,
             rate: 200.0,
+            shape: Shape::Activity,
         }
     }
 }
@@ -206,6 +252,7 @@ pub struct Generator {
     /// Samplers over `users[..sampled_users]`, rebuilt as users join.
     by_popularity: WeightedAliasIndex<f64>,
     by_activity: WeightedAliasIndex<f64>,
+    shape: Shape,
     sampled_users: usize,
     brand_pick: WeightedAliasIndex<f64>,
     city_pick: WeightedAliasIndex<f64>,
@@ -271,7 +318,11 @@ impl Generator {
             popularity_noise: LogNormal::new(0.0, tune::POPULARITY_NOISE).expect("sigma"),
             activity_noise: LogNormal::new(0.0, tune::ACTIVITY_NOISE).expect("sigma"),
             jitter: Normal::new(0.0, tune::JITTER_DEG).expect("sigma"),
-            recent: RecentPhotos::new(),
+            recent: RecentPhotos::new(match cfg.shape {
+                Shape::Activity => crate::recent::REACH_EXPONENT,
+                Shape::Popular => 0.0,
+            }),
+            shape: cfg.shape,
             liked: vec![0; tune::LIKE_MEMORY],
             newcomers: VecDeque::new(),
             pending: BinaryHeap::new(),
@@ -532,7 +583,10 @@ impl Generator {
     }
 
     fn photo(&mut self, at: Millis) -> Option<Event<'static>> {
-        let owner = self.free_owner(at, |g| g.by_activity.sample(&mut g.rng))?;
+        let owner = match self.shape {
+            Shape::Activity => self.free_owner(at, |g| g.by_activity.sample(&mut g.rng))?,
+            Shape::Popular => self.free_owner(at, |g| g.by_popularity.sample(&mut g.rng))?,
+        };
         let brand = self.brand_pick.sample(&mut self.rng);
         let city = if self.rng.random_bool(tune::TRAVEL) {
             self.city_pick.sample(&mut self.rng) as u32

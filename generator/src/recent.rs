@@ -18,7 +18,7 @@ use instabrand_shared::Millis;
 pub(crate) const RING: usize = 8_192;
 /// Engagement grows as followers^REACH_EXPONENT: sub-linear, as measured like counts
 /// grow more slowly than audiences.
-const REACH_EXPONENT: f64 = 0.8;
+pub(crate) const REACH_EXPONENT: f64 = 0.8;
 /// Mean age, in uploads, of an engaged photo among equally popular ones.
 const MEAN_AGE: f64 = 1_000.0;
 /// Newest weights start at 2^EPOCH_BITS times their base, so photos a few half-lives
@@ -45,11 +45,16 @@ pub(crate) struct RecentPhotos {
     epoch: u64,
     uploads: u64,
     half_life: f64,
+    /// A photo's base odds are (followers + 1)^reach_exponent.
+    reach_exponent: f64,
 }
 
 impl RecentPhotos {
-    pub(crate) fn new() -> Self {
+    /// `reach_exponent`: [`REACH_EXPONENT`], or 0 for odds by recency alone (when uploads
+    /// already come mostly from popular accounts).
+    pub(crate) fn new(reach_exponent: f64) -> Self {
         RecentPhotos {
+            reach_exponent,
             photos: Vec::with_capacity(RING),
             odds: WeightedTreeIndex::new(Vec::<u64>::new()).expect("an empty tree"),
             epoch: 0,
@@ -67,7 +72,8 @@ impl RecentPhotos {
     pub(crate) fn push(&mut self, owner: u32, created: Millis, followers: usize) -> RecentPhoto {
         let seq = self.uploads;
         self.uploads += 1;
-        let base = (((followers + 1) as f64).powf(REACH_EXPONENT) * 16.0).min((1 << 21) as f64);
+        let base =
+            (((followers + 1) as f64).powf(self.reach_exponent) * 16.0).min((1 << 21) as f64);
         let photo = RecentPhoto {
             owner,
             created,
@@ -132,13 +138,13 @@ mod tests {
     #[test]
     fn nothing_is_sampled_before_the_first_upload() {
         let mut rng = Pcg64Mcg::seed_from_u64(1);
-        assert_eq!(RecentPhotos::new().sample(&mut rng), None);
+        assert_eq!(RecentPhotos::new(REACH_EXPONENT).sample(&mut rng), None);
     }
 
     #[test]
     fn popular_and_recent_photos_draw_more_engagement_across_many_epochs() {
         let mut rng = Pcg64Mcg::seed_from_u64(1);
-        let mut recent = RecentPhotos::new();
+        let mut recent = RecentPhotos::new(REACH_EXPONENT);
         // Owner 0 has 10,000 followers and posts one photo in 100; the rest have 5.
         for i in 0..100_000u64 {
             let celebrity = i % 100 == 0;

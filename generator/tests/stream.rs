@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use instabrand_generator::{
-    CampaignError, Config, Generator, brands, cities, find_city, write_original_json,
+    CampaignError, Config, Generator, Shape, brands, cities, find_city, write_original_json,
 };
 use instabrand_shared::{DecodeLimits, Event, EventKind, Millis, decode};
 
@@ -479,4 +479,71 @@ fn a_long_run_stops_growing_so_memory_stays_flat() {
         now <= edges * 3 + 50 && now > edges * 2,
         "{now} edges from {edges}"
     );
+}
+
+/// Share of the steady state's uploads, and of its likes and comments received, that
+/// go to the 1 % most followed accounts (by followers after the bootstrap).
+fn top_percent_shares(shape: Shape) -> (f64, f64) {
+    let mut g = Generator::new(Config { shape, ..small(3) });
+    let mut followers: HashMap<String, usize> = HashMap::new();
+    while g.in_bootstrap() {
+        if let Event::Follow(f) = g.next_event() {
+            *followers.entry(f.followed.into_owned()).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<_> = followers.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let top: HashSet<String> = ranked.into_iter().take(20).map(|(u, _)| u).collect();
+    let (mut uploads, mut top_uploads, mut engaged, mut top_engaged) = (0, 0, 0, 0);
+    for _ in 0..100_000 {
+        match g.next_event() {
+            Event::PhotoUpload(p) => {
+                uploads += 1;
+                top_uploads += usize::from(top.contains(p.username.as_ref()));
+            }
+            Event::Like(e) | Event::Comment(e) => {
+                engaged += 1;
+                top_engaged += usize::from(top.contains(e.owner.as_ref()));
+            }
+            _ => {}
+        }
+    }
+    (
+        top_uploads as f64 / uploads as f64,
+        top_engaged as f64 / engaged as f64,
+    )
+}
+
+#[test]
+fn in_the_popular_shape_the_most_followed_accounts_post_most_and_draw_most_engagement() {
+    let (spread_uploads, spread_engaged) = top_percent_shares(Shape::Activity);
+    let (popular_uploads, popular_engaged) = top_percent_shares(Shape::Popular);
+    // The activity shape spreads uploads nearly evenly (popularity^0.35): the top 1 %
+    // post about 1.5 %. Drawn by popularity they post ten times that (Zipf 0.9 gives
+    // them a third of all draws; one photo per account per second caps the busiest).
+    assert!(spread_uploads < 0.03, "activity shape: {spread_uploads}");
+    assert!(popular_uploads > 0.1, "popular shape: {popular_uploads}");
+    // Engagement: by recency alone in the popular shape, so it goes where uploads go;
+    // by reach (followers^0.8) in the activity shape, so it concentrates anyway.
+    assert!(
+        (popular_engaged - popular_uploads).abs() < 0.03,
+        "popular shape: {popular_engaged} engaged vs {popular_uploads} uploads"
+    );
+    assert!(spread_engaged > 0.1, "activity shape: {spread_engaged}");
+}
+
+#[test]
+fn the_popular_shape_is_deterministic_per_seed_and_differs_from_the_default() {
+    let run = |shape| bytes(&stream(Config { shape, ..small(4) }, 20_000));
+    let popular = run(Shape::Popular);
+    assert_eq!(popular, run(Shape::Popular));
+    assert_ne!(popular, run(Shape::Activity));
+}
+
+#[test]
+fn shapes_are_named_on_the_command_line() {
+    assert_eq!("popular".parse(), Ok(Shape::Popular));
+    assert_eq!("uniform".parse(), Ok(Shape::Activity));
+    assert_eq!(Shape::Popular.to_string().parse(), Ok(Shape::Popular));
+    assert!("zipf".parse::<Shape>().is_err());
 }

@@ -176,6 +176,7 @@ fn produce(brokers: &str, rate: f64, seconds: f64, sent: &Sent) -> (u64, u64) {
         mean_follows: 10.0,
         start_ms: wall_ms(),
         rate,
+        ..Config::default()
     });
     let mut buf = Vec::with_capacity(512);
     let send = |e: &Event<'_>, buf: &mut Vec<u8>| {

@@ -7,6 +7,10 @@
 //! serialized, a second thread writes it (a checkpoint falling due while the last is
 //! still being written waits for the next), so the events/s and the peak memory then
 //! include the store.
+//!
+//! With `--readers N` the first N users read their home timelines all along, as
+//! dashboards would: every 4,096 events (a batch) a share of them is noted, so each is
+//! noted again well within `reader_ttl_secs`, and uploads fan out to them.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use instabrand_shared::{DecodeLimits, decode};
 
-use crate::processor::{Processor, ProcessorConfig};
+use crate::processor::{Processor, ProcessorConfig, UserId};
 
 #[derive(Debug, Clone)]
 pub struct BenchReport {
@@ -35,6 +39,8 @@ pub struct BenchReport {
     /// stopped for them in all.
     pub checkpoints_during: u64,
     pub checkpoint_pauses: Duration,
+    /// Home timelines materialized at the end.
+    pub active_readers: usize,
 }
 
 impl BenchReport {
@@ -43,14 +49,33 @@ impl BenchReport {
     }
 }
 
+/// What else the benchmark does while it applies.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions<'a> {
+    /// Checkpoint into this store at the end (and while applying, with `every`).
+    pub checkpoint_to: Option<&'a Path>,
+    pub checkpoint_every: Option<Duration>,
+    /// The first this many users read their home timelines all along.
+    pub readers: u32,
+}
+
+/// Readers noted per batch: each of `readers` once every `ROUNDS` batches.
+const ROUNDS: u32 = 16;
+
 /// Decodes and applies every line of `path` on this thread.
 pub fn run_file(
     path: &Path,
     cfg: ProcessorConfig,
     limits: &DecodeLimits,
-    checkpoint_to: Option<&Path>,
-    checkpoint_every: Option<Duration>,
+    opts: BenchOptions<'_>,
 ) -> io::Result<BenchReport> {
+    let BenchOptions {
+        checkpoint_to,
+        checkpoint_every,
+        readers,
+    } = opts;
+    let per_batch = readers.div_ceil(ROUNDS);
+    let mut next_reader = 0u32;
     let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut p = Processor::new(cfg);
     let mut line = Vec::with_capacity(1024);
@@ -67,10 +92,15 @@ pub fn run_file(
     };
     let start = Instant::now();
     loop {
-        if events % 4096 == 0
-            && let Some(w) = writer.as_mut()
-        {
-            w.maybe_checkpoint(&p)?;
+        if events % 4096 == 0 {
+            if let Some(w) = writer.as_mut() {
+                w.maybe_checkpoint(&p)?;
+            }
+            // As the pipeline drains the web layer's reads before a batch.
+            for _ in 0..per_batch {
+                p.note_reader(UserId(next_reader));
+                next_reader = (next_reader + 1) % readers;
+            }
         }
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -121,6 +151,7 @@ pub fn run_file(
             .collect::<Vec<_>>()
             .join(" "),
         peak_rss_mb: peak_rss_mb(),
+        active_readers: p.home_feeds().active_readers(),
     })
 }
 
@@ -194,8 +225,8 @@ pub fn generate_file(
     let mut buf = Vec::with_capacity(512);
     for _ in 0..events {
         buf.clear();
+        // The line comes with its newline.
         instabrand_generator::write_original_json(&generator.next_event(), &mut buf);
-        buf.push(b'\n');
         out.write_all(&buf)?;
     }
     out.flush()
@@ -227,13 +258,22 @@ mod tests {
             },
         )
         .unwrap();
+        let text = std::fs::read_to_string(&events).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            20_000,
+            "one line per event, no blank ones"
+        );
         let r = run_file(
             &events,
             ProcessorConfig::default(),
             &DecodeLimits::default(),
-            Some(&store),
-            // Due at every check (each 4,096 events) unless one is being written.
-            Some(Duration::ZERO),
+            BenchOptions {
+                checkpoint_to: Some(&store),
+                // Due at every check (each 4,096 events) unless one is being written.
+                checkpoint_every: Some(Duration::ZERO),
+                readers: 0,
+            },
         )
         .unwrap();
         assert_eq!(r.events, 20_000);
@@ -246,5 +286,40 @@ mod tests {
         let p = Processor::restore(&saved.state, ProcessorConfig::default()).unwrap();
         assert_eq!(p.user_count(), r.users);
         assert_eq!(p.photo_count(), r.photos);
+    }
+
+    #[test]
+    fn readers_are_noted_while_applying_and_their_timelines_materialized() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("events.ndjson");
+        let cfg = instabrand_generator::Config {
+            users: 300,
+            mean_follows: 5.0,
+            shape: instabrand_generator::Shape::Popular,
+            ..instabrand_generator::Config::default()
+        };
+        generate_file(&events, 30_000, cfg).unwrap();
+        let text = std::fs::read_to_string(&events).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            30_000,
+            "one line per event, no blank ones"
+        );
+        let run = |readers| {
+            let opts = BenchOptions {
+                readers,
+                ..BenchOptions::default()
+            };
+            run_file(
+                &events,
+                ProcessorConfig::default(),
+                &DecodeLimits::default(),
+                opts,
+            )
+            .unwrap()
+        };
+        assert_eq!(run(0).active_readers, 0);
+        // 16 per batch of 4,096 events, 8 batches (the first before any user exists).
+        assert_eq!(run(256).active_readers, 7 * 16);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use instabrand_generator::Shape;
 use instabrand_shared::time::parse_time;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -87,6 +88,10 @@ pub enum Command {
         /// Events per second (of event time for files; of wall time for Kafka).
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
+        /// Who posts: `activity` (everyone at a rate of their own) or `popular` (drawn
+        /// by the same Zipf popularity as who gets followed; engagement likewise).
+        #[arg(long, default_value_t = Shape::Activity)]
+        shape: Shape,
         /// Event time of the first event, `YYYY-MM-DD HH:MM:SS` (files only).
         #[arg(long, default_value = "2017-06-12 00:00:00")]
         start: String,
@@ -128,6 +133,12 @@ pub enum Command {
         /// rest of the file is the steady mix of uploads and engagement).
         #[arg(long, default_value_t = 20_000)]
         users: u32,
+        /// Mean accounts each user of the generated network follows at first.
+        #[arg(long, default_value_t = 20.0)]
+        mean_follows: f64,
+        /// Who posts in the generated network: `activity` or `popular` (see `generate`).
+        #[arg(long, default_value_t = Shape::Activity)]
+        shape: Shape,
         /// Afterwards, checkpoint the state into this redb file and time it.
         #[arg(long)]
         checkpoint_to: Option<PathBuf>,
@@ -135,6 +146,11 @@ pub enum Command {
         /// the server does (serialize, then write on a second thread).
         #[arg(long, requires = "checkpoint_to")]
         checkpoint_every: Option<f64>,
+        /// The first this many users read their home timelines throughout (noted a
+        /// share per 4,096 events, as the pipeline notes the web layer's reads), so
+        /// uploads fan out to them.
+        #[arg(long, default_value_t = 0)]
+        readers: u32,
     },
 }
 
@@ -221,6 +237,7 @@ pub fn main() -> anyhow::Result<()> {
             users,
             mean_follows,
             rate,
+            shape,
             start,
             out,
             kafka,
@@ -233,6 +250,7 @@ pub fn main() -> anyhow::Result<()> {
                 mean_follows,
                 start_ms,
                 rate,
+                shape,
             };
             match (out, kafka) {
                 (Some(path), None) => {
@@ -303,8 +321,11 @@ pub fn main() -> anyhow::Result<()> {
             events,
             generate,
             users,
+            mean_follows,
+            shape,
             checkpoint_to,
             checkpoint_every,
+            readers,
         } => {
             let config = Config::load(cli.config.as_deref(), json!({}))?;
             if let Some(n) = generate {
@@ -314,6 +335,8 @@ pub fn main() -> anyhow::Result<()> {
                     n,
                     instabrand_generator::Config {
                         users,
+                        mean_follows,
+                        shape,
                         ..instabrand_generator::Config::default()
                     },
                 )?;
@@ -326,11 +349,14 @@ pub fn main() -> anyhow::Result<()> {
                 &events,
                 config.processor,
                 &config.limits,
-                checkpoint_to.as_deref(),
-                checkpoint_every
-                    .map(std::time::Duration::try_from_secs_f64)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
+                bench::BenchOptions {
+                    checkpoint_to: checkpoint_to.as_deref(),
+                    checkpoint_every: checkpoint_every
+                        .map(std::time::Duration::try_from_secs_f64)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
+                    readers,
+                },
             )?;
             println!("events: {}", r.events);
             println!("rejected: {}", r.rejected);
@@ -340,6 +366,9 @@ pub fn main() -> anyhow::Result<()> {
             println!("seconds: {:.3}", r.elapsed.as_secs_f64());
             println!("events_per_sec: {:.0}", r.events_per_sec());
             println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
+            if readers > 0 {
+                println!("home_timelines_materialized: {}", r.active_readers);
+            }
             if r.checkpoints_during > 0 {
                 println!("checkpoints_while_applying: {}", r.checkpoints_during);
                 println!(

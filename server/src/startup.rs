@@ -82,6 +82,7 @@ impl Application {
                 mean_follows: g.mean_follows,
                 start_ms: wall_ms(),
                 rate: g.rate,
+                ..instabrand_generator::Config::default()
             });
             let mut generator = generator;
             let skipped = generator::resume(&mut generator, &restored, wall_ms());

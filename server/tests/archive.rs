@@ -538,6 +538,7 @@ fn generated_events_round_trip_in_event_time_order_with_equal_bytes() {
         mean_follows: 10.0,
         rate: 40.0,
         start_ms: parse_time("2017-06-12 23:00:00").unwrap(),
+        ..GenConfig::default()
     });
     let mut originals = Vec::with_capacity(EVENTS);
     let mut buf = Vec::new();

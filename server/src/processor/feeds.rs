@@ -1,25 +1,40 @@
 //! Profile feeds and home timelines (what the original kept in Cassandra).
 //!
-//! Fan-out on write: a new photo is pushed into the timeline of its owner and of each
-//! follower, capped per timeline. Accounts above the celebrity threshold are not fanned
-//! out (one photo would touch millions of timelines); their photos are merged into a
-//! reader's timeline when it is read, as in Twitter's hybrid model. Following someone
-//! back-fills their recent photos; unfollowing removes them.
+//! A home timeline is the newest `timeline_cap` photos of the user and of everyone
+//! they follow now, except accounts above the celebrity threshold, whose photos are
+//! merged in when it is read (Twitter's hybrid model: one photo would otherwise touch
+//! millions of timelines). It is a function of the follow graph and the photos, so it
+//! can be kept two ways that read alike (same order, same cursors):
+//!
+//! - **Materialized**, for users who read theirs recently ([`Processor::note_reader`]):
+//!   fan-out on write pushes each new photo into the timelines of the owner's active
+//!   followers only, so an upload costs what its owner's *active* followers cost; a
+//!   follow back-fills the followee's photos that belong in it, an unfollow removes
+//!   them (and refills from the others when the timeline was full, since the cap may
+//!   have pushed out photos that now belong in it again).
+//! - **Built on read** for everyone else: a k-way merge of the newest photos of the
+//!   people they follow, cut at `timeline_cap`, with nothing stored.
+//!
+//! Readers become inactive `reader_ttl_secs` of event time after their last read and
+//! their timelines are dropped; at most `home_timelines_max` are kept.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Mutex;
 
 use instabrand_shared::Millis;
+use instabrand_shared::time::MS_PER_SEC;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{Photo, PhotoId, Processor, UserId};
 
-/// A home timeline: (photo time, photo, owner), oldest first, at most `cap` entries.
-/// The owner rides along (free: it fills the padding) so unfollow can filter without
-/// touching every photo.
+/// A materialized home timeline: (photo time, photo, owner), oldest first, at most `cap`
+/// entries. The owner rides along (free: it fills the padding) so unfollow can filter
+/// without touching every photo.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Timeline {
     entries: VecDeque<(Millis, PhotoId, UserId)>,
     /// The newest entry's (time, photo), or `UNKNOWN`. Fan-out appends to the
-    /// timelines of all followers, and reading each one's newest entry from its buffer
+    /// timelines of all active followers, and reading each one's newest entry from its buffer
     /// was a cache miss per follower (three quarters of fan-out's time); beside the
     /// header, the common case only writes to the buffer. Rebuilt when unknown (after
     /// a restore: not stored).
@@ -69,8 +84,33 @@ impl Timeline {
         }
     }
 
-    pub fn remove_owner(&mut self, owner: UserId) {
+    /// Removes the owner's photos; how many went.
+    pub fn remove_owner(&mut self, owner: UserId) -> usize {
+        let before = self.entries.len();
         self.entries.retain(|e| e.2 != owner);
+        self.newest = UNKNOWN;
+        before - self.entries.len()
+    }
+
+    /// Adds entries given newest first (a followee's photos on follow): one sort and
+    /// cut instead of an insertion each into the middle of the buffer.
+    fn merge_newest_first(
+        &mut self,
+        newer: impl Iterator<Item = (Millis, PhotoId, UserId)>,
+        cap: usize,
+    ) {
+        let mut all: Vec<_> = self.entries.drain(..).collect();
+        let before = all.len();
+        all.extend(newer.take(cap));
+        if all.len() == before {
+            self.entries = all.into();
+            return;
+        }
+        all.sort_unstable();
+        all.dedup();
+        let keep = all.len().saturating_sub(cap);
+        all.drain(..keep);
+        self.entries = all.into();
         self.newest = UNKNOWN;
     }
 
@@ -111,30 +151,301 @@ pub fn parse_cursor(s: &str) -> Option<Cursor> {
     Some((t.parse().ok()?, PhotoId(id.parse().ok()?)))
 }
 
-impl Processor {
-    pub(super) fn fan_out(&mut self, owner: UserId, photo: PhotoId) {
-        let t = self.photos[photo.0 as usize].created;
-        let cap = self.cfg.timeline_cap;
-        self.timelines[owner.0 as usize].insert(t, photo, owner, cap);
-        if self.is_celebrity(owner) {
-            return;
+/// Who read their home timeline recently, and their materialized timelines.
+///
+/// None of it is in checkpoints: it is a cache of what the graph and the photos
+/// determine, steered by reads, which are not events. A checkpoint therefore holds only
+/// what the events made (so two runs over the same events checkpoint alike whoever read
+/// what), and after a restart every reader is inactive until they read again, which
+/// builds their timeline on read, the same as before.
+#[derive(Default)]
+pub struct HomeFeeds {
+    /// Stream clock at each active reader's last read.
+    last_read: FxHashMap<UserId, Millis>,
+    /// The same, in expiry order.
+    by_time: BTreeSet<(Millis, UserId)>,
+    timelines: FxHashMap<UserId, Timeline>,
+    /// For each account, the active readers who follow it (never the account itself):
+    /// whom its uploads fan out to. A list, not a set: fan-out iterates it on every
+    /// upload, expiry searches it rarely.
+    fans: FxHashMap<UserId, Vec<UserId>>,
+}
+
+impl HomeFeeds {
+    pub fn active_readers(&self) -> usize {
+        self.last_read.len()
+    }
+
+    fn remove_fan(&mut self, followed: UserId, reader: UserId) {
+        if let Some(list) = self.fans.get_mut(&followed) {
+            if let Some(i) = list.iter().position(|r| *r == reader) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                self.fans.remove(&followed);
+            }
         }
-        for f in &self.users[owner.0 as usize].followers {
-            self.timelines[f.0 as usize].insert(t, photo, owner, cap);
+    }
+}
+
+/// Reads waiting to enter the processor: the REST and WebSocket handlers `note` who read
+/// a home timeline, under the processor's read lock, and the pipeline thread, holding
+/// the write lock before it applies a batch, moves them in with `drain_into`.
+///
+/// Why not mark readers from the read path directly: the processor is a deterministic
+/// state machine behind a `RwLock`, and readers hold only the read lock. Taking the write
+/// lock to record a read would make every feed request wait for the batch being
+/// applied and hold back the pipeline and every other reader; interior mutability
+/// inside the processor would let a concurrent read change state in the middle of a
+/// batch. A small set beside it keeps reads lock-free with respect to the processor
+/// (one short mutex, no allocation for a repeated reader) and makes reading an explicit
+/// input, applied between batches in user order, like events. What the set changes is
+/// only which timelines are materialized, never what any reader sees.
+#[derive(Default)]
+pub struct ReaderLog {
+    users: Mutex<FxHashSet<UserId>>,
+}
+
+impl ReaderLog {
+    /// At most this many distinct readers wait between two batches; more are dropped
+    /// (they are read on build, as before, until they read again).
+    pub const MAX_WAITING: usize = 65_536;
+
+    pub fn note(&self, user: UserId) {
+        let mut users = self.users.lock().expect("reader log poisoned");
+        if users.len() < Self::MAX_WAITING {
+            users.insert(user);
         }
     }
 
-    pub(super) fn backfill(&mut self, follower: UserId, followed: UserId) {
-        if self.is_celebrity(followed) {
-            return; // merged at read time instead
+    /// Notes every waiting reader in the processor (in user order, so the outcome does
+    /// not depend on the set's layout).
+    pub fn drain_into(&self, p: &mut Processor) {
+        let waiting = std::mem::take(&mut *self.users.lock().expect("reader log poisoned"));
+        let mut users: Vec<UserId> = waiting.into_iter().collect();
+        users.sort_unstable();
+        for u in users {
+            p.note_reader(u);
         }
-        let n = self.cfg.backfill;
+    }
+}
+
+/// The photos of several users merged newest first: a heap holding each list's next
+/// photo, so the first `n` cost O(lists + n log lists) however many photos each has.
+struct NewestFirst<'a> {
+    photos: &'a [Photo],
+    /// Each user's photos, oldest first, and how many of them are still to come.
+    lists: Vec<(&'a [PhotoId], usize)>,
+    heap: BinaryHeap<(Cursor, usize)>,
+}
+
+impl<'a> NewestFirst<'a> {
+    fn new(photos: &'a [Photo], lists: Vec<&'a [PhotoId]>) -> Self {
+        let mut m = NewestFirst {
+            photos,
+            lists: lists.into_iter().map(|l| (l, l.len())).collect(),
+            heap: BinaryHeap::new(),
+        };
+        for i in 0..m.lists.len() {
+            m.push_next(i);
+        }
+        m
+    }
+
+    fn push_next(&mut self, i: usize) {
+        let (list, left) = &mut self.lists[i];
+        if *left > 0 {
+            *left -= 1;
+            let id = list[*left];
+            self.heap
+                .push(((self.photos[id.0 as usize].created, id), i));
+        }
+    }
+}
+
+impl Iterator for NewestFirst<'_> {
+    type Item = Cursor;
+
+    fn next(&mut self) -> Option<Cursor> {
+        let (c, i) = self.heap.pop()?;
+        self.push_next(i);
+        Some(c)
+    }
+}
+
+impl Processor {
+    /// Records that `user` read their home timeline now (at the stream's clock): from
+    /// here on it is materialized and fanned out to, until `reader_ttl_secs` of event
+    /// time pass without another read. Called between batches (see [`ReaderLog`]).
+    pub fn note_reader(&mut self, user: UserId) {
+        if user.0 as usize >= self.users.len() || self.cfg.home_timelines_max == 0 {
+            return;
+        }
+        let now = self.clock().unwrap_or(Millis::MIN);
+        if let Some(before) = self.feeds.last_read.insert(user, now) {
+            self.feeds.by_time.remove(&(before, user));
+            self.feeds.by_time.insert((now, user));
+            return;
+        }
+        // A new reader: room first (the least recent goes), then its timeline.
+        while self.feeds.last_read.len() > self.cfg.home_timelines_max {
+            let &(_, oldest) = self.feeds.by_time.first().expect("one entry per reader");
+            self.forget_reader(oldest);
+        }
+        self.feeds.by_time.insert((now, user));
+        self.materialize(user);
+    }
+
+    /// Drops the timelines of readers who have not read for `reader_ttl_secs`.
+    pub(super) fn expire_readers(&mut self) {
+        let Some(clock) = self.clock() else { return };
+        let horizon = clock.saturating_sub(self.cfg.reader_ttl_secs.saturating_mul(MS_PER_SEC));
+        while let Some(&(t, u)) = self.feeds.by_time.first()
+            && t < horizon
+        {
+            self.forget_reader(u);
+        }
+    }
+
+    fn forget_reader(&mut self, user: UserId) {
+        let feeds = &mut self.feeds;
+        if let Some(t) = feeds.last_read.remove(&user) {
+            feeds.by_time.remove(&(t, user));
+        }
+        if feeds.timelines.remove(&user).is_some() {
+            for f in &self.users[user.0 as usize].following {
+                if *f != user {
+                    self.feeds.remove_fan(*f, user);
+                }
+            }
+        }
+    }
+
+    fn materialize(&mut self, user: UserId) {
+        let tl = self.build_timeline(user);
+        self.feeds.timelines.insert(user, tl);
+        for f in &self.users[user.0 as usize].following {
+            if *f != user {
+                self.feeds.fans.entry(*f).or_default().push(user);
+            }
+        }
+    }
+
+    /// What the materialized timeline holds, from the graph and the photos.
+    pub(super) fn build_timeline(&self, user: UserId) -> Timeline {
         let cap = self.cfg.timeline_cap;
-        // Disjoint fields, borrowed apart: no list of the photos to allocate per follow.
+        let photos = &self.photos;
+        let entries: VecDeque<_> = self
+            .sources_newest_first(user)
+            .take(cap)
+            .map(|(t, id)| (t, id, photos[id.0 as usize].owner))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let newest = entries.back().map_or(UNKNOWN, |e| (e.0, e.1));
+        Timeline { entries, newest }
+    }
+
+    /// The photos of the user and of the non-celebrities they follow, newest first:
+    /// what a materialized timeline holds, before its cap.
+    fn sources_newest_first(&self, user: UserId) -> NewestFirst<'_> {
+        let u = &self.users[user.0 as usize];
+        let mut lists = vec![&u.photos[..]];
+        lists.extend(
+            u.following
+                .iter()
+                .filter(|f| **f != user && !self.is_celebrity(**f))
+                .map(|f| &self.users[f.0 as usize].photos[..]),
+        );
+        NewestFirst::new(&self.photos, lists)
+    }
+
+    /// The materialized timeline, if the user reads it.
+    pub fn materialized_timeline(&self, user: UserId) -> Option<&Timeline> {
+        self.feeds.timelines.get(&user)
+    }
+
+    pub fn home_feeds(&self) -> &HomeFeeds {
+        &self.feeds
+    }
+
+    pub(super) fn fan_out(&mut self, owner: UserId, photo: PhotoId) {
+        let t = self.photos[photo.0 as usize].created;
+        let cap = self.cfg.timeline_cap;
+        let celebrity = self.is_celebrity(owner);
+        let HomeFeeds {
+            timelines, fans, ..
+        } = &mut self.feeds;
+        if let Some(tl) = timelines.get_mut(&owner) {
+            tl.insert(t, photo, owner, cap);
+        }
+        if celebrity {
+            return;
+        }
+        for r in fans.get(&owner).into_iter().flatten() {
+            if let Some(tl) = timelines.get_mut(r) {
+                tl.insert(t, photo, owner, cap);
+            }
+        }
+    }
+
+    /// `follower` now follows `followed` (an edge that was not there).
+    pub(super) fn home_feeds_followed(&mut self, follower: UserId, followed: UserId) {
+        if follower != followed && self.feeds.timelines.contains_key(&follower) {
+            self.feeds.fans.entry(followed).or_default().push(follower);
+            if !self.is_celebrity(followed) {
+                self.backfill(follower, followed);
+            }
+        }
+        // Just became a celebrity: its photos leave the materialized timelines, to be
+        // merged when read.
+        if self.users[followed.0 as usize].followers.len() == self.cfg.celebrity_threshold + 1 {
+            for r in self.feeds.fans.get(&followed).cloned().unwrap_or_default() {
+                self.remove_from_timeline(r, followed);
+            }
+        }
+    }
+
+    /// `follower` no longer follows `followed` (an edge that was there).
+    pub(super) fn home_feeds_unfollowed(&mut self, follower: UserId, followed: UserId) {
+        if follower != followed && self.feeds.timelines.contains_key(&follower) {
+            self.feeds.remove_fan(followed, follower);
+            self.remove_from_timeline(follower, followed);
+        }
+        // No longer a celebrity: its photos are fanned out again, and back-filled now.
+        if self.users[followed.0 as usize].followers.len() == self.cfg.celebrity_threshold {
+            for r in self.feeds.fans.get(&followed).cloned().unwrap_or_default() {
+                self.backfill(r, followed);
+            }
+        }
+    }
+
+    /// Adds the followee's photos that belong in the reader's materialized timeline.
+    fn backfill(&mut self, reader: UserId, followed: UserId) {
+        let cap = self.cfg.timeline_cap;
         let own = &self.users[followed.0 as usize].photos;
-        let tl = &mut self.timelines[follower.0 as usize];
-        for p in &own[own.len().saturating_sub(n)..] {
-            tl.insert(self.photos[p.0 as usize].created, *p, followed, cap);
+        let photos = &self.photos;
+        if let Some(tl) = self.feeds.timelines.get_mut(&reader) {
+            let newest = own
+                .iter()
+                .rev()
+                .map(|p| (photos[p.0 as usize].created, *p, followed));
+            tl.merge_newest_first(newest, cap);
+        }
+    }
+
+    /// Removes the owner's photos from the reader's materialized timeline. A full one
+    /// may have pushed out photos of others that belong in it again: rebuilt then.
+    fn remove_from_timeline(&mut self, reader: UserId, owner: UserId) {
+        let cap = self.cfg.timeline_cap;
+        let Some(tl) = self.feeds.timelines.get_mut(&reader) else {
+            return;
+        };
+        let full = tl.len() >= cap;
+        if tl.remove_owner(owner) > 0 && full {
+            let rebuilt = self.build_timeline(reader);
+            self.feeds.timelines.insert(reader, rebuilt);
         }
     }
 
@@ -155,8 +466,8 @@ impl Processor {
         page(items, limit)
     }
 
-    /// A page of the home timeline, newest first: the fanned-out entries merged with
-    /// the recent photos of followed celebrities.
+    /// A page of the home timeline, newest first: the materialized entries, or the
+    /// same built on read, merged with the recent photos of followed celebrities.
     pub fn timeline_page(
         &self,
         user: UserId,
@@ -165,11 +476,15 @@ impl Processor {
     ) -> (Vec<PhotoId>, Option<Cursor>) {
         let u = self.user(user);
         let older = |c: &Cursor| before.is_none_or(|b| *c < b);
-        let mut items: Vec<Cursor> = self.timelines[user.0 as usize]
-            .newest_first()
-            .filter(older)
-            .take(limit + 1)
-            .collect();
+        let mut items: Vec<Cursor> = match self.feeds.timelines.get(&user) {
+            Some(tl) => tl.newest_first().filter(older).take(limit + 1).collect(),
+            None => self
+                .sources_newest_first(user)
+                .take(self.cfg.timeline_cap)
+                .filter(older)
+                .take(limit + 1)
+                .collect(),
+        };
         for &c in &u.following {
             if !self.is_celebrity(c) {
                 continue;

@@ -3,8 +3,9 @@
 //! `apply(event)` is plain synchronous Rust with no I/O and no clock but the stream's
 //! own: the same events in the same order always give the same state and the same
 //! deltas. It keeps the follower graph, photos with their likes (a set per photo) and
-//! comments, profile feeds, home timelines (fan-out on write, capped, celebrities
-//! merged at read time, back-fill on follow, removal on unfollow), per-brand metrics in
+//! comments, profile feeds, home timelines (materialized for recent readers with fan-out
+//! on write, built on read for everyone else, capped, celebrities merged at read time),
+//! per-brand metrics in
 //! per-minute and per-hour buckets with HyperLogLog reach, influencers and spike
 //! alerts. Likes and comments that arrive before their photo (the six topics are read
 //! independently) wait in a bounded holding area and are applied when it arrives.
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::hll::{Hll, hash64};
-pub use feeds::{Cursor, Timeline, format_cursor, parse_cursor};
+pub use feeds::{Cursor, HomeFeeds, ReaderLog, Timeline, format_cursor, parse_cursor};
 pub use metrics::{BrandState, Counters, Windowed};
 
 /// Every limit of the processor (docs/semantics.md explains what they bound).
@@ -40,8 +41,19 @@ pub struct ProcessorConfig {
     /// Accounts with more followers than this are not fanned out on write; their photos
     /// are merged into readers' timelines at read time.
     pub celebrity_threshold: usize,
-    /// On follow, how many of the followee's recent photos are back-filled.
+    /// Unused. A follow back-fills every photo of the followee that belongs among the
+    /// newest `timeline_cap` (a home timeline is those photos of everyone followed, so
+    /// one built on read equals one kept up to date; a limit per follow would depend on
+    /// when each follow happened, which the state does not keep). Still accepted so
+    /// configuration files that set it load.
     pub backfill: usize,
+    /// A home timeline is kept up to date (materialized) while its user reads it: for
+    /// this long (event time) after their last read ([`Processor::note_reader`]).
+    pub reader_ttl_secs: i64,
+    /// At most this many materialized home timelines (each up to `timeline_cap`
+    /// entries of 16 bytes); past it the least recently read goes. 0: none, every
+    /// timeline is built on read.
+    pub home_timelines_max: usize,
     /// Users with at least this many followers keep a follower sketch that is merged
     /// into reach, instead of inserting every follower.
     pub follower_sketch_threshold: usize,
@@ -84,6 +96,8 @@ impl Default for ProcessorConfig {
             timeline_cap: 800,
             celebrity_threshold: 10_000,
             backfill: 100,
+            reader_ttl_secs: 3_600,
+            home_timelines_max: 10_000,
             follower_sketch_threshold: 64,
             pending_hold_secs: 600,
             recent_unfollows_max: 1_000_000,
@@ -331,7 +345,12 @@ pub struct Processor {
     /// instance, so reach sketches merge across instances. Kept apart from `users` (and
     /// timelines likewise) so the loops over followers touch dense memory.
     hashes: Vec<u64>,
-    pub(crate) timelines: Vec<Timeline>,
+    /// Retired: checkpoints up to format v4 held a home timeline per user here. Read
+    /// and dropped on restore, written empty, so those checkpoints still load.
+    retired_timelines: Vec<Timeline>,
+    /// Home timelines of recent readers (not checkpointed: see `HomeFeeds`).
+    #[serde(skip)]
+    feeds: HomeFeeds,
     /// The users one event reaches, encoded once and merged into each of its sketches.
     #[serde(skip)]
     reached: Hll,
@@ -379,7 +398,8 @@ impl Processor {
             cfg,
             users: Vec::new(),
             hashes: Vec::new(),
-            timelines: Vec::new(),
+            retired_timelines: Vec::new(),
+            feeds: HomeFeeds::default(),
             reached: Hll::new(),
             user_index: FxHashMap::default(),
             photos: Vec::new(),
@@ -417,6 +437,7 @@ impl Processor {
     pub fn restore(bytes: &[u8], cfg: ProcessorConfig) -> Result<Processor, postcard::Error> {
         let mut p: Processor = postcard::from_bytes(bytes)?;
         p.cfg = cfg;
+        p.retired_timelines = Vec::new();
         for (i, u) in p.users.iter().enumerate() {
             p.user_index
                 .insert(CompactString::from(&*u.name), UserId(i as u32));
@@ -458,10 +479,6 @@ impl Processor {
 
     pub fn user(&self, id: UserId) -> &User {
         &self.users[id.0 as usize]
-    }
-
-    pub fn timeline(&self, id: UserId) -> &Timeline {
-        &self.timelines[id.0 as usize]
     }
 
     pub fn photo(&self, id: PhotoId) -> &Photo {
@@ -568,6 +585,7 @@ impl Processor {
             Some(_) => return,
         }
         self.expire_pending(out);
+        self.expire_readers();
         let Some(clock) = self.clock() else { return };
         let minute = clock.div_euclid(MS_PER_MIN);
         if minute > self.evicted_through_minute {
@@ -612,7 +630,6 @@ impl Processor {
         });
         self.user_index.insert(CompactString::from(name), id);
         self.hashes.push(stable_hash(name));
-        self.timelines.push(Timeline::default());
         if !registering {
             self.stats.implicit_users += 1;
         }
@@ -740,7 +757,7 @@ impl Processor {
         if let Some(s) = u.follower_sketch.as_mut() {
             s.insert_hash(hash);
         }
-        self.backfill(follower, followed);
+        self.home_feeds_followed(follower, followed);
         if late {
             self.repair_reach(follower, followed, at);
         }
@@ -803,7 +820,7 @@ impl Processor {
         if u.follower_sketch.is_some() {
             u.sketch_removals += 1;
         }
-        self.timelines[follower.0 as usize].remove_owner(followed);
+        self.home_feeds_unfollowed(follower, followed);
         out.push(Delta::Unfollowed { follower, followed });
     }
 

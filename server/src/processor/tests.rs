@@ -366,12 +366,12 @@ fn timelines_are_capped_and_page_with_a_cursor() {
         timeline_cap: 5,
         ..ProcessorConfig::default()
     });
-    let mut events = vec![follow("reader", "a", &at(0, 0))];
-    for i in 0..8 {
-        events.push(photo("a", "Nike", &at(1, i)));
-    }
+    s.feed(&[follow("reader", "a", &at(0, 0))]);
+    s.p.note_reader(s.uid("reader"));
+    let events: Vec<_> = (0..8).map(|i| photo("a", "Nike", &at(1, i))).collect();
     s.feed(&events);
-    assert_eq!(s.p.timeline(s.uid("reader")).len(), 5);
+    let materialized = s.p.materialized_timeline(s.uid("reader"));
+    assert_eq!(materialized.map(Timeline::len), Some(5));
     let first = s.p.home_timeline(s.uid("reader"), None, 3);
     assert_eq!(first.items.len(), 3);
     let cursor = feeds::parse_cursor(first.next.as_deref().unwrap());
@@ -400,19 +400,26 @@ fn celebrities_are_not_fanned_out_but_merged_when_read() {
         follow("f1", "star", &at(0, 0)),
         follow("f2", "star", &at(0, 0)),
         follow("f3", "star", &at(0, 0)),
-        photo("star", "Nike", &at(0, 1)),
     ]);
+    s.p.note_reader(s.uid("f1"));
+    s.feed(&[photo("star", "Nike", &at(0, 1))]);
     assert!(s.p.is_celebrity(s.uid("star")));
-    assert!(s.p.timeline(s.uid("f1")).is_empty(), "no fan-out");
+    let materialized = s.p.materialized_timeline(s.uid("f1"));
+    assert!(materialized.is_some_and(Timeline::is_empty), "no fan-out");
     assert_eq!(s.timeline("f1"), vec![("star".to_string(), base() + 1000)]);
 }
 
+/// A home timeline is the newest photos of everyone followed now, so a follow brings
+/// all of the followee's that fit under the cap (`backfill` no longer limits it: a
+/// timeline built on read could not know which photos came before the follow).
 #[test]
 fn follow_backfills_recent_photos_and_unfollow_removes_them() {
     let mut s = Sim::with(ProcessorConfig {
-        backfill: 2,
+        timeline_cap: 3,
         ..ProcessorConfig::default()
     });
+    s.feed(&[photo("reader", "Nike", &at(0, 0))]);
+    s.p.note_reader(s.uid("reader"));
     s.feed(&[
         photo("a", "Nike", &at(0, 1)),
         photo("a", "Nike", &at(0, 2)),
@@ -427,8 +434,15 @@ fn follow_backfills_recent_photos_and_unfollow_removes_them() {
         .map(|(o, t)| (o, (t - base()) / 1000))
         .collect();
     assert_eq!(times, [("b".into(), 4), ("a".into(), 3), ("a".into(), 2)]);
+    // Unfollowing frees room under the cap: the reader's own photo, pushed out by a's,
+    // is back, exactly as a timeline built now would have it.
     s.feed(&[unfollow("reader", "a", &at(0, 7))]);
-    assert_eq!(s.timeline("reader"), [("b".into(), base() + 4000)]);
+    assert_eq!(
+        s.timeline("reader"),
+        [("b".into(), base() + 4000), ("reader".into(), base())]
+    );
+    let materialized = s.p.materialized_timeline(s.uid("reader")).unwrap();
+    assert_eq!(materialized.len(), 2);
 }
 
 #[test]
@@ -810,4 +824,164 @@ fn every_event_is_applied_a_duplicate_superseded_held_or_dead_lettered() {
         lines.len() as u64,
         "{st:?}"
     );
+}
+
+/// Every page of a user's home timeline, with the cursor that leads to the next.
+fn all_pages(p: &Processor, u: UserId, limit: usize) -> Vec<(Vec<PhotoId>, Option<Cursor>)> {
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let (items, next) = p.timeline_page(u, before, limit);
+        pages.push((items, next));
+        match next {
+            Some(c) => before = Some(c),
+            None => return pages,
+        }
+    }
+}
+
+/// Random tables of events over a dozen users (follows, unfollows, re-follows, photos in order and late, accounts crossing the celebrity threshold
+/// both ways, timelines over their cap) applied to two processors: one whose users read
+/// at random moments (so timelines are materialized, expire, are pushed out by newer
+/// readers, and come back), one where nobody ever reads (every timeline built on
+/// read). Every user's timeline reads alike in both, page by page and cursor by
+/// cursor, and every materialized timeline holds what one built now would.
+#[test]
+fn a_timeline_built_on_read_equals_the_materialized_one() {
+    let cfg = ProcessorConfig {
+        timeline_cap: 7,
+        celebrity_threshold: 3,
+        reader_ttl_secs: 40,
+        home_timelines_max: 4,
+        ..ProcessorConfig::default()
+    };
+    for seed in 1..=12u64 {
+        let mut read = Sim::with(cfg.clone());
+        let mut unread = Sim::with(cfg.clone());
+        let mut x = seed;
+        let mut rnd = |n: u64| {
+            x = crate::hll::hash64(x);
+            x % n
+        };
+        let name = |i: u64| format!("u{i}");
+        let mut materialized = 0;
+        for step in 0..600i64 {
+            let t = at(0, step);
+            let (a, b) = (name(rnd(12)), name(rnd(6)));
+            let event = match rnd(10) {
+                _ if a == b => photo(&b, "Nike", &t),
+                0..=2 => follow(&a, &b, &t),
+                3 => unfollow(&a, &b, &t),
+                4..=7 => photo(&b, "Nike", &t),
+                // A photo up to 50 s late, at a distinct millisecond-free second.
+                8 => photo(&a, "Nike", &at(0, (step - 1 - rnd(50) as i64).max(0))),
+                _ => like(&a, &b, &t, &t),
+            };
+            read.feed(&[&event]);
+            unread.feed(&[&event]);
+            if rnd(4) == 0
+                && let Some(u) = read.p.user_id(&name(rnd(12)))
+            {
+                read.p.note_reader(u);
+            }
+            materialized += read.p.home_feeds().active_readers();
+            if step % 37 == 0 || step == 599 {
+                for i in 0..12 {
+                    let Some(u) = read.p.user_id(&name(i)) else {
+                        continue;
+                    };
+                    assert_eq!(
+                        all_pages(&read.p, u, 2),
+                        all_pages(&unread.p, u, 2),
+                        "seed {seed} step {step} user u{i}"
+                    );
+                    if let Some(tl) = read.p.materialized_timeline(u) {
+                        let built = read.p.build_timeline(u);
+                        assert_eq!(
+                            tl.newest_first().collect::<Vec<_>>(),
+                            built.newest_first().collect::<Vec<_>>(),
+                            "seed {seed} step {step} user u{i}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(materialized > 600, "readers were active: {materialized}");
+        // A restart forgets who read; what they see is the same.
+        let restored = Processor::restore(&read.p.snapshot().unwrap(), cfg.clone()).unwrap();
+        assert_eq!(restored.home_feeds().active_readers(), 0);
+        for i in 0..12 {
+            if let Some(u) = unread.p.user_id(&name(i)) {
+                assert_eq!(all_pages(&restored, u, 3), all_pages(&unread.p, u, 3));
+            }
+        }
+    }
+}
+
+#[test]
+fn uploads_fan_out_only_to_followers_who_read_recently() {
+    let mut s = Sim::with(ProcessorConfig {
+        reader_ttl_secs: 60,
+        ..ProcessorConfig::default()
+    });
+    s.feed(&[
+        follow("active", "poster", &at(0, 0)),
+        follow("idle", "poster", &at(0, 0)),
+    ]);
+    s.p.note_reader(s.uid("active"));
+    s.feed(&[photo("poster", "Nike", &at(0, 1))]);
+    let (active, idle) = (s.uid("active"), s.uid("idle"));
+    assert_eq!(
+        s.p.materialized_timeline(active).map(Timeline::len),
+        Some(1)
+    );
+    assert!(
+        s.p.materialized_timeline(idle).is_none(),
+        "not materialized"
+    );
+    // Both read the photo all the same.
+    assert_eq!(s.timeline("idle"), s.timeline("active"));
+    // A minute of event time without a read: no longer kept.
+    s.feed(&[photo("poster", "Nike", &at(1, 5))]);
+    assert!(s.p.materialized_timeline(active).is_none(), "expired");
+    assert_eq!(s.p.home_feeds().active_readers(), 0);
+    assert_eq!(s.timeline("active").len(), 2);
+}
+
+#[test]
+fn at_most_home_timelines_max_are_kept_and_the_least_recent_reader_goes() {
+    let mut s = Sim::with(ProcessorConfig {
+        home_timelines_max: 2,
+        ..ProcessorConfig::default()
+    });
+    s.feed(&[
+        user("a", &at(0, 0)),
+        user("b", &at(0, 1)),
+        user("c", &at(0, 2)),
+    ]);
+    s.p.note_reader(s.uid("a"));
+    s.feed(&[user("d", &at(0, 3))]);
+    s.p.note_reader(s.uid("b"));
+    s.feed(&[user("e", &at(0, 4))]);
+    s.p.note_reader(s.uid("a")); // a read again: b is now the least recent
+    s.p.note_reader(s.uid("c"));
+    assert_eq!(s.p.home_feeds().active_readers(), 2);
+    assert!(s.p.materialized_timeline(s.uid("a")).is_some());
+    assert!(s.p.materialized_timeline(s.uid("b")).is_none());
+    assert!(s.p.materialized_timeline(s.uid("c")).is_some());
+}
+
+#[test]
+fn readers_noted_through_the_log_enter_between_batches() {
+    let mut s = Sim::new();
+    s.feed(&[follow("reader", "poster", &at(0, 0))]);
+    let log = ReaderLog::default();
+    log.note(s.uid("reader"));
+    log.note(s.uid("reader"));
+    assert_eq!(s.p.home_feeds().active_readers(), 0, "not before the drain");
+    log.drain_into(&mut s.p);
+    assert_eq!(s.p.home_feeds().active_readers(), 1);
+    s.feed(&[photo("poster", "Nike", &at(0, 1))]);
+    let materialized = s.p.materialized_timeline(s.uid("reader"));
+    assert_eq!(materialized.map(Timeline::len), Some(1));
 }
