@@ -820,6 +820,9 @@ impl Order {
         if self.aligner.held() > 0 {
             let mut changes = Vec::new();
             let mut p = state.processor.write().expect("processor lock poisoned");
+            // Readers since the last batch, before its events: they decide which home
+            // timelines fan-out keeps up to date.
+            state.readers.drain_into(&mut p);
             self.aligner.release(now, |_, w| {
                 let r = w.record();
                 for delta in p.apply(w.event(), &r.bytes) {

@@ -130,6 +130,7 @@ impl Application {
         let state = Arc::new(AppState {
             archive,
             processor: RwLock::new(processor),
+            readers: Default::default(),
             durable: tokio::sync::watch::channel(0).0,
             restored,
             hub: Hub::new(config.live.clone()),

@@ -27,6 +27,9 @@ pub fn wall_ms() -> Millis {
 pub struct AppState {
     pub config: Config,
     pub processor: RwLock<Processor>,
+    /// Users who read their home timeline since the last batch: the pipeline notes
+    /// them in the processor, which then keeps their timelines materialized.
+    pub readers: crate::processor::ReaderLog,
     pub hub: Hub,
     pub dead_letters: DeadLetterLog,
     pub pipeline: PipelineHandle,

@@ -510,26 +510,37 @@ impl LogEnds {
     }
 
     /// Pauses partitions whose events wait in the aligner far ahead of the others, and
-    /// resumes them once half have gone.
+    /// resumes them once half have gone. The partitions furthest behind are never
+    /// paused (and are resumed): they are what the others wait for, and pausing them
+    /// would stall the merge until they count as idle.
     fn pause_far_ahead(
         &mut self,
         consumer: &StreamConsumer<GroupContext>,
         view: &crate::state::OrderView,
     ) {
-        let held: HashMap<&str, usize> = view
+        let slowest = view
             .inputs
             .iter()
-            .map(|i| (i.name.as_str(), i.held))
+            .filter(|i| !i.idle)
+            .filter_map(|i| i.watermark)
+            .min();
+        let held: HashMap<&str, (usize, bool)> = view
+            .inputs
+            .iter()
+            .map(|i| {
+                let ahead = i.watermark.zip(slowest).is_some_and(|(w, s)| w > s);
+                (i.name.as_str(), (i.held, ahead))
+            })
             .collect();
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         let mut changed = Vec::new();
         for (k, name) in &self.assigned {
-            let n = held.get(name.as_str()).copied().unwrap_or(0);
+            let (n, ahead) = held.get(name.as_str()).copied().unwrap_or((0, false));
             let paused = self.paused.contains(k);
-            if !paused && n >= self.pause_at {
+            if !paused && ahead && n >= self.pause_at {
                 let _ = pause.add_partition(&self.names[k.0], k.1);
                 changed.push((*k, true));
-            } else if paused && n <= self.pause_at / 2 {
+            } else if paused && (!ahead || n <= self.pause_at / 2) {
                 let _ = resume.add_partition(&self.names[k.0], k.1);
                 changed.push((*k, false));
             }

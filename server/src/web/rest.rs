@@ -177,6 +177,8 @@ pub async fn user(
     let n = q.limit(&state, state.config.live.feed_page_size);
     let p = read(&state);
     let u = user_id(&p, &username)?;
+    // A reader: their home timeline is kept up to date from the next batch on.
+    state.readers.note(u);
     Ok(Json(p.user_feeds(u, n)))
 }
 
@@ -192,17 +194,30 @@ fn cursor(q: &Params) -> Result<Option<crate::processor::Cursor>, ApiErr> {
 
 type FeedFn = fn(&Processor, UserId, Option<crate::processor::Cursor>, usize) -> FeedPage;
 
+/// Which feed a page is of: reading the home timeline makes its user an active reader.
+enum Feed {
+    Profile,
+    Home,
+}
+
 /// One page of a user's feed, `before` a cursor from the previous page.
 fn feed_page(
     state: &AppState,
     username: &str,
     q: &Params,
-    page: FeedFn,
+    feed: Feed,
 ) -> Result<Json<FeedPage>, ApiErr> {
+    let page: FeedFn = match feed {
+        Feed::Profile => Processor::profile_feed,
+        Feed::Home => Processor::home_timeline,
+    };
     let n = q.limit(state, state.config.live.feed_page_size);
     let before = cursor(q)?;
     let p = read(state);
     let u = user_id(&p, username)?;
+    if matches!(feed, Feed::Home) {
+        state.readers.note(u);
+    }
     Ok(Json(page(&p, u, before, n)))
 }
 
@@ -211,7 +226,7 @@ pub async fn user_photos(
     Path(username): Path<String>,
     Query(q): Query<Params>,
 ) -> Result<Json<FeedPage>, ApiErr> {
-    feed_page(&state, &username, &q, Processor::profile_feed)
+    feed_page(&state, &username, &q, Feed::Profile)
 }
 
 pub async fn user_timeline(
@@ -219,7 +234,7 @@ pub async fn user_timeline(
     Path(username): Path<String>,
     Query(q): Query<Params>,
 ) -> Result<Json<FeedPage>, ApiErr> {
-    feed_page(&state, &username, &q, Processor::home_timeline)
+    feed_page(&state, &username, &q, Feed::Home)
 }
 
 pub async fn map(
