@@ -44,6 +44,8 @@ pub struct Config {
     pub archive: crate::archive::ArchiveConfig,
     pub state: StateConfig,
     pub file_source: FileSourceConfig,
+    /// Who may read the live stream and the dashboard, and which headers say so.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             archive: crate::archive::ArchiveConfig::default(),
             state: StateConfig::default(),
             file_source: FileSourceConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -269,8 +272,46 @@ impl Default for HttpConfig {
     }
 }
 
+/// Same-origin by default: what another site may do with this server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Origins besides the server's own whose pages may open `/ws`
+    /// (`"https://intranet.example.com"`), for a dashboard embedded on another site.
+    /// A browser always sends `Origin` on a WebSocket; one not listed gets 403.
+    pub allowed_origins: Vec<String>,
+    /// The CSP `frame-ancestors` sources: who may show the dashboard in a frame.
+    /// `'self'` by default; `'none'` forbids framing, `https://a.example` allows that site.
+    pub frame_ancestors: String,
+    /// Bearer token for `GET /api/dead-letters` (raw rejected payloads); the listing
+    /// is off while unset. Counts by reason stay in the health view for everyone.
+    pub dead_letters_token: Option<String>,
+    /// Hashed assets (Trunk's `name-<16 hex>.ext`) are cached this long, as immutable.
+    pub asset_max_age_secs: u64,
+    /// Longest prefix `GET /api/users?prefix=` accepts, in characters.
+    pub search_max_prefix: usize,
+    /// User searches running at once; more wait their turn. Each scans the user
+    /// index once without allocating per user, so this bounds their total cost.
+    pub search_concurrency: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            allowed_origins: Vec::new(),
+            frame_ancestors: "'self'".into(),
+            dead_letters_token: None,
+            asset_max_age_secs: 365 * 24 * 3600,
+            search_max_prefix: 64,
+            search_concurrency: 2,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("configuration: {0} is set but empty; remove it or give it a value")]
+    EmptyToken(&'static str),
     #[error("configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
     #[error("configuration file {0} does not exist")]
@@ -292,7 +333,30 @@ impl Config {
         }
         fig = fig.merge(Env::prefixed("INSTABRAND_").split("__"));
         fig = fig.merge(Serialized::defaults(overrides));
-        fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses what would silently weaken the server: a token configured as `""`
+    /// (an empty bearer token would be one anybody can send).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tokens = [
+            ("ingest_token", &self.ingest_token),
+            ("control_token", &self.control_token),
+            (
+                "security.dead_letters_token",
+                &self.security.dead_letters_token,
+            ),
+        ];
+        for (name, token) in tokens {
+            if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+                return Err(ConfigError::EmptyToken(name));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -316,6 +380,22 @@ mod tests {
         assert_eq!(c.processor.celebrity_threshold, 10_000);
         let c = Config::load(Some(&f), serde_json::json!({ "port": 1234 })).unwrap();
         assert_eq!(c.port, 1234);
+    }
+
+    #[test]
+    fn an_empty_token_is_refused_at_start() {
+        for key in ["ingest_token", "control_token"] {
+            let e = Config::load(None, serde_json::json!({ key: "" })).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = Config::load(
+            None,
+            serde_json::json!({ "security": { "dead_letters_token": "  " } }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("dead_letters_token"), "{e}");
+        let c = Config::load(None, serde_json::json!({ "ingest_token": "x" })).unwrap();
+        assert_eq!(c.ingest_token.as_deref(), Some("x"));
     }
 
     #[test]

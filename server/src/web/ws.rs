@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use instabrand_shared::ws::{ClientMessage, Frame, ServerMessage, Topic};
@@ -22,7 +23,16 @@ use tracing::debug;
 use super::ApiErr;
 use crate::state::AppState;
 
-pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !super::security::origin_allowed(&headers, &state.config.security.allowed_origins) {
+        debug!(origin = ?headers.get(header::ORIGIN), "websocket from a foreign origin refused");
+        return ApiErr::Forbidden("this origin may not open the live stream".into())
+            .into_response();
+    }
     let cfg = state.hub.config();
     if state.hub.connections() as usize >= cfg.max_connections {
         return ApiErr::Unavailable("too many WebSocket connections".into()).into_response();

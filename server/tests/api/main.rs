@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, driven over HTTP and WebSocket.
 
 mod helpers;
+mod security;
 
 use std::time::Duration;
 
@@ -149,7 +150,9 @@ async fn bad_input_is_counted_by_reason_kept_with_its_bytes_and_good_events_arou
     assert_eq!(health.users, 3, "u1, u2 and u6 applied");
     assert_eq!(health.dead_letters, 8);
     assert_eq!(health.dead_letters_by_reason["not_json"], 1);
-    let dl: Vec<DeadLetterView> = app.get("/api/dead-letters").await;
+    let dl: Vec<DeadLetterView> = app
+        .get_authorized("/api/dead-letters", DEAD_LETTERS_TOKEN)
+        .await;
     assert_eq!(dl[0].raw, oversized, "newest first, original bytes");
     assert_eq!(dl[0].source, "ingest:line 10");
     let file = std::fs::read_to_string(app.dir.path().join("dead-letters.ndjson")).unwrap();
