@@ -241,9 +241,49 @@ pub fn reconnect_delay_ms(attempt: u32, random: f64) -> u32 {
     (base.min(15_000.0) * (0.8 + 0.4 * random.clamp(0.0, 1.0))) as u32
 }
 
+/// The heartbeat's verdict at `now_ms`, for a link last heard from at `heard_ms` and
+/// last pinged at `pinged_ms`, with the server's heartbeat interval `interval_ms`.
+/// The page pings every half interval, so a live link answers well inside one
+/// interval; silence for a whole interval means the link is dead (a half-open socket
+/// the browser has not noticed), and the page shows "offline" and reconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Quiet,
+    SendPing,
+    Dead,
+}
+
+pub fn heartbeat(now_ms: f64, heard_ms: f64, pinged_ms: f64, interval_ms: f64) -> Heartbeat {
+    let interval = interval_ms.max(500.0);
+    if now_ms - heard_ms > interval {
+        Heartbeat::Dead
+    } else if now_ms - pinged_ms >= interval / 2.0 {
+        Heartbeat::SendPing
+    } else {
+        Heartbeat::Quiet
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_silent_for_an_interval_is_dead_and_pings_go_every_half_interval() {
+        assert_eq!(heartbeat(1_000.0, 900.0, 900.0, 10_000.0), Heartbeat::Quiet);
+        assert_eq!(
+            heartbeat(6_000.0, 900.0, 900.0, 10_000.0),
+            Heartbeat::SendPing
+        );
+        assert_eq!(
+            heartbeat(6_000.0, 5_500.0, 5_900.0, 10_000.0),
+            Heartbeat::Quiet
+        );
+        assert_eq!(
+            heartbeat(11_000.0, 900.0, 10_000.0, 10_000.0),
+            Heartbeat::Dead
+        );
+    }
 
     #[test]
     fn reconnect_delays_double_and_cap_with_jitter() {

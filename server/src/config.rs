@@ -95,7 +95,9 @@ pub struct LiveConfig {
     pub max_client_message_bytes: usize,
     /// A send taking longer than this closes the connection.
     pub send_timeout_secs: u64,
-    /// Most WebSocket connections at once.
+    /// Most WebSocket connections at once: 10,000 wall screens and dashboards with
+    /// room to spare. `serve` raises the open-file limit to its hard limit at start
+    /// and warns when that is below this.
     pub max_connections: usize,
     /// Leaderboards over 1 h and 24 h merge many sketches: recompute them at most this often.
     pub slow_refresh_ms: u64,
@@ -106,6 +108,20 @@ pub struct LiveConfig {
     pub feed_page_size: usize,
     /// Alerts in a snapshot.
     pub alert_snapshot: usize,
+    /// Per-connection buffers. tungstenite's defaults (128 KiB to read) cost about
+    /// 120 KB per idle connection; clients only send short subscribe messages, and a
+    /// larger one still arrives (the buffer grows for it, up to
+    /// `max_client_message_bytes`).
+    pub read_buffer_bytes: usize,
+    /// Frames are gathered up to this size before a write; each burst is flushed.
+    pub write_buffer_bytes: usize,
+    /// A connection whose unsent bytes pass this is closed (it is not reading).
+    pub max_write_buffer_bytes: usize,
+    /// The server pings every connection this often.
+    pub ping_interval_ms: u64,
+    /// A connection from which nothing (no message, no pong) arrived for this long is
+    /// closed: a laptop that slept or a dropped Wi-Fi leaves a half-open socket behind.
+    pub idle_timeout_ms: u64,
 }
 
 impl LiveConfig {
@@ -127,12 +143,17 @@ impl Default for LiveConfig {
             max_subscriptions: 32,
             max_client_message_bytes: 4096,
             send_timeout_secs: 10,
-            max_connections: 1000,
+            max_connections: 12_000,
             slow_refresh_ms: 1000,
             map_snapshot_points: 5000,
             map_points_per_frame: 1000,
             feed_page_size: 30,
             alert_snapshot: 50,
+            read_buffer_bytes: 2048,
+            write_buffer_bytes: 8192,
+            max_write_buffer_bytes: 4 * 1024 * 1024,
+            ping_interval_ms: 10_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }

@@ -292,6 +292,7 @@ impl Hub {
                         (!new.is_empty()).then_some((Frame::Alerts(new), false))
                     }
                     Topic::Feed { username } => feed_delta(&p, username, &changes, &self.cfg),
+                    Topic::Connection => None,
                 };
                 drop(mem);
                 if let Some((frame, snapshot)) = built {
@@ -382,8 +383,8 @@ pub fn snapshot_frame(p: &Processor, topic: &Topic, cfg: &LiveConfig, rate: f64)
                 message: format!("no user {username:?}"),
             },
         },
-        Topic::Health => Frame::Error {
-            message: "health snapshots are built by the hub".into(),
+        Topic::Health | Topic::Connection => Frame::Error {
+            message: "health snapshots are built by the hub; the connection topic has none".into(),
         },
     }
 }

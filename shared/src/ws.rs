@@ -32,14 +32,23 @@ pub enum Topic {
     Alerts,
     /// Pipeline health.
     Health,
+    /// About the connection itself (pongs, unreadable messages); not subscribable.
+    Connection,
 }
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Subscribe { topic: Topic },
-    Unsubscribe { topic: Topic },
+    Subscribe {
+        topic: Topic,
+    },
+    Unsubscribe {
+        topic: Topic,
+    },
+    /// Answered at once with a [`Frame::Pong`] on [`Topic::Connection`]: a page cannot
+    /// see WebSocket pings, so this is how it tells a live link from a dead one.
+    Ping,
 }
 
 /// Server → client.
@@ -65,6 +74,12 @@ pub enum Frame {
     /// New alerts (snapshot: the most recent ones), oldest first.
     Alerts(Vec<Alert>),
     Health(Health),
+    /// The answer to [`ClientMessage::Ping`]. `interval_ms`: the server's heartbeat
+    /// interval; a page that hears nothing (no frame, no pong) for about that long
+    /// should count the link as dead and reconnect.
+    Pong {
+        interval_ms: u64,
+    },
     /// The subscription was refused or failed; the reason is for people.
     Error {
         message: String,

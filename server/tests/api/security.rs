@@ -223,3 +223,43 @@ async fn user_search_is_bounded_and_ranks_by_followers() {
         .unwrap();
     assert_eq!(res.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_pings_is_closed_and_a_live_one_is_not() {
+    use futures_util::{SinkExt, StreamExt};
+    use instabrand_shared::ws::ClientMessage;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_app_with(|c| {
+        c.live.ping_interval_ms = 200;
+        c.live.idle_timeout_ms = 600;
+    })
+    .await;
+    let mut silent = app.ws().await;
+    let mut live = app.ws().await;
+    silent.subscribe(Topic::Alerts).await;
+    live.subscribe(Topic::Alerts).await;
+    // `live` keeps reading (tungstenite answers pings as it reads); `silent` does not.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), live.0.next()).await;
+    }
+    assert_eq!(app.state.hub.connections(), 1, "the silent one was dropped");
+
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match silent.0.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the server closed the silent connection");
+
+    let ping = serde_json::to_string(&ClientMessage::Ping).unwrap();
+    live.0.send(Message::Text(ping.into())).await.unwrap();
+    let pong = live.next().await;
+    assert_eq!(pong.topic, Topic::Connection);
+    assert_eq!(pong.frame, Frame::Pong { interval_ms: 200 });
+}
