@@ -23,6 +23,9 @@ pub struct LeaderboardState {
     pub rows: Vec<BrandMetrics>,
     /// Frames applied since the last snapshot; lets a page tell "waiting" from "empty".
     pub frames: u64,
+    /// The page held: the rank of its first row minus one, and brands in the whole table.
+    pub offset: u32,
+    pub total_brands: u64,
 }
 
 /// At most this many brands are kept; the bundled list has 60, ingest may add more.
@@ -38,19 +41,23 @@ impl LeaderboardState {
         self.to_ms = frame.to_ms;
         self.total_photos = frame.total_photos;
         self.events_per_sec = frame.events_per_sec;
+        self.offset = frame.offset;
+        self.total_brands = frame.total_brands;
         self.rows.retain(|r| !frame.removed.contains(&r.brand));
-        for row in frame.rows {
+        for mut row in frame.rows {
             match self.rows.iter_mut().find(|r| r.brand == row.brand) {
-                Some(held) => *held = row,
+                Some(held) => {
+                    // A delta leaves out a sparkline that did not move.
+                    if row.spark.is_empty() {
+                        row.spark = std::mem::take(&mut held.spark);
+                    }
+                    *held = row;
+                }
                 None => self.rows.push(row),
             }
         }
-        self.rows.sort_by(|a, b| {
-            b.photos
-                .cmp(&a.photos)
-                .then_with(|| b.engagement_rate.total_cmp(&a.engagement_rate))
-                .then_with(|| a.brand.cmp(&b.brand))
-        });
+        let sort = frame.sort;
+        self.rows.sort_by(|a, b| sort.compare(a, b));
         self.rows.truncate(MAX_BRANDS);
         self.frames += 1;
     }

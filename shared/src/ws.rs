@@ -18,8 +18,18 @@ use crate::time::Millis;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Topic {
-    /// The brand leaderboard over one window.
-    Leaderboard { window: Window },
+    /// The brand leaderboard over one window: `rows` rows from `offset` in `sort`
+    /// order (a page of the table; the table scrolls by subscribing to another page).
+    /// A subscription without them gets the top [`DEFAULT_TABLE_ROWS`] by photos.
+    Leaderboard {
+        window: Window,
+        #[serde(default)]
+        sort: SortKey,
+        #[serde(default)]
+        offset: u32,
+        #[serde(default = "default_rows")]
+        rows: u32,
+    },
     /// One brand's detail over one window.
     Brand { brand: String, window: Window },
     /// Top influencers over one window.
@@ -34,6 +44,103 @@ pub enum Topic {
     Health,
     /// About the connection itself (pongs, unreadable messages); not subscribable.
     Connection,
+}
+
+/// Rows a leaderboard page holds unless the subscription says otherwise.
+pub const DEFAULT_TABLE_ROWS: u32 = 20;
+/// Most rows one leaderboard subscription may ask for: the frame budget (see
+/// docs/live.md) holds for pages up to this size.
+pub const MAX_TABLE_ROWS: u32 = 100;
+
+fn default_rows() -> u32 {
+    DEFAULT_TABLE_ROWS
+}
+
+impl Topic {
+    /// The leaderboard's top [`DEFAULT_TABLE_ROWS`] by photos over `window`.
+    pub fn leaderboard(window: Window) -> Topic {
+        Topic::Leaderboard {
+            window,
+            sort: SortKey::Photos,
+            offset: 0,
+            rows: DEFAULT_TABLE_ROWS,
+        }
+    }
+}
+
+/// The column a leaderboard is ordered by, largest first; ties by photos, then name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    #[default]
+    Photos,
+    Likes,
+    Comments,
+    Reach,
+    Engagement,
+    Impressions,
+}
+
+impl SortKey {
+    /// The table's order: this key descending, then photos descending, then brand name
+    /// (the server cuts pages and the page sorts its rows with the same comparator).
+    pub fn compare(self, a: &BrandMetrics, b: &BrandMetrics) -> std::cmp::Ordering {
+        let key = |m: &BrandMetrics| -> f64 {
+            match self {
+                SortKey::Photos => m.photos as f64,
+                SortKey::Likes => m.likes as f64,
+                SortKey::Comments => m.comments as f64,
+                SortKey::Reach => m.reach as f64,
+                SortKey::Engagement => m.engagement_rate,
+                SortKey::Impressions => m.impressions as f64,
+            }
+        };
+        key(b)
+            .total_cmp(&key(a))
+            .then_with(|| b.photos.cmp(&a.photos))
+            .then_with(|| a.brand.cmp(&b.brand))
+    }
+}
+
+/// A row as the table shows it: rates rounded to what `format::percent` prints
+/// (0.01 percentage points below 1 %, 0.1 above), and the sparkline's closed steps
+/// only (the step in progress would draw as a drop and change every frame). Deltas
+/// compare rows at this precision, so a frame carries only rows whose shown values
+/// changed.
+pub fn at_display_precision(m: &BrandMetrics) -> BrandMetrics {
+    fn percent(f: f64) -> f64 {
+        if !f.is_finite() {
+            return 0.0;
+        }
+        let p = f * 100.0;
+        let step = if p.abs() < 1.0 { 0.01 } else { 0.1 };
+        ((p / step).round() * step / 100.0 * 1e6).round() / 1e6
+    }
+    let mut out = m.clone();
+    out.like_rate = percent(m.like_rate);
+    out.comment_rate = percent(m.comment_rate);
+    out.engagement_rate = percent(m.engagement_rate);
+    out.share_of_voice = percent(m.share_of_voice);
+    out.spark.pop();
+    out
+}
+
+/// Events per second as the header shows them (`format::rate`): tenths below 10,
+/// whole numbers below 1,000, three significant digits above; 0 when quiet.
+pub fn rate_at_display_precision(per_sec: f64) -> f64 {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return 0.0;
+    }
+    if per_sec < 10.0 {
+        (per_sec * 10.0).round() / 10.0
+    } else if per_sec < 1000.0 {
+        per_sec.round()
+    } else {
+        let scale = 10f64.powi(per_sec.log10().floor() as i32 - 2);
+        (per_sec / scale).round() * scale
+    }
 }
 
 /// Client → server.
@@ -92,10 +199,20 @@ pub struct LeaderboardFrame {
     pub from_ms: Millis,
     pub to_ms: Millis,
     pub total_photos: u64,
-    /// Snapshot: every row. Delta: rows that changed (upsert by brand).
+    /// Snapshot: every row of the page. Delta: rows of the page whose shown values
+    /// changed or that entered it (upsert by brand), at display precision
+    /// ([`at_display_precision`]).
     pub rows: Vec<BrandMetrics>,
-    /// Brands that left the window since the last frame.
+    /// Brands that left the page (or the window) since the last frame.
     pub removed: Vec<String>,
+    /// The page: the rank of its first row minus one, and its order.
+    #[serde(default)]
+    pub offset: u32,
+    #[serde(default)]
+    pub sort: SortKey,
+    /// Brands in the whole table, for scrolling through the pages.
+    #[serde(default)]
+    pub total_brands: u64,
     /// Events applied per second over the last few seconds (all kinds).
     pub events_per_sec: f64,
 }
@@ -135,12 +252,17 @@ mod tests {
     #[test]
     fn messages_have_a_readable_shape() {
         let m = ClientMessage::Subscribe {
-            topic: Topic::Leaderboard { window: Window::H1 },
+            topic: Topic::leaderboard(Window::H1),
         };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
-            r#"{"op":"subscribe","topic":{"type":"leaderboard","window":"1h"}}"#
+            r#"{"op":"subscribe","topic":{"type":"leaderboard","window":"1h","sort":"photos","offset":0,"rows":20}}"#
         );
+        let old: ClientMessage = serde_json::from_str(
+            r#"{"op":"subscribe","topic":{"type":"leaderboard","window":"1h"}}"#,
+        )
+        .unwrap();
+        assert_eq!(old, m, "a subscription without a page gets the top rows");
         let back: ClientMessage = serde_json::from_str(
             r#"{"op":"unsubscribe","topic":{"type":"feed","username":"bob"}}"#,
         )
@@ -153,6 +275,43 @@ mod tests {
                 }
             }
         );
+    }
+
+    #[test]
+    fn display_precision_rounds_rates_as_shown_and_drops_the_open_step() {
+        let m = BrandMetrics {
+            brand: "b".into(),
+            engagement_rate: 0.123_44,
+            share_of_voice: 0.004_567,
+            spark: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let d = at_display_precision(&m);
+        assert_eq!(d.engagement_rate, 0.123);
+        assert_eq!(d.share_of_voice, 0.0046);
+        assert_eq!(d.spark, [1, 2]);
+        let nudged = BrandMetrics {
+            engagement_rate: 0.123_41,
+            ..m.clone()
+        };
+        assert_eq!(at_display_precision(&nudged), d, "the same on screen");
+    }
+
+    #[test]
+    fn tables_sort_by_their_key_then_photos_then_name() {
+        let row = |brand: &str, photos, reach| BrandMetrics {
+            brand: brand.into(),
+            photos,
+            reach,
+            ..Default::default()
+        };
+        let mut rows = [row("c", 1, 9), row("a", 5, 1), row("b", 5, 1)];
+        rows.sort_by(|x, y| SortKey::Photos.compare(x, y));
+        let names: Vec<_> = rows.iter().map(|r| r.brand.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        rows.sort_by(|x, y| SortKey::Reach.compare(x, y));
+        let names: Vec<_> = rows.iter().map(|r| r.brand.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"]);
     }
 
     #[test]

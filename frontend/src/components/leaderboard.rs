@@ -77,7 +77,7 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
                 b.rows
                     .iter()
                     .position(|r| r.brand == brand)
-                    .map(|i| (i + 1, b.rows[i].clone()))
+                    .map(|i| (b.offset as usize + i + 1, b.rows[i].clone()))
             })
         })
     };

@@ -17,10 +17,7 @@ async fn a_websocket_client_gets_a_snapshot_then_live_leaderboard_deltas() {
     let app = spawn_app().await;
     app.ingest(&[photo("a", "Nike", 0)]).await;
     let mut ws = app.ws().await;
-    ws.subscribe(Topic::Leaderboard {
-        window: Window::All,
-    })
-    .await;
+    ws.subscribe(Topic::leaderboard(Window::All)).await;
     let first = ws.next().await;
     assert!(first.snapshot);
     let Frame::Leaderboard(lb) = first.frame else {
@@ -300,7 +297,10 @@ async fn a_stalled_websocket_client_does_not_delay_another_and_is_resynced() {
                     break;
                 }
             }
-            _ => break,
+            other => {
+                eprintln!("stalled client ended with {other:?}");
+                break;
+            }
         }
     }
     assert!(
@@ -377,4 +377,50 @@ async fn an_archiver_archives_and_dead_letters_but_applies_nothing() {
         .map(|r| String::from_utf8(r.unwrap().raw.to_vec()).unwrap())
         .collect();
     assert_eq!(raw, [lines[0].clone(), lines[2].clone(), lines[3].clone()]);
+}
+
+/// The next leaderboard frame that carries rows (rate-only frames have none).
+async fn next_rows(ws: &mut Ws) -> (bool, Vec<String>, instabrand_shared::ws::LeaderboardFrame) {
+    loop {
+        let m = ws.next().await;
+        let Frame::Leaderboard(lb) = m.frame else {
+            continue;
+        };
+        if !lb.rows.is_empty() || !lb.removed.is_empty() {
+            let brands = lb.rows.iter().map(|r| r.brand.clone()).collect();
+            return (m.snapshot, brands, lb);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaderboard_delta_after_a_change_to_one_brand_carries_that_row_only() {
+    let app = spawn_app().await;
+    let photos: Vec<String> = (0..25)
+        .map(|i| photo(&format!("u{i:02}"), &format!("b{i:02}"), i))
+        .collect();
+    app.ingest(&photos).await;
+    let mut ws = app.ws().await;
+    ws.subscribe(Topic::Leaderboard {
+        window: Window::All,
+        sort: instabrand_shared::ws::SortKey::Photos,
+        offset: 0,
+        rows: 5,
+    })
+    .await;
+    let (snapshot, brands, lb) = next_rows(&mut ws).await;
+    assert!(snapshot);
+    assert_eq!(brands, ["b00", "b01", "b02", "b03", "b04"], "the page only");
+    assert_eq!(lb.total_brands, 25, "the table knows how many there are");
+
+    // A change below the page is not on screen: no row goes out for it.
+    app.ingest(&[comment("fan", "u20", 20, "nice", 30)]).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A change to one brand on the page: that row, and only it.
+    app.ingest(&[comment("fan", "u01", 1, "nice", 31)]).await;
+    let (snapshot, brands, lb) = next_rows(&mut ws).await;
+    assert!(!snapshot);
+    assert_eq!(brands, ["b01"]);
+    assert_eq!(lb.rows[0].comments, 1);
+    assert!(lb.removed.is_empty());
 }

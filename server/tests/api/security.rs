@@ -42,10 +42,7 @@ async fn a_foreign_origin_gets_403_and_the_own_origin_is_served() {
         let mut ws = ws_with_origin(&app, &origin)
             .await
             .unwrap_or_else(|e| panic!("{origin} refused: {e}"));
-        ws.subscribe(Topic::Leaderboard {
-            window: Window::All,
-        })
-        .await;
+        ws.subscribe(Topic::leaderboard(Window::All)).await;
         let m = ws.next().await;
         let Frame::Leaderboard(lb) = m.frame else {
             panic!("{m:?}")
