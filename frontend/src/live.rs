@@ -9,8 +9,8 @@
 use std::collections::{HashSet, VecDeque};
 
 use instabrand_shared::Millis;
-use instabrand_shared::api::{Alert, BrandMetrics, FeedPage, MapPoint, PhotoView, UserProfile};
-use instabrand_shared::ws::{FeedFrame, LeaderboardFrame, upsert_photos};
+use instabrand_shared::api::{Alert, FeedPage, MapPoint, PhotoView, UserProfile};
+use instabrand_shared::ws::{FeedFrame, LeaderboardFrame, TableRow, upsert_photos};
 
 /// The brand leaderboard for one window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,7 +20,7 @@ pub struct LeaderboardState {
     pub total_photos: u64,
     pub events_per_sec: f64,
     /// Sorted by photos, then engagement rate, then name (a stable order on screen).
-    pub rows: Vec<BrandMetrics>,
+    pub rows: Vec<TableRow>,
     /// Frames applied since the last snapshot; lets a page tell "waiting" from "empty".
     pub frames: u64,
     /// The page held: the rank of its first row minus one, and brands in the whole table.
@@ -62,7 +62,7 @@ impl LeaderboardState {
         self.frames += 1;
     }
 
-    pub fn row(&self, brand: &str) -> Option<&BrandMetrics> {
+    pub fn row(&self, brand: &str) -> Option<&TableRow> {
         self.rows.iter().find(|r| r.brand == brand)
     }
 }
@@ -301,15 +301,15 @@ mod tests {
         assert!(reconnect_delay_ms(3, 0.99) < 2_400);
     }
 
-    fn row(brand: &str, photos: u64) -> BrandMetrics {
-        BrandMetrics {
+    fn row(brand: &str, photos: u64) -> TableRow {
+        TableRow {
             brand: brand.into(),
             photos,
             ..Default::default()
         }
     }
 
-    fn frame(rows: Vec<BrandMetrics>, removed: &[&str]) -> LeaderboardFrame {
+    fn frame(rows: Vec<TableRow>, removed: &[&str]) -> LeaderboardFrame {
         LeaderboardFrame {
             rows,
             removed: removed.iter().map(|s| s.to_string()).collect(),

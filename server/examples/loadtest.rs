@@ -29,6 +29,7 @@ use instabrand_shared::api::Window;
 use instabrand_shared::ws::{ClientMessage, Topic};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 struct Args {
     url: String,
@@ -154,7 +155,7 @@ async fn main() {
     let handshakes = Arc::new(Semaphore::new(256));
     // Every client is connected and has its snapshots before measuring starts.
     let ready = Arc::new(tokio::sync::Barrier::new(args.clients + 1));
-    let measure_from = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let (measure_tx, measure_from) = tokio::sync::watch::channel(None::<Instant>);
     let stop = tokio_util::sync::CancellationToken::new();
     let mut tasks = Vec::with_capacity(args.clients);
     for _ in 0..args.clients {
@@ -169,9 +170,15 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let permit = handshakes.acquire().await.expect("semaphore open");
             let opened = async {
-                let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // Small client buffers too: 10,000 clients at tungstenite's default
+                // 128 KiB would take over a gigabyte of this machine from the server.
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(16 * 1024)
+                    .write_buffer_size(0);
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 for s in subscribe.iter() {
                     ws.send(Message::Text(s.clone().into()))
                         .await
@@ -194,7 +201,11 @@ async fn main() {
             // Every task reaches the barrier, failed or not, or the others would wait.
             ready.wait().await;
             let mut ws = opened?;
-            let t0 = *measure_from.wait();
+            let mut measure_from = measure_from;
+            let t0 = match measure_from.wait_for(Option::is_some).await {
+                Ok(t) => t.expect("set"),
+                Err(_) => return Err("the run ended".to_string()),
+            };
             let mut seen = Seen::default();
             loop {
                 tokio::select! {
@@ -223,7 +234,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_connected = args.pid.and_then(rss_kib);
     let t0 = Instant::now();
-    let _ = measure_from.set(t0);
+    let _ = measure_tx.send(Some(t0));
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     stop.cancel();
     let measured = t0.elapsed().as_secs_f64();

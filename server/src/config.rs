@@ -85,7 +85,10 @@ pub struct LiveConfig {
     /// frames whatever arrives, so more frames cost it parsing only.
     pub frames_per_sec: u32,
     /// Leaderboards over 5 minutes and all time are rebuilt at most this often: a table
-    /// whose numbers change every frame cannot be read and costs the browser.
+    /// whose numbers change every frame cannot be read and costs the browser. 200 ms
+    /// (5 a second) rather than 100: every frame carries a header of about 250 bytes
+    /// and goes to every screen, so at 10,000 dashboards halving the frames halves
+    /// the sends and keeps a dashboard under 10 KB/s (docs/live.md).
     pub table_refresh_ms: u64,
     /// Frames queued per subscriber before it counts as slow and is resynced.
     pub queue_frames: usize,
@@ -122,6 +125,10 @@ pub struct LiveConfig {
     /// A connection from which nothing (no message, no pong) arrived for this long is
     /// closed: a laptop that slept or a dropped Wi-Fi leaves a half-open socket behind.
     pub idle_timeout_ms: u64,
+    /// The top influencers are rebuilt at most this often (and sent only when they
+    /// changed): their whole list is one frame of about 2.4 KB, a quarter of an
+    /// overview dashboard's 10 KB/s budget if it went every second.
+    pub influencers_refresh_ms: u64,
 }
 
 impl LiveConfig {
@@ -138,7 +145,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             frames_per_sec: 40,
-            table_refresh_ms: 100,
+            table_refresh_ms: 200,
             queue_frames: 64,
             max_subscriptions: 32,
             max_client_message_bytes: 4096,
@@ -154,6 +161,7 @@ impl Default for LiveConfig {
             max_write_buffer_bytes: 4 * 1024 * 1024,
             ping_interval_ms: 10_000,
             idle_timeout_ms: 30_000,
+            influencers_refresh_ms: 2_000,
         }
     }
 }

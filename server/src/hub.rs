@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use instabrand_shared::api::{BrandMetrics, Leaderboard, Window};
+use instabrand_shared::api::{Leaderboard, Window};
 use instabrand_shared::time::MS_PER_MIN;
 use instabrand_shared::ws::{
-    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, ServerMessage, SortKey, Topic,
+    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, ServerMessage, SortKey, TableRow, Topic,
     at_display_precision, rate_at_display_precision,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -57,7 +57,7 @@ struct Memory {
     stale: bool,
     last_built: Option<Instant>,
     /// A leaderboard page's rows as last sent, at display precision.
-    rows: FxHashMap<String, BrandMetrics>,
+    rows: FxHashMap<String, TableRow>,
     total_photos: u64,
     total_brands: u64,
     from_ms: i64,
@@ -328,7 +328,8 @@ impl Hub {
                     }
                     Topic::Influencers { .. } => {
                         mem.stale |= anything;
-                        if mem.stale && due(&mem, now, self.cfg.slow_refresh()) {
+                        let every = Duration::from_millis(self.cfg.influencers_refresh_ms);
+                        if mem.stale && due(&mem, now, every) {
                             mem.stale = false;
                             mem.last_built = Some(now);
                             let f = snapshot_frame(&p, topic, &self.cfg, rate);
@@ -473,7 +474,7 @@ pub fn snapshot_frame(p: &Processor, topic: &Topic, cfg: &LiveConfig, rate: f64)
 }
 
 /// The rows of `view`'s page of `lb`, in its order, at display precision.
-pub fn page(lb: &Leaderboard, view: TableView) -> Vec<BrandMetrics> {
+pub fn page(lb: &Leaderboard, view: TableView) -> Vec<TableRow> {
     let cmp = |a: &usize, b: &usize| view.sort.compare(&lb.rows[*a], &lb.rows[*b]);
     let rows = view.rows.clamp(1, MAX_TABLE_ROWS) as usize;
     let end = (view.offset as usize)

@@ -80,36 +80,79 @@ pub enum SortKey {
     Comments,
     Reach,
     Engagement,
-    Impressions,
 }
 
 impl SortKey {
     /// The table's order: this key descending, then photos descending, then brand name
     /// (the server cuts pages and the page sorts its rows with the same comparator).
-    pub fn compare(self, a: &BrandMetrics, b: &BrandMetrics) -> std::cmp::Ordering {
-        let key = |m: &BrandMetrics| -> f64 {
-            match self {
-                SortKey::Photos => m.photos as f64,
-                SortKey::Likes => m.likes as f64,
-                SortKey::Comments => m.comments as f64,
-                SortKey::Reach => m.reach as f64,
-                SortKey::Engagement => m.engagement_rate,
-                SortKey::Impressions => m.impressions as f64,
-            }
-        };
-        key(b)
-            .total_cmp(&key(a))
-            .then_with(|| b.photos.cmp(&a.photos))
-            .then_with(|| a.brand.cmp(&b.brand))
+    pub fn compare<R: Ranked>(self, a: &R, b: &R) -> std::cmp::Ordering {
+        b.key(self)
+            .total_cmp(&a.key(self))
+            .then_with(|| b.key(SortKey::Photos).total_cmp(&a.key(SortKey::Photos)))
+            .then_with(|| a.brand().cmp(b.brand()))
     }
 }
 
-/// A row as the table shows it: rates rounded to what `format::percent` prints
-/// (0.01 percentage points below 1 %, 0.1 above), and the sparkline's closed steps
+/// A leaderboard row of either shape (the processor's or the wire's).
+pub trait Ranked {
+    fn key(&self, sort: SortKey) -> f64;
+    fn brand(&self) -> &str;
+}
+
+impl Ranked for BrandMetrics {
+    fn key(&self, sort: SortKey) -> f64 {
+        match sort {
+            SortKey::Photos => self.photos as f64,
+            SortKey::Likes => self.likes as f64,
+            SortKey::Comments => self.comments as f64,
+            SortKey::Reach => self.reach as f64,
+            SortKey::Engagement => self.engagement_rate,
+        }
+    }
+    fn brand(&self) -> &str {
+        &self.brand
+    }
+}
+
+impl Ranked for TableRow {
+    fn key(&self, sort: SortKey) -> f64 {
+        match sort {
+            SortKey::Photos => self.photos as f64,
+            SortKey::Likes => self.likes as f64,
+            SortKey::Comments => self.comments as f64,
+            SortKey::Reach => self.reach as f64,
+            SortKey::Engagement => self.engagement_rate,
+        }
+    }
+    fn brand(&self) -> &str {
+        &self.brand
+    }
+}
+
+/// One leaderboard row on the wire: what the table shows, and nothing else (the like
+/// and comment rates and impressions are on the brand page), about a third smaller
+/// than a [`BrandMetrics`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TableRow {
+    pub brand: String,
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+    pub reach: u64,
+    pub engagement_rate: f64,
+    pub share_of_voice: f64,
+    /// Closed steps only. Left out of a delta when it did not move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spark: Vec<u64>,
+}
+
+/// A row as the table shows it: counts truncated as `format::compact` prints them,
+/// rates rounded as `format::percent` prints them (0.01 percentage points below 1 %,
+/// 0.1 above), and the sparkline's closed steps
 /// only (the step in progress would draw as a drop and change every frame). Deltas
 /// compare rows at this precision, so a frame carries only rows whose shown values
 /// changed.
-pub fn at_display_precision(m: &BrandMetrics) -> BrandMetrics {
+pub fn at_display_precision(m: &BrandMetrics) -> TableRow {
     fn percent(f: f64) -> f64 {
         if !f.is_finite() {
             return 0.0;
@@ -118,13 +161,30 @@ pub fn at_display_precision(m: &BrandMetrics) -> BrandMetrics {
         let step = if p.abs() < 1.0 { 0.01 } else { 0.1 };
         ((p / step).round() * step / 100.0 * 1e6).round() / 1e6
     }
-    let mut out = m.clone();
-    out.like_rate = percent(m.like_rate);
-    out.comment_rate = percent(m.comment_rate);
-    out.engagement_rate = percent(m.engagement_rate);
-    out.share_of_voice = percent(m.share_of_voice);
-    out.spark.pop();
-    out
+    // Counts as `format::compact` shows them: exact below 1,000, then truncated to
+    // what `12.3k`, `123k`, `1.2M` can say. An estimate of reach moves with nearly
+    // every engagement; its fourth digit never reaches the screen.
+    fn compact(n: u64) -> u64 {
+        for size in [1_000_000_000u64, 1_000_000, 1_000] {
+            if n >= size {
+                let step = if n / size >= 100 { size } else { size / 10 };
+                return n / step * step;
+            }
+        }
+        n
+    }
+    let mut spark = m.spark.clone();
+    spark.pop();
+    TableRow {
+        brand: m.brand.clone(),
+        photos: compact(m.photos),
+        likes: compact(m.likes),
+        comments: compact(m.comments),
+        reach: compact(m.reach),
+        engagement_rate: percent(m.engagement_rate),
+        share_of_voice: percent(m.share_of_voice),
+        spark,
+    }
 }
 
 /// Events per second as the header shows them (`format::rate`): tenths below 10,
@@ -202,7 +262,7 @@ pub struct LeaderboardFrame {
     /// Snapshot: every row of the page. Delta: rows of the page whose shown values
     /// changed or that entered it (upsert by brand), at display precision
     /// ([`at_display_precision`]).
-    pub rows: Vec<BrandMetrics>,
+    pub rows: Vec<TableRow>,
     /// Brands that left the page (or the window) since the last frame.
     pub removed: Vec<String>,
     /// The page: the rank of its first row minus one, and its order.
@@ -287,6 +347,18 @@ mod tests {
             ..Default::default()
         };
         let d = at_display_precision(&m);
+        let counts = at_display_precision(&BrandMetrics {
+            likes: 999,
+            reach: 13_632,
+            comments: 123_456,
+            photos: 1_234_567,
+            ..Default::default()
+        });
+        assert_eq!(
+            (counts.likes, counts.reach, counts.comments, counts.photos),
+            (999, 13_600, 123_000, 1_200_000),
+            "999, 13.6k, 123k, 1.2M"
+        );
         assert_eq!(d.engagement_rate, 0.123);
         assert_eq!(d.share_of_voice, 0.0046);
         assert_eq!(d.spark, [1, 2]);

@@ -1,7 +1,7 @@
 //! The brand leaderboard table: one row per brand with photos, likes, comments,
 //! unique reach, engagement rate, share of voice and a sparkline of recent activity.
 
-use instabrand_shared::api::BrandMetrics;
+use instabrand_shared::ws::TableRow;
 use leptos::prelude::*;
 
 use crate::charts::sparkline;
@@ -85,10 +85,10 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
             })
         })
     };
-    let cell = move |f: fn(&BrandMetrics) -> String| {
+    let cell = move |f: fn(&TableRow) -> String| {
         move || row.with(|r| r.as_ref().map(|(_, m)| f(m)).unwrap_or_default())
     };
-    let value = move |f: fn(&BrandMetrics) -> u64| {
+    let value = move |f: fn(&TableRow) -> u64| {
         move || {
             row.with(|r| {
                 r.as_ref()

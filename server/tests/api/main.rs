@@ -297,10 +297,9 @@ async fn a_stalled_websocket_client_does_not_delay_another_and_is_resynced() {
                     break;
                 }
             }
-            other => {
-                eprintln!("stalled client ended with {other:?}");
-                break;
-            }
+            // The server's heartbeat pings arrive among the frames.
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_)))) => {}
+            _ => break,
         }
     }
     assert!(
