@@ -106,6 +106,7 @@ struct Seen {
     receipts: Vec<(u64, Duration)>,
     frames: u64,
     bytes: u64,
+    resyncs: u64,
 }
 
 /// The frame's identity without parsing it: a hash of everything before `"seq":N`
@@ -215,7 +216,11 @@ async fn main() {
                             let at = t0.elapsed();
                             seen.frames += 1;
                             seen.bytes += t.len() as u64;
-                            if let Some(k) = frame_key(&t) {
+                            // A resync snapshot carries the count of the frame it
+                            // replaces; it is not that frame's fan-out.
+                            if t.contains("\"snapshot\":true") {
+                                seen.resyncs += 1;
+                            } else if let Some(k) = frame_key(&t) {
                                 seen.receipts.push((k, at));
                             }
                         }
@@ -241,12 +246,14 @@ async fn main() {
 
     let mut failures = 0;
     let mut first_error = None;
+    let mut resyncs = 0;
     let mut frame_rates = Vec::new();
     let mut byte_rates = Vec::new();
     let mut spans: HashMap<u64, (Duration, Duration, u32)> = HashMap::new();
     for t in tasks {
         match t.await {
             Ok(Ok(seen)) => {
+                resyncs += seen.resyncs;
                 frame_rates.push(seen.frames as f64 / measured);
                 byte_rates.push(seen.bytes as f64 / measured);
                 for (k, at) in seen.receipts {
@@ -300,6 +307,7 @@ async fn main() {
         percentile(&byte_rates, 0.5) / 1000.0,
         percentile(&byte_rates, 1.0)
     );
+    println!("resync snapshots (a client fell a whole queue behind): {resyncs}");
     println!(
         "fan-out spread over {} frames: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         spreads.len(),

@@ -79,6 +79,10 @@ pub struct TopicChannel {
     tx: broadcast::Sender<Utf8Bytes>,
     seq: AtomicU64,
     memory: Mutex<Memory>,
+    /// The last snapshot built and the frame count it was taken at: everyone who
+    /// subscribes before the next frame gets the same bytes (a wave of 10,000 screens
+    /// reconnecting after a restart costs one snapshot per topic, not 10,000).
+    snapshot: Mutex<Option<(u64, Utf8Bytes)>>,
 }
 
 pub struct Hub {
@@ -90,6 +94,7 @@ pub struct Hub {
     frames: AtomicU64,
     last_minute: AtomicU64,
     last_health: Mutex<Option<Instant>>,
+    snapshot_permits: tokio::sync::Semaphore,
 }
 
 impl Hub {
@@ -103,6 +108,7 @@ impl Hub {
             frames: AtomicU64::new(0),
             last_minute: AtomicU64::new(0),
             last_health: Mutex::new(None),
+            snapshot_permits: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -178,6 +184,7 @@ impl Hub {
                     stale: true,
                     ..Memory::default()
                 }),
+                snapshot: Mutex::new(None),
             })
         });
         (chan.tx.subscribe(), chan.seq.load(Ordering::Relaxed))
@@ -185,6 +192,54 @@ impl Hub {
 
     /// A snapshot message for one topic, serialized.
     pub fn snapshot(&self, state: &AppState, topic: &Topic, seq: u64) -> Utf8Bytes {
+        let chan = self
+            .topics
+            .lock()
+            .expect("hub lock poisoned")
+            .get(topic)
+            .cloned();
+        // Built at most once per frame count: taken under the topic's snapshot lock,
+        // so a wave of subscribers waits for the first one's snapshot instead of each
+        // building its own.
+        let mut cached = chan
+            .as_ref()
+            .map(|c| c.snapshot.lock().expect("topic lock poisoned"));
+        if let Some(Some((at, bytes))) = cached.as_deref()
+            && *at == seq
+        {
+            return bytes.clone();
+        }
+        let bytes = self.build_snapshot(state, topic, seq);
+        if let Some(c) = cached.as_mut() {
+            **c = Some((seq, bytes.clone()));
+        }
+        bytes
+    }
+
+    /// The snapshot for `topic` at frame count `seq`, if one was built already: the
+    /// cheap path, taken on the async side before going to a blocking thread.
+    pub fn cached_snapshot(&self, topic: &Topic, seq: u64) -> Option<Utf8Bytes> {
+        let chan = self
+            .topics
+            .lock()
+            .expect("hub lock poisoned")
+            .get(topic)
+            .cloned()?;
+        let cached = chan.snapshot.try_lock().ok()?;
+        cached
+            .as_ref()
+            .filter(|(at, _)| *at == seq)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Snapshots being built at once: each holds a blocking thread and the
+    /// processor's read lock; a wave of subscribers queues here instead of growing the
+    /// blocking pool to hundreds of threads (each with its own stack and heap).
+    pub fn snapshot_permits(&self) -> &tokio::sync::Semaphore {
+        &self.snapshot_permits
+    }
+
+    fn build_snapshot(&self, state: &AppState, topic: &Topic, seq: u64) -> Utf8Bytes {
         let frame = match topic {
             Topic::Health => Frame::Health(state.health()),
             _ => {

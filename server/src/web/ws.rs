@@ -202,6 +202,10 @@ async fn start_from_snapshot(
 ) -> Option<Utf8Bytes> {
     let (receiver, seq) = state.hub.subscribe(&topic);
     subs.insert(topic.clone(), BroadcastStream::new(receiver));
+    if let Some(bytes) = state.hub.cached_snapshot(&topic, seq) {
+        return Some(bytes);
+    }
+    let _turn = state.hub.snapshot_permits().acquire().await.ok()?;
     let st = state.clone();
     tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &topic, seq))
         .await
