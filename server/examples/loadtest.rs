@@ -216,11 +216,11 @@ async fn main() {
                             let at = t0.elapsed();
                             seen.frames += 1;
                             seen.bytes += t.len() as u64;
-                            // A resync snapshot carries the count of the frame it
-                            // replaces; it is not that frame's fan-out.
+                            // Whole-list frames (influencers, health) and resyncs.
                             if t.contains("\"snapshot\":true") {
                                 seen.resyncs += 1;
-                            } else if let Some(k) = frame_key(&t) {
+                            }
+                            if let Some(k) = frame_key(&t) {
                                 seen.receipts.push((k, at));
                             }
                         }
@@ -307,7 +307,7 @@ async fn main() {
         percentile(&byte_rates, 0.5) / 1000.0,
         percentile(&byte_rates, 1.0)
     );
-    println!("resync snapshots (a client fell a whole queue behind): {resyncs}");
+    println!("of which snapshots (whole-list frames such as influencers, and resyncs): {resyncs}");
     println!(
         "fan-out spread over {} frames: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         spreads.len(),

@@ -24,8 +24,16 @@ pub fn HealthPage() -> impl IntoView {
     // Raw payloads need the server's dead-letter token, kept in this browser only.
     let token = RwSignal::new(dom::storage_get(TOKEN_KEY).unwrap_or_default());
     let load_letters = move || {
+        let t = token.get_untracked();
+        if t.is_empty() {
+            // No request without a token: it could only be refused.
+            letters.set(Some(Err(
+                "The original bytes of dead letters are shown to holders of the dead-letter token."
+                    .into(),
+            )));
+            return;
+        }
         leptos::task::spawn_local(async move {
-            let t = token.get_untracked();
             letters.set(Some(
                 api::dead_letters(50, &t).await.map_err(|e| e.to_string()),
             ));
