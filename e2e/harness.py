@@ -24,6 +24,7 @@ from selenium.webdriver.chrome.service import Service
 ROOT = Path(__file__).resolve().parent.parent
 CONTROL_TOKEN = "e2e-control-secret"
 INGEST_TOKEN = "e2e-ingest-secret"
+DEAD_LETTERS_TOKEN = "e2e-dead-letters-secret"
 
 CHROME_FLAGS = [
     "--headless",
@@ -143,6 +144,7 @@ def start_server(port=0, env=None):
     full_env = dict(os.environ,
                     INSTABRAND_CONTROL_TOKEN=CONTROL_TOKEN,
                     INSTABRAND_INGEST_TOKEN=INGEST_TOKEN,
+                    INSTABRAND_SECURITY__DEAD_LETTERS_TOKEN=DEAD_LETTERS_TOKEN,
                     INSTABRAND_DATA_DIR=data_dir,
                     RUST_LOG=os.environ.get("RUST_LOG", "info"))
     full_env.update(env or {})

@@ -234,6 +234,10 @@ def test_bad_input_shows_on_the_health_page_as_text(page, server):
     assert status in (200, 202), report
     assert report["rejected"] == 2, report
     page.get(server.url("/health"))
+    # Raw payloads are listed only to holders of the dead-letter token.
+    wait_for(lambda: css(page, "[data-test=dead-letter-token]"), 20, message="the token form")
+    assert "<img" not in text_of(page, "[data-test=dead-letters]")
+    css(page, "[data-test=dead-letter-token]")[0].send_keys(harness.DEAD_LETTERS_TOKEN + Keys.ENTER)
     wait_for(lambda: "<img src=x onerror=alert(2)>" in text_of(page, "[data-test=dead-letters]"), 20,
              message="the dead letter's original bytes, as text")
     wait_for(lambda: text_of(page, "[data-test=dead-letter-reasons]").strip() not in ("", "Dead letters by reason\nNone."),

@@ -88,8 +88,15 @@ pub async fn feed_page(
     .await
 }
 
-pub async fn dead_letters(limit: u32) -> Result<Vec<DeadLetterView>, ApiFailure> {
-    get(&format!("/api/dead-letters?limit={limit}")).await
+/// Raw rejected payloads: the server lists them only to holders of its dead-letter
+/// token.
+pub async fn dead_letters(limit: u32, token: &str) -> Result<Vec<DeadLetterView>, ApiFailure> {
+    let resp = Request::get(&format!("/api/dead-letters?limit={limit}"))
+        .header("Authorization", &bearer(token))
+        .send()
+        .await
+        .map_err(network)?;
+    decode(resp).await
 }
 
 /// The series CSV of one brand, as a link target (downloaded by the browser itself).

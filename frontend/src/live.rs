@@ -9,8 +9,8 @@
 use std::collections::{HashSet, VecDeque};
 
 use instabrand_shared::Millis;
-use instabrand_shared::api::{Alert, BrandMetrics, FeedPage, MapPoint, PhotoView, UserProfile};
-use instabrand_shared::ws::{FeedFrame, LeaderboardFrame, upsert_photos};
+use instabrand_shared::api::{Alert, FeedPage, MapPoint, PhotoView, UserProfile};
+use instabrand_shared::ws::{FeedFrame, LeaderboardFrame, TableRow, upsert_photos};
 
 /// The brand leaderboard for one window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,9 +20,12 @@ pub struct LeaderboardState {
     pub total_photos: u64,
     pub events_per_sec: f64,
     /// Sorted by photos, then engagement rate, then name (a stable order on screen).
-    pub rows: Vec<BrandMetrics>,
+    pub rows: Vec<TableRow>,
     /// Frames applied since the last snapshot; lets a page tell "waiting" from "empty".
     pub frames: u64,
+    /// The page held: the rank of its first row minus one, and brands in the whole table.
+    pub offset: u32,
+    pub total_brands: u64,
 }
 
 /// At most this many brands are kept; the bundled list has 60, ingest may add more.
@@ -38,24 +41,28 @@ impl LeaderboardState {
         self.to_ms = frame.to_ms;
         self.total_photos = frame.total_photos;
         self.events_per_sec = frame.events_per_sec;
+        self.offset = frame.offset;
+        self.total_brands = frame.total_brands;
         self.rows.retain(|r| !frame.removed.contains(&r.brand));
-        for row in frame.rows {
+        for mut row in frame.rows {
             match self.rows.iter_mut().find(|r| r.brand == row.brand) {
-                Some(held) => *held = row,
+                Some(held) => {
+                    // A delta leaves out a sparkline that did not move.
+                    if row.spark.is_empty() {
+                        row.spark = std::mem::take(&mut held.spark);
+                    }
+                    *held = row;
+                }
                 None => self.rows.push(row),
             }
         }
-        self.rows.sort_by(|a, b| {
-            b.photos
-                .cmp(&a.photos)
-                .then_with(|| b.engagement_rate.total_cmp(&a.engagement_rate))
-                .then_with(|| a.brand.cmp(&b.brand))
-        });
+        let sort = frame.sort;
+        self.rows.sort_by(|a, b| sort.compare(a, b));
         self.rows.truncate(MAX_BRANDS);
         self.frames += 1;
     }
 
-    pub fn row(&self, brand: &str) -> Option<&BrandMetrics> {
+    pub fn row(&self, brand: &str) -> Option<&TableRow> {
         self.rows.iter().find(|r| r.brand == brand)
     }
 }
@@ -241,9 +248,49 @@ pub fn reconnect_delay_ms(attempt: u32, random: f64) -> u32 {
     (base.min(15_000.0) * (0.8 + 0.4 * random.clamp(0.0, 1.0))) as u32
 }
 
+/// The heartbeat's verdict at `now_ms`, for a link last heard from at `heard_ms` and
+/// last pinged at `pinged_ms`, with the server's heartbeat interval `interval_ms`.
+/// The page pings every half interval, so a live link answers well inside one
+/// interval; silence for a whole interval means the link is dead (a half-open socket
+/// the browser has not noticed), and the page shows "offline" and reconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Quiet,
+    SendPing,
+    Dead,
+}
+
+pub fn heartbeat(now_ms: f64, heard_ms: f64, pinged_ms: f64, interval_ms: f64) -> Heartbeat {
+    let interval = interval_ms.max(500.0);
+    if now_ms - heard_ms > interval {
+        Heartbeat::Dead
+    } else if now_ms - pinged_ms >= interval / 2.0 {
+        Heartbeat::SendPing
+    } else {
+        Heartbeat::Quiet
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_silent_for_an_interval_is_dead_and_pings_go_every_half_interval() {
+        assert_eq!(heartbeat(1_000.0, 900.0, 900.0, 10_000.0), Heartbeat::Quiet);
+        assert_eq!(
+            heartbeat(6_000.0, 900.0, 900.0, 10_000.0),
+            Heartbeat::SendPing
+        );
+        assert_eq!(
+            heartbeat(6_000.0, 5_500.0, 5_900.0, 10_000.0),
+            Heartbeat::Quiet
+        );
+        assert_eq!(
+            heartbeat(11_000.0, 900.0, 10_000.0, 10_000.0),
+            Heartbeat::Dead
+        );
+    }
 
     #[test]
     fn reconnect_delays_double_and_cap_with_jitter() {
@@ -254,15 +301,15 @@ mod tests {
         assert!(reconnect_delay_ms(3, 0.99) < 2_400);
     }
 
-    fn row(brand: &str, photos: u64) -> BrandMetrics {
-        BrandMetrics {
+    fn row(brand: &str, photos: u64) -> TableRow {
+        TableRow {
             brand: brand.into(),
             photos,
             ..Default::default()
         }
     }
 
-    fn frame(rows: Vec<BrandMetrics>, removed: &[&str]) -> LeaderboardFrame {
+    fn frame(rows: Vec<TableRow>, removed: &[&str]) -> LeaderboardFrame {
         LeaderboardFrame {
             rows,
             removed: removed.iter().map(|s| s.to_string()).collect(),

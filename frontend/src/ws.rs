@@ -8,19 +8,30 @@
 //! screen at once), then re-subscribes every topic: the server answers each with a
 //! fresh snapshot, which the holders in [`crate::live`] treat as "replace everything",
 //! so nothing missed while offline stays missing.
+//!
+//! Heartbeat: a page cannot see WebSocket pings, so it sends `{"op":"ping"}` every half
+//! of the server's heartbeat interval (the pong says how long that is) and, when
+//! nothing at all (no frame, no pong) has arrived for a whole interval, takes the link
+//! for dead: a laptop that slept or a Wi-Fi that dropped leaves a socket the browser
+//! still thinks open, and the page would show "live" over frozen numbers. It then
+//! shows "offline" and reconnects.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use instabrand_shared::ws::{ClientMessage, ServerMessage, Topic};
+use instabrand_shared::ws::{ClientMessage, Frame, ServerMessage, Topic};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::dom;
-use crate::live::reconnect_delay_ms;
+use crate::live::{Heartbeat, heartbeat, reconnect_delay_ms};
+
+/// The heartbeat interval assumed until the server's first pong says otherwise (the
+/// server's default).
+const DEFAULT_HEARTBEAT_MS: f64 = 10_000.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ConnState {
@@ -59,6 +70,10 @@ struct Service {
     state: Option<RwSignal<ConnState>>,
     reconnect_scheduled: bool,
     frames: u64,
+    /// When anything last arrived, and when we last pinged (`dom::now_ms`).
+    heard_ms: f64,
+    pinged_ms: f64,
+    heartbeat_ms: f64,
 }
 
 thread_local! {
@@ -67,8 +82,42 @@ thread_local! {
 
 /// Opens the connection; call once when the app mounts.
 pub fn start(state: RwSignal<ConnState>) {
-    SERVICE.with_borrow_mut(|s| s.state = Some(state));
+    SERVICE.with_borrow_mut(|s| {
+        s.state = Some(state);
+        s.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    });
     connect();
+    dom::set_timeout(HEARTBEAT_CHECK_MS, check_heartbeat);
+}
+
+const HEARTBEAT_CHECK_MS: i32 = 250;
+
+/// Runs every quarter second for the page's life: pings, or gives up on a dead link.
+fn check_heartbeat() {
+    dom::set_timeout(HEARTBEAT_CHECK_MS, check_heartbeat);
+    let now = dom::now_ms();
+    let verdict = SERVICE.with_borrow(|s| match &s.socket {
+        Some(socket) if socket.ready_state() == WebSocket::OPEN => {
+            Some(heartbeat(now, s.heard_ms, s.pinged_ms, s.heartbeat_ms))
+        }
+        _ => None,
+    });
+    match verdict {
+        Some(Heartbeat::SendPing) => {
+            SERVICE.with_borrow_mut(|s| s.pinged_ms = now);
+            send(&ClientMessage::Ping);
+        }
+        Some(Heartbeat::Dead) => {
+            tracing::warn!("no frame or pong within the heartbeat interval; reconnecting");
+            let old = SERVICE.with_borrow_mut(|s| s.socket.take());
+            if let Some(old) = old {
+                detach(&old);
+                let _ = old.close();
+            }
+            schedule_reconnect();
+        }
+        Some(Heartbeat::Quiet) | None => {}
+    }
 }
 
 fn set_state(state: ConnState) {
@@ -133,6 +182,8 @@ fn detach(socket: &WebSocket) {
 fn on_open() {
     let topics = SERVICE.with_borrow_mut(|s| {
         s.attempt = 0;
+        s.heard_ms = dom::now_ms();
+        s.pinged_ms = 0.0;
         distinct_topics(&s.subscriptions)
     });
     set_state(ConnState::Open);
@@ -160,6 +211,11 @@ fn on_message(e: MessageEvent) {
             return;
         }
     };
+    SERVICE.with_borrow_mut(|s| s.heard_ms = dom::now_ms());
+    if let Frame::Pong { interval_ms } = msg.frame {
+        SERVICE.with_borrow_mut(|s| s.heartbeat_ms = interval_ms as f64);
+        return;
+    }
     // Callbacks may subscribe or unsubscribe (a page switching windows), so they run
     // after the service is released.
     let callbacks: Vec<Callback> = SERVICE.with_borrow_mut(|s| {

@@ -393,6 +393,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Every WebSocket holds a file descriptor: raise the soft limit to the hard one
+/// (the usual soft limit, 1,024, would refuse the 1,025th dashboard), and say so when
+/// even the hard limit is below the connection cap.
+fn raise_open_file_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::debug!(limit, "open-file limit");
+            // Files, the store, Kafka and the listener need some too.
+            if (limit as usize) < max_connections + 256 {
+                tracing::warn!(
+                    limit,
+                    max_connections,
+                    "the open-file limit is below live.max_connections; raise the hard limit \
+                     (ulimit -Hn, LimitNOFILE=) or lower the cap"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     serve_with(config, None)
 }
@@ -401,6 +422,7 @@ fn serve_with(
     config: Config,
     replay: Option<crate::sources::replay::ReplayConfig>,
 ) -> anyhow::Result<()> {
+    raise_open_file_limit(config.live.max_connections);
     runtime()?.block_on(async move {
         let app = Application::build(config).await?;
         // The first line on stdout: scripts and tests read the port from it.

@@ -46,6 +46,8 @@ pub struct Config {
     pub archive: crate::archive::ArchiveConfig,
     pub state: StateConfig,
     pub file_source: FileSourceConfig,
+    /// Who may read the live stream and the dashboard, and which headers say so.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             archive: crate::archive::ArchiveConfig::default(),
             state: StateConfig::default(),
             file_source: FileSourceConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -85,7 +88,10 @@ pub struct LiveConfig {
     /// frames whatever arrives, so more frames cost it parsing only.
     pub frames_per_sec: u32,
     /// Leaderboards over 5 minutes and all time are rebuilt at most this often: a table
-    /// whose numbers change every frame cannot be read and costs the browser.
+    /// whose numbers change every frame cannot be read and costs the browser. 200 ms
+    /// (5 a second) rather than 100: every frame carries a header of about 250 bytes
+    /// and goes to every screen, so at 10,000 dashboards halving the frames halves
+    /// the sends and keeps a dashboard under 10 KB/s (docs/live.md).
     pub table_refresh_ms: u64,
     /// Frames queued per subscriber before it counts as slow and is resynced.
     pub queue_frames: usize,
@@ -95,7 +101,9 @@ pub struct LiveConfig {
     pub max_client_message_bytes: usize,
     /// A send taking longer than this closes the connection.
     pub send_timeout_secs: u64,
-    /// Most WebSocket connections at once.
+    /// Most WebSocket connections at once: 10,000 wall screens and dashboards with
+    /// room to spare. `serve` raises the open-file limit to its hard limit at start
+    /// and warns when that is below this.
     pub max_connections: usize,
     /// Leaderboards over 1 h and 24 h merge many sketches: recompute them at most this often.
     pub slow_refresh_ms: u64,
@@ -106,6 +114,24 @@ pub struct LiveConfig {
     pub feed_page_size: usize,
     /// Alerts in a snapshot.
     pub alert_snapshot: usize,
+    /// Per-connection buffers. tungstenite's defaults (128 KiB to read) cost about
+    /// 120 KB per idle connection; clients only send short subscribe messages, and a
+    /// larger one still arrives (the buffer grows for it, up to
+    /// `max_client_message_bytes`).
+    pub read_buffer_bytes: usize,
+    /// Frames are gathered up to this size before a write; each burst is flushed.
+    pub write_buffer_bytes: usize,
+    /// A connection whose unsent bytes pass this is closed (it is not reading).
+    pub max_write_buffer_bytes: usize,
+    /// The server pings every connection this often.
+    pub ping_interval_ms: u64,
+    /// A connection from which nothing (no message, no pong) arrived for this long is
+    /// closed: a laptop that slept or a dropped Wi-Fi leaves a half-open socket behind.
+    pub idle_timeout_ms: u64,
+    /// The top influencers are rebuilt at most this often (and sent only when they
+    /// changed): their whole list is one frame of about 2.4 KB, a quarter of an
+    /// overview dashboard's 10 KB/s budget if it went every second.
+    pub influencers_refresh_ms: u64,
 }
 
 impl LiveConfig {
@@ -122,17 +148,23 @@ impl Default for LiveConfig {
     fn default() -> Self {
         LiveConfig {
             frames_per_sec: 40,
-            table_refresh_ms: 100,
+            table_refresh_ms: 200,
             queue_frames: 64,
             max_subscriptions: 32,
             max_client_message_bytes: 4096,
             send_timeout_secs: 10,
-            max_connections: 1000,
+            max_connections: 12_000,
             slow_refresh_ms: 1000,
             map_snapshot_points: 5000,
             map_points_per_frame: 1000,
             feed_page_size: 30,
             alert_snapshot: 50,
+            read_buffer_bytes: 2048,
+            write_buffer_bytes: 8192,
+            max_write_buffer_bytes: 4 * 1024 * 1024,
+            ping_interval_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            influencers_refresh_ms: 2_000,
         }
     }
 }
@@ -272,8 +304,46 @@ impl Default for HttpConfig {
     }
 }
 
+/// Same-origin by default: what another site may do with this server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Origins besides the server's own whose pages may open `/ws`
+    /// (`"https://intranet.example.com"`), for a dashboard embedded on another site.
+    /// A browser always sends `Origin` on a WebSocket; one not listed gets 403.
+    pub allowed_origins: Vec<String>,
+    /// The CSP `frame-ancestors` sources: who may show the dashboard in a frame.
+    /// `'self'` by default; `'none'` forbids framing, `https://a.example` allows that site.
+    pub frame_ancestors: String,
+    /// Bearer token for `GET /api/dead-letters` (raw rejected payloads); the listing
+    /// is off while unset. Counts by reason stay in the health view for everyone.
+    pub dead_letters_token: Option<String>,
+    /// Hashed assets (Trunk's `name-<16 hex>.ext`) are cached this long, as immutable.
+    pub asset_max_age_secs: u64,
+    /// Longest prefix `GET /api/users?prefix=` accepts, in characters.
+    pub search_max_prefix: usize,
+    /// User searches running at once; more wait their turn. Each scans the user
+    /// index once without allocating per user, so this bounds their total cost.
+    pub search_concurrency: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            allowed_origins: Vec::new(),
+            frame_ancestors: "'self'".into(),
+            dead_letters_token: None,
+            asset_max_age_secs: 365 * 24 * 3600,
+            search_max_prefix: 64,
+            search_concurrency: 2,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("configuration: {0} is set but empty; remove it or give it a value")]
+    EmptyToken(&'static str),
     #[error("configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
     #[error("configuration file {0} does not exist")]
@@ -295,7 +365,30 @@ impl Config {
         }
         fig = fig.merge(Env::prefixed("INSTABRAND_").split("__"));
         fig = fig.merge(Serialized::defaults(overrides));
-        fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses what would silently weaken the server: a token configured as `""`
+    /// (an empty bearer token would be one anybody can send).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tokens = [
+            ("ingest_token", &self.ingest_token),
+            ("control_token", &self.control_token),
+            (
+                "security.dead_letters_token",
+                &self.security.dead_letters_token,
+            ),
+        ];
+        for (name, token) in tokens {
+            if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+                return Err(ConfigError::EmptyToken(name));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -319,6 +412,22 @@ mod tests {
         assert_eq!(c.processor.celebrity_threshold, 10_000);
         let c = Config::load(Some(&f), serde_json::json!({ "port": 1234 })).unwrap();
         assert_eq!(c.port, 1234);
+    }
+
+    #[test]
+    fn an_empty_token_is_refused_at_start() {
+        for key in ["ingest_token", "control_token"] {
+            let e = Config::load(None, serde_json::json!({ key: "" })).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let e = Config::load(
+            None,
+            serde_json::json!({ "security": { "dead_letters_token": "  " } }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("dead_letters_token"), "{e}");
+        let c = Config::load(None, serde_json::json!({ "ingest_token": "x" })).unwrap();
+        assert_eq!(c.ingest_token.as_deref(), Some("x"));
     }
 
     #[test]

@@ -15,9 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use instabrand_shared::api::{BrandMetrics, Window};
+use instabrand_shared::api::{Leaderboard, Window};
 use instabrand_shared::time::MS_PER_MIN;
-use instabrand_shared::ws::{FeedFrame, Frame, LeaderboardFrame, ServerMessage, Topic};
+use instabrand_shared::ws::{
+    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, ServerMessage, SortKey, TableRow, Topic,
+    at_display_precision, rate_at_display_precision,
+};
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -53,15 +56,33 @@ impl Changes {
 struct Memory {
     stale: bool,
     last_built: Option<Instant>,
-    rows: FxHashMap<String, BrandMetrics>,
+    /// A leaderboard page's rows as last sent, at display precision.
+    rows: FxHashMap<String, TableRow>,
     total_photos: u64,
+    total_brands: u64,
+    from_ms: i64,
+    to_ms: i64,
+    /// The event rate as last sent, at display precision.
+    rate_shown: f64,
     last_json: Option<String>,
+}
+
+/// A leaderboard subscription's page: which rows, in which order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TableView {
+    pub sort: SortKey,
+    pub offset: u32,
+    pub rows: u32,
 }
 
 pub struct TopicChannel {
     tx: broadcast::Sender<Utf8Bytes>,
     seq: AtomicU64,
     memory: Mutex<Memory>,
+    /// The last snapshot built and the frame count it was taken at: everyone who
+    /// subscribes before the next frame gets the same bytes (a wave of 10,000 screens
+    /// reconnecting after a restart costs one snapshot per topic, not 10,000).
+    snapshot: Mutex<Option<(u64, Utf8Bytes)>>,
 }
 
 pub struct Hub {
@@ -73,6 +94,7 @@ pub struct Hub {
     frames: AtomicU64,
     last_minute: AtomicU64,
     last_health: Mutex<Option<Instant>>,
+    snapshot_permits: tokio::sync::Semaphore,
 }
 
 impl Hub {
@@ -86,6 +108,7 @@ impl Hub {
             frames: AtomicU64::new(0),
             last_minute: AtomicU64::new(0),
             last_health: Mutex::new(None),
+            snapshot_permits: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -161,6 +184,7 @@ impl Hub {
                     stale: true,
                     ..Memory::default()
                 }),
+                snapshot: Mutex::new(None),
             })
         });
         (chan.tx.subscribe(), chan.seq.load(Ordering::Relaxed))
@@ -168,6 +192,54 @@ impl Hub {
 
     /// A snapshot message for one topic, serialized.
     pub fn snapshot(&self, state: &AppState, topic: &Topic, seq: u64) -> Utf8Bytes {
+        let chan = self
+            .topics
+            .lock()
+            .expect("hub lock poisoned")
+            .get(topic)
+            .cloned();
+        // Built at most once per frame count: taken under the topic's snapshot lock,
+        // so a wave of subscribers waits for the first one's snapshot instead of each
+        // building its own.
+        let mut cached = chan
+            .as_ref()
+            .map(|c| c.snapshot.lock().expect("topic lock poisoned"));
+        if let Some(Some((at, bytes))) = cached.as_deref()
+            && *at == seq
+        {
+            return bytes.clone();
+        }
+        let bytes = self.build_snapshot(state, topic, seq);
+        if let Some(c) = cached.as_mut() {
+            **c = Some((seq, bytes.clone()));
+        }
+        bytes
+    }
+
+    /// The snapshot for `topic` at frame count `seq`, if one was built already: the
+    /// cheap path, taken on the async side before going to a blocking thread.
+    pub fn cached_snapshot(&self, topic: &Topic, seq: u64) -> Option<Utf8Bytes> {
+        let chan = self
+            .topics
+            .lock()
+            .expect("hub lock poisoned")
+            .get(topic)
+            .cloned()?;
+        let cached = chan.snapshot.try_lock().ok()?;
+        cached
+            .as_ref()
+            .filter(|(at, _)| *at == seq)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Snapshots being built at once: each holds a blocking thread and the
+    /// processor's read lock; a wave of subscribers queues here instead of growing the
+    /// blocking pool to hundreds of threads (each with its own stack and heap).
+    pub fn snapshot_permits(&self) -> &tokio::sync::Semaphore {
+        &self.snapshot_permits
+    }
+
+    fn build_snapshot(&self, state: &AppState, topic: &Topic, seq: u64) -> Utf8Bytes {
         let frame = match topic {
             Topic::Health => Frame::Health(state.health()),
             _ => {
@@ -175,7 +247,40 @@ impl Hub {
                 snapshot_frame(&p, topic, &self.cfg, state.stats.rate())
             }
         };
+        if let Frame::Leaderboard(lb) = &frame {
+            self.remember_first_snapshot(topic, lb);
+        }
         encode(topic, seq, true, frame)
+    }
+
+    /// A leaderboard's first deltas are diffs against its first subscriber's snapshot,
+    /// not against nothing (which would resend the whole page at once).
+    fn remember_first_snapshot(&self, topic: &Topic, lb: &LeaderboardFrame) {
+        let Some(chan) = self
+            .topics
+            .lock()
+            .expect("hub lock poisoned")
+            .get(topic)
+            .cloned()
+        else {
+            return;
+        };
+        let mut mem = chan.memory.lock().expect("topic lock poisoned");
+        if mem.last_built.is_some() {
+            return;
+        }
+        mem.rows = lb
+            .rows
+            .iter()
+            .map(|r| (r.brand.clone(), r.clone()))
+            .collect();
+        mem.total_photos = lb.total_photos;
+        mem.total_brands = lb.total_brands;
+        mem.from_ms = lb.from_ms;
+        mem.to_ms = lb.to_ms;
+        mem.rate_shown = lb.events_per_sec;
+        mem.stale = false;
+        mem.last_built = Some(Instant::now());
     }
 
     /// Publishes frames until `shutdown`.
@@ -223,6 +328,8 @@ impl Hub {
                 dirty.extend(p.photo(*ph).brands.iter().copied());
             }
             let anything = !changes.is_empty() || minute_changed;
+            // Built at most once per window per tick, whatever pages are subscribed.
+            let mut boards: FxHashMap<Window, Leaderboard> = FxHashMap::default();
             for (topic, chan) in &live {
                 let mut mem = chan.memory.lock().expect("topic lock poisoned");
                 let built = match topic {
@@ -230,17 +337,35 @@ impl Hub {
                         health_due.push((topic.clone(), chan.clone()));
                         None
                     }
-                    Topic::Leaderboard { window } => {
+                    Topic::Leaderboard {
+                        window,
+                        sort,
+                        offset,
+                        rows,
+                    } => {
                         mem.stale |= !dirty.is_empty() || minute_changed;
                         let every = if matches!(window, Window::H1 | Window::H24) {
                             self.cfg.slow_refresh()
                         } else {
                             self.cfg.table_refresh()
                         };
-                        if mem.stale && due(&mem, now, every) {
-                            mem.stale = false;
+                        // The event rate keeps moving (down to 0) on a quiet stream.
+                        let rate_moved = rate_at_display_precision(rate) != mem.rate_shown;
+                        if (mem.stale || rate_moved) && due(&mem, now, every) {
                             mem.last_built = Some(now);
-                            leaderboard_delta(&p, *window, &mut mem, rate).map(|f| (f, false))
+                            let view = TableView {
+                                sort: *sort,
+                                offset: *offset,
+                                rows: *rows,
+                            };
+                            if std::mem::take(&mut mem.stale) {
+                                let lb = boards
+                                    .entry(*window)
+                                    .or_insert_with(|| p.leaderboard(*window));
+                                leaderboard_delta(lb, view, &mut mem, rate).map(|f| (f, false))
+                            } else {
+                                Some((rate_only(*window, view, &mut mem, rate), false))
+                            }
                         } else {
                             None
                         }
@@ -258,7 +383,8 @@ impl Hub {
                     }
                     Topic::Influencers { .. } => {
                         mem.stale |= anything;
-                        if mem.stale && due(&mem, now, self.cfg.slow_refresh()) {
+                        let every = Duration::from_millis(self.cfg.influencers_refresh_ms);
+                        if mem.stale && due(&mem, now, every) {
                             mem.stale = false;
                             mem.last_built = Some(now);
                             let f = snapshot_frame(&p, topic, &self.cfg, rate);
@@ -292,6 +418,7 @@ impl Hub {
                         (!new.is_empty()).then_some((Frame::Alerts(new), false))
                     }
                     Topic::Feed { username } => feed_delta(&p, username, &changes, &self.cfg),
+                    Topic::Connection => None,
                 };
                 drop(mem);
                 if let Some((frame, snapshot)) = built {
@@ -340,16 +467,29 @@ fn encode(topic: &Topic, seq: u64, snapshot: bool, frame: Frame) -> Utf8Bytes {
 /// The full state of a topic, as a new subscriber (or a resynced one) gets it.
 pub fn snapshot_frame(p: &Processor, topic: &Topic, cfg: &LiveConfig, rate: f64) -> Frame {
     match topic {
-        Topic::Leaderboard { window } => {
+        Topic::Leaderboard {
+            window,
+            sort,
+            offset,
+            rows,
+        } => {
             let lb = p.leaderboard(*window);
+            let view = TableView {
+                sort: *sort,
+                offset: *offset,
+                rows: *rows,
+            };
             Frame::Leaderboard(LeaderboardFrame {
                 window: lb.window,
                 from_ms: lb.from_ms,
                 to_ms: lb.to_ms,
                 total_photos: lb.total_photos,
-                rows: lb.rows,
+                rows: page(&lb, view),
                 removed: Vec::new(),
-                events_per_sec: rate,
+                offset: view.offset,
+                sort: view.sort,
+                total_brands: lb.rows.len() as u64,
+                events_per_sec: rate_at_display_precision(rate),
             })
         }
         Topic::Brand { brand, window } => match p.brand_detail(brand, *window, 20, 500) {
@@ -382,22 +522,57 @@ pub fn snapshot_frame(p: &Processor, topic: &Topic, cfg: &LiveConfig, rate: f64)
                 message: format!("no user {username:?}"),
             },
         },
-        Topic::Health => Frame::Error {
-            message: "health snapshots are built by the hub".into(),
+        Topic::Health | Topic::Connection => Frame::Error {
+            message: "health snapshots are built by the hub; the connection topic has none".into(),
         },
     }
 }
 
-/// Rows that changed since the last frame; None if nothing did.
-fn leaderboard_delta(p: &Processor, w: Window, mem: &mut Memory, rate: f64) -> Option<Frame> {
-    let lb = p.leaderboard(w);
+/// The rows of `view`'s page of `lb`, in its order, at display precision.
+pub fn page(lb: &Leaderboard, view: TableView) -> Vec<TableRow> {
+    let cmp = |a: &usize, b: &usize| view.sort.compare(&lb.rows[*a], &lb.rows[*b]);
+    let rows = view.rows.clamp(1, MAX_TABLE_ROWS) as usize;
+    let end = (view.offset as usize)
+        .saturating_add(rows)
+        .min(lb.rows.len());
+    let start = (view.offset as usize).min(end);
+    let mut order: Vec<usize> = (0..lb.rows.len()).collect();
+    // Only the rows up to the page's end need ordering: a page of 20 out of 10,000
+    // brands is a selection, not a sort.
+    if end < order.len() && end > 0 {
+        order.select_nth_unstable_by(end - 1, cmp);
+    }
+    order.truncate(end);
+    order.sort_unstable_by(cmp);
+    order[start..]
+        .iter()
+        .map(|&i| at_display_precision(&lb.rows[i]))
+        .collect()
+}
+
+/// The rows of the page whose shown values changed since the last frame, those that
+/// entered it and those that left it; None if nothing on screen changed. A row whose
+/// sparkline did not move goes without it (the page keeps the one it has).
+fn leaderboard_delta(
+    lb: &Leaderboard,
+    view: TableView,
+    mem: &mut Memory,
+    rate: f64,
+) -> Option<Frame> {
     let mut rows = Vec::new();
     let mut seen = FxHashSet::default();
-    for r in lb.rows {
+    for r in page(lb, view) {
         seen.insert(r.brand.clone());
-        if mem.rows.get(&r.brand) != Some(&r) {
-            mem.rows.insert(r.brand.clone(), r.clone());
-            rows.push(r);
+        match mem.rows.get(&r.brand) {
+            Some(held) if *held == r => {}
+            held => {
+                let mut sent = r.clone();
+                if held.is_some_and(|h| h.spark == r.spark) {
+                    sent.spark = Vec::new();
+                }
+                mem.rows.insert(r.brand.clone(), r);
+                rows.push(sent);
+            }
         }
     }
     let removed: Vec<String> = mem
@@ -409,19 +584,50 @@ fn leaderboard_delta(p: &Processor, w: Window, mem: &mut Memory, rate: f64) -> O
     for b in &removed {
         mem.rows.remove(b);
     }
-    if rows.is_empty() && removed.is_empty() && mem.total_photos == lb.total_photos {
+    let rate_shown = rate_at_display_precision(rate);
+    let total_brands = lb.rows.len() as u64;
+    if rows.is_empty()
+        && removed.is_empty()
+        && mem.total_photos == lb.total_photos
+        && mem.total_brands == total_brands
+        && mem.rate_shown == rate_shown
+    {
         return None;
     }
     mem.total_photos = lb.total_photos;
+    mem.total_brands = total_brands;
+    mem.from_ms = lb.from_ms;
+    mem.to_ms = lb.to_ms;
+    mem.rate_shown = rate_shown;
     Some(Frame::Leaderboard(LeaderboardFrame {
-        window: w,
+        window: lb.window,
         from_ms: lb.from_ms,
         to_ms: lb.to_ms,
         total_photos: lb.total_photos,
         rows,
         removed,
-        events_per_sec: rate,
+        offset: view.offset,
+        sort: view.sort,
+        total_brands,
+        events_per_sec: rate_shown,
     }))
+}
+
+/// Nothing in the table changed but the event rate did: a frame with no rows.
+fn rate_only(window: Window, view: TableView, mem: &mut Memory, rate: f64) -> Frame {
+    mem.rate_shown = rate_at_display_precision(rate);
+    Frame::Leaderboard(LeaderboardFrame {
+        window,
+        from_ms: mem.from_ms,
+        to_ms: mem.to_ms,
+        total_photos: mem.total_photos,
+        rows: Vec::new(),
+        removed: Vec::new(),
+        offset: view.offset,
+        sort: view.sort,
+        total_brands: mem.total_brands,
+        events_per_sec: mem.rate_shown,
+    })
 }
 
 fn feed_delta(

@@ -18,8 +18,18 @@ use crate::time::Millis;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Topic {
-    /// The brand leaderboard over one window.
-    Leaderboard { window: Window },
+    /// The brand leaderboard over one window: `rows` rows from `offset` in `sort`
+    /// order (a page of the table; the table scrolls by subscribing to another page).
+    /// A subscription without them gets the top [`DEFAULT_TABLE_ROWS`] by photos.
+    Leaderboard {
+        window: Window,
+        #[serde(default)]
+        sort: SortKey,
+        #[serde(default)]
+        offset: u32,
+        #[serde(default = "default_rows")]
+        rows: u32,
+    },
     /// One brand's detail over one window.
     Brand { brand: String, window: Window },
     /// Top influencers over one window.
@@ -32,14 +42,180 @@ pub enum Topic {
     Alerts,
     /// Pipeline health.
     Health,
+    /// About the connection itself (pongs, unreadable messages); not subscribable.
+    Connection,
+}
+
+/// Rows a leaderboard page holds unless the subscription says otherwise.
+pub const DEFAULT_TABLE_ROWS: u32 = 20;
+/// Most rows one leaderboard subscription may ask for: the frame budget (see
+/// docs/live.md) holds for pages up to this size.
+pub const MAX_TABLE_ROWS: u32 = 100;
+
+fn default_rows() -> u32 {
+    DEFAULT_TABLE_ROWS
+}
+
+impl Topic {
+    /// The leaderboard's top [`DEFAULT_TABLE_ROWS`] by photos over `window`.
+    pub fn leaderboard(window: Window) -> Topic {
+        Topic::Leaderboard {
+            window,
+            sort: SortKey::Photos,
+            offset: 0,
+            rows: DEFAULT_TABLE_ROWS,
+        }
+    }
+}
+
+/// The column a leaderboard is ordered by, largest first; ties by photos, then name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    #[default]
+    Photos,
+    Likes,
+    Comments,
+    Reach,
+    Engagement,
+}
+
+impl SortKey {
+    /// The table's order: this key descending, then photos descending, then brand name
+    /// (the server cuts pages and the page sorts its rows with the same comparator).
+    pub fn compare<R: Ranked>(self, a: &R, b: &R) -> std::cmp::Ordering {
+        b.key(self)
+            .total_cmp(&a.key(self))
+            .then_with(|| b.key(SortKey::Photos).total_cmp(&a.key(SortKey::Photos)))
+            .then_with(|| a.brand().cmp(b.brand()))
+    }
+}
+
+/// A leaderboard row of either shape (the processor's or the wire's).
+pub trait Ranked {
+    fn key(&self, sort: SortKey) -> f64;
+    fn brand(&self) -> &str;
+}
+
+impl Ranked for BrandMetrics {
+    fn key(&self, sort: SortKey) -> f64 {
+        match sort {
+            SortKey::Photos => self.photos as f64,
+            SortKey::Likes => self.likes as f64,
+            SortKey::Comments => self.comments as f64,
+            SortKey::Reach => self.reach as f64,
+            SortKey::Engagement => self.engagement_rate,
+        }
+    }
+    fn brand(&self) -> &str {
+        &self.brand
+    }
+}
+
+impl Ranked for TableRow {
+    fn key(&self, sort: SortKey) -> f64 {
+        match sort {
+            SortKey::Photos => self.photos as f64,
+            SortKey::Likes => self.likes as f64,
+            SortKey::Comments => self.comments as f64,
+            SortKey::Reach => self.reach as f64,
+            SortKey::Engagement => self.engagement_rate,
+        }
+    }
+    fn brand(&self) -> &str {
+        &self.brand
+    }
+}
+
+/// One leaderboard row on the wire: what the table shows, and nothing else (the like
+/// and comment rates and impressions are on the brand page), about a third smaller
+/// than a [`BrandMetrics`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TableRow {
+    pub brand: String,
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+    pub reach: u64,
+    pub engagement_rate: f64,
+    pub share_of_voice: f64,
+    /// Closed steps only. Left out of a delta when it did not move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spark: Vec<u64>,
+}
+
+/// A row as the table shows it: counts truncated as `format::compact` prints them,
+/// rates rounded as `format::percent` prints them (0.01 percentage points below 1 %,
+/// 0.1 above), and the sparkline's closed steps
+/// only (the step in progress would draw as a drop and change every frame). Deltas
+/// compare rows at this precision, so a frame carries only rows whose shown values
+/// changed.
+pub fn at_display_precision(m: &BrandMetrics) -> TableRow {
+    fn percent(f: f64) -> f64 {
+        if !f.is_finite() {
+            return 0.0;
+        }
+        let p = f * 100.0;
+        let step = if p.abs() < 1.0 { 0.01 } else { 0.1 };
+        ((p / step).round() * step / 100.0 * 1e6).round() / 1e6
+    }
+    // Counts as `format::compact` shows them: exact below 1,000, then truncated to
+    // what `12.3k`, `123k`, `1.2M` can say. An estimate of reach moves with nearly
+    // every engagement; its fourth digit never reaches the screen.
+    fn compact(n: u64) -> u64 {
+        for size in [1_000_000_000u64, 1_000_000, 1_000] {
+            if n >= size {
+                let step = if n / size >= 100 { size } else { size / 10 };
+                return n / step * step;
+            }
+        }
+        n
+    }
+    let mut spark = m.spark.clone();
+    spark.pop();
+    TableRow {
+        brand: m.brand.clone(),
+        photos: compact(m.photos),
+        likes: compact(m.likes),
+        comments: compact(m.comments),
+        reach: compact(m.reach),
+        engagement_rate: percent(m.engagement_rate),
+        share_of_voice: percent(m.share_of_voice),
+        spark,
+    }
+}
+
+/// Events per second as the header shows them (`format::rate`): tenths below 10,
+/// whole numbers below 1,000, three significant digits above; 0 when quiet.
+pub fn rate_at_display_precision(per_sec: f64) -> f64 {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        return 0.0;
+    }
+    if per_sec < 10.0 {
+        (per_sec * 10.0).round() / 10.0
+    } else if per_sec < 1000.0 {
+        per_sec.round()
+    } else {
+        let scale = 10f64.powi(per_sec.log10().floor() as i32 - 2);
+        (per_sec / scale).round() * scale
+    }
 }
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Subscribe { topic: Topic },
-    Unsubscribe { topic: Topic },
+    Subscribe {
+        topic: Topic,
+    },
+    Unsubscribe {
+        topic: Topic,
+    },
+    /// Answered at once with a [`Frame::Pong`] on [`Topic::Connection`]: a page cannot
+    /// see WebSocket pings, so this is how it tells a live link from a dead one.
+    Ping,
 }
 
 /// Server → client.
@@ -65,6 +241,12 @@ pub enum Frame {
     /// New alerts (snapshot: the most recent ones), oldest first.
     Alerts(Vec<Alert>),
     Health(Health),
+    /// The answer to [`ClientMessage::Ping`]. `interval_ms`: the server's heartbeat
+    /// interval; a page that hears nothing (no frame, no pong) for about that long
+    /// should count the link as dead and reconnect.
+    Pong {
+        interval_ms: u64,
+    },
     /// The subscription was refused or failed; the reason is for people.
     Error {
         message: String,
@@ -77,10 +259,20 @@ pub struct LeaderboardFrame {
     pub from_ms: Millis,
     pub to_ms: Millis,
     pub total_photos: u64,
-    /// Snapshot: every row. Delta: rows that changed (upsert by brand).
-    pub rows: Vec<BrandMetrics>,
-    /// Brands that left the window since the last frame.
+    /// Snapshot: every row of the page. Delta: rows of the page whose shown values
+    /// changed or that entered it (upsert by brand), at display precision
+    /// ([`at_display_precision`]).
+    pub rows: Vec<TableRow>,
+    /// Brands that left the page (or the window) since the last frame.
     pub removed: Vec<String>,
+    /// The page: the rank of its first row minus one, and its order.
+    #[serde(default)]
+    pub offset: u32,
+    #[serde(default)]
+    pub sort: SortKey,
+    /// Brands in the whole table, for scrolling through the pages.
+    #[serde(default)]
+    pub total_brands: u64,
     /// Events applied per second over the last few seconds (all kinds).
     pub events_per_sec: f64,
 }
@@ -120,12 +312,17 @@ mod tests {
     #[test]
     fn messages_have_a_readable_shape() {
         let m = ClientMessage::Subscribe {
-            topic: Topic::Leaderboard { window: Window::H1 },
+            topic: Topic::leaderboard(Window::H1),
         };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
-            r#"{"op":"subscribe","topic":{"type":"leaderboard","window":"1h"}}"#
+            r#"{"op":"subscribe","topic":{"type":"leaderboard","window":"1h","sort":"photos","offset":0,"rows":20}}"#
         );
+        let old: ClientMessage = serde_json::from_str(
+            r#"{"op":"subscribe","topic":{"type":"leaderboard","window":"1h"}}"#,
+        )
+        .unwrap();
+        assert_eq!(old, m, "a subscription without a page gets the top rows");
         let back: ClientMessage = serde_json::from_str(
             r#"{"op":"unsubscribe","topic":{"type":"feed","username":"bob"}}"#,
         )
@@ -138,6 +335,55 @@ mod tests {
                 }
             }
         );
+    }
+
+    #[test]
+    fn display_precision_rounds_rates_as_shown_and_drops_the_open_step() {
+        let m = BrandMetrics {
+            brand: "b".into(),
+            engagement_rate: 0.123_44,
+            share_of_voice: 0.004_567,
+            spark: vec![1, 2, 3],
+            ..Default::default()
+        };
+        let d = at_display_precision(&m);
+        let counts = at_display_precision(&BrandMetrics {
+            likes: 999,
+            reach: 13_632,
+            comments: 123_456,
+            photos: 1_234_567,
+            ..Default::default()
+        });
+        assert_eq!(
+            (counts.likes, counts.reach, counts.comments, counts.photos),
+            (999, 13_600, 123_000, 1_200_000),
+            "999, 13.6k, 123k, 1.2M"
+        );
+        assert_eq!(d.engagement_rate, 0.123);
+        assert_eq!(d.share_of_voice, 0.0046);
+        assert_eq!(d.spark, [1, 2]);
+        let nudged = BrandMetrics {
+            engagement_rate: 0.123_41,
+            ..m.clone()
+        };
+        assert_eq!(at_display_precision(&nudged), d, "the same on screen");
+    }
+
+    #[test]
+    fn tables_sort_by_their_key_then_photos_then_name() {
+        let row = |brand: &str, photos, reach| BrandMetrics {
+            brand: brand.into(),
+            photos,
+            reach,
+            ..Default::default()
+        };
+        let mut rows = [row("c", 1, 9), row("a", 5, 1), row("b", 5, 1)];
+        rows.sort_by(|x, y| SortKey::Photos.compare(x, y));
+        let names: Vec<_> = rows.iter().map(|r| r.brand.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        rows.sort_by(|x, y| SortKey::Reach.compare(x, y));
+        let names: Vec<_> = rows.iter().map(|r| r.brand.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"]);
     }
 
     #[test]

@@ -29,9 +29,24 @@ pub fn polyline(values: &[u64], width: f64, height: f64) -> String {
     out
 }
 
+/// Where the series as drawn by [`polyline`] ends, as `(x, y)`: the step in progress
+/// is drawn from there as a dashed stub (it is partial, not a drop).
+pub fn end_point(values: &[u64], width: f64, height: f64) -> Option<(f64, f64)> {
+    let last = *values.last()?;
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let x = if values.len() > 1 { width } else { 0.0 };
+    Some((x, 1.0 + (height - 2.0).max(0.0) * (1.0 - last as f64 / max)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_partial_stub_starts_where_the_line_ends() {
+        assert_eq!(end_point(&[0, 5, 10], 94.0, 22.0), Some((94.0, 1.0)));
+        assert_eq!(end_point(&[], 94.0, 22.0), None);
+    }
 
     #[test]
     fn the_peak_touches_the_top_and_zero_the_bottom() {

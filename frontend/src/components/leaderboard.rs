@@ -1,7 +1,7 @@
 //! The brand leaderboard table: one row per brand with photos, likes, comments,
 //! unique reach, engagement rate, share of voice and a sparkline of recent activity.
 
-use instabrand_shared::api::BrandMetrics;
+use instabrand_shared::ws::TableRow;
 use leptos::prelude::*;
 
 use crate::charts::sparkline;
@@ -68,6 +68,10 @@ pub fn LeaderboardTable(
     }
 }
 
+/// The closed steps fill this much of the sparkline's 100 units; the rest is the
+/// step in progress, drawn dashed.
+const CLOSED_WIDTH: f64 = 94.0;
+
 #[component]
 fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
     let row = {
@@ -77,14 +81,14 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
                 b.rows
                     .iter()
                     .position(|r| r.brand == brand)
-                    .map(|i| (i + 1, b.rows[i].clone()))
+                    .map(|i| (b.offset as usize + i + 1, b.rows[i].clone()))
             })
         })
     };
-    let cell = move |f: fn(&BrandMetrics) -> String| {
+    let cell = move |f: fn(&TableRow) -> String| {
         move || row.with(|r| r.as_ref().map(|(_, m)| f(m)).unwrap_or_default())
     };
-    let value = move |f: fn(&BrandMetrics) -> u64| {
+    let value = move |f: fn(&TableRow) -> u64| {
         move || {
             row.with(|r| {
                 r.as_ref()
@@ -104,7 +108,16 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
     let points = move || {
         row.with(|r| {
             r.as_ref()
-                .map(|(_, m)| sparkline::polyline(&m.spark, 100.0, 24.0))
+                .map(|(_, m)| sparkline::polyline(&m.spark, CLOSED_WIDTH, 24.0))
+                .unwrap_or_default()
+        })
+    };
+    // The step in progress: a dashed stub level with the last closed step.
+    let partial = move || {
+        row.with(|r| {
+            r.as_ref()
+                .and_then(|(_, m)| sparkline::end_point(&m.spark, CLOSED_WIDTH, 24.0))
+                .map(|(x, y)| format!("{x:.1},{y:.1} 100,{y:.1}"))
                 .unwrap_or_default()
         })
     };
@@ -128,7 +141,10 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
             </td>
             <td class="spark-col">
                 <svg class="spark" viewBox="0 0 100 24" preserveAspectRatio="none" aria-hidden="true">
-                    <polyline points=points fill="none" stroke=color stroke-width="1.5" vector-effect="non-scaling-stroke"></polyline>
+                    <polyline points=points fill="none" stroke=color.clone() stroke-width="1.5" vector-effect="non-scaling-stroke"></polyline>
+                    <polyline class="partial" points=partial fill="none" stroke=color stroke-width="1.5" stroke-dasharray="2 2" vector-effect="non-scaling-stroke">
+                        <title>"this minute is still in progress"</title>
+                    </polyline>
                 </svg>
             </td>
         </tr>

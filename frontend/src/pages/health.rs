@@ -5,7 +5,9 @@ use instabrand_shared::api::{DeadLetterView, Health};
 use instabrand_shared::ws::{Frame, Topic};
 use leptos::prelude::*;
 
-use crate::{api, format, ws};
+use crate::{api, dom, format, ws};
+
+const TOKEN_KEY: &str = "instabrand.dead_letters_token";
 
 #[component]
 pub fn HealthPage() -> impl IntoView {
@@ -19,10 +21,31 @@ pub fn HealthPage() -> impl IntoView {
         },
     );
     let letters = RwSignal::new(None::<Result<Vec<DeadLetterView>, String>>);
+    // Raw payloads need the server's dead-letter token, kept in this browser only.
+    let token = RwSignal::new(dom::storage_get(TOKEN_KEY).unwrap_or_default());
     let load_letters = move || {
+        let t = token.get_untracked();
+        if t.is_empty() {
+            // No request without a token: it could only be refused.
+            letters.set(Some(Err(
+                "The original bytes of dead letters are shown to holders of the dead-letter token."
+                    .into(),
+            )));
+            return;
+        }
         leptos::task::spawn_local(async move {
-            letters.set(Some(api::dead_letters(50).await.map_err(|e| e.to_string())));
+            letters.set(Some(
+                api::dead_letters(50, &t).await.map_err(|e| e.to_string()),
+            ));
         });
+    };
+    let token_input = RwSignal::new(String::new());
+    let save_token = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let t = token_input.get_untracked().trim().to_string();
+        dom::storage_set(TOKEN_KEY, &t);
+        token.set(t);
+        load_letters();
     };
     load_letters();
     // Dead letters are a REST list; refresh when the count moves.
@@ -45,7 +68,17 @@ pub fn HealthPage() -> impl IntoView {
                 <h2>"Latest dead letters"</h2>
                 {move || match letters.get() {
                     None => view! { <p class="empty">"Loading…"</p> }.into_any(),
-                    Some(Err(e)) => view! { <p class="error">{e}</p> }.into_any(),
+                    Some(Err(e)) => view! {
+                        <p class="error">{e}</p>
+                        <form on:submit=save_token data-test="dead-letter-token-form">
+                            <label>"Dead-letter token "
+                                <input type="password" autocomplete="off" data-test="dead-letter-token"
+                                    prop:value=move || token_input.get()
+                                    on:input=move |e| token_input.set(event_target_value(&e))/>
+                            </label>
+                            <button type="submit">"Show"</button>
+                        </form>
+                    }.into_any(),
                     Some(Ok(list)) if list.is_empty() => view! { <p class="empty">"None: every event so far was accepted."</p> }.into_any(),
                     Some(Ok(list)) => view! {
                         <div class="table-wrap"><table>

@@ -1,7 +1,7 @@
 //! The overview: the live brand leaderboard for the chosen window, headline numbers
 //! (event rate, photos, brands), alerts as they fire and the top influencers.
 
-use instabrand_shared::ws::{Frame, Topic};
+use instabrand_shared::ws::{Frame, SortKey, Topic};
 use leptos::prelude::*;
 
 use crate::app::ctx;
@@ -17,7 +17,15 @@ use crate::ws;
 /// Subscribes to the leaderboard of the app's chosen window and keeps it in `board`;
 /// `loaded` turns true at the first frame. Also records, once per page load, how long
 /// the first live number took (`data-first-number-ms` on `<body>`, for the benchmark).
-pub fn use_leaderboard(board: RwSignal<LeaderboardState>, loaded: RwSignal<bool>) {
+/// Rows per page of the table: the server sends only these (and only those that
+/// changed); the pager below the table asks for the others.
+pub const PAGE_ROWS: u32 = 20;
+
+pub fn use_leaderboard(
+    board: RwSignal<LeaderboardState>,
+    loaded: RwSignal<bool>,
+    page: Signal<u32>,
+) {
     let ctx = ctx();
     ws::use_topic(
         move || {
@@ -26,6 +34,9 @@ pub fn use_leaderboard(board: RwSignal<LeaderboardState>, loaded: RwSignal<bool>
             loaded.set(false);
             Some(Topic::Leaderboard {
                 window: ctx.window.get(),
+                sort: SortKey::Photos,
+                offset: page.get() * PAGE_ROWS,
+                rows: PAGE_ROWS,
             })
         },
         move |msg| {
@@ -53,7 +64,21 @@ pub fn Overview() -> impl IntoView {
     let ctx = ctx();
     let board = RwSignal::new(LeaderboardState::default());
     let loaded = RwSignal::new(false);
-    use_leaderboard(board, loaded);
+    let page = RwSignal::new(0u32);
+    // Another window starts at its first page.
+    Effect::new(move |_| {
+        ctx.window.track();
+        page.set(0);
+    });
+    use_leaderboard(board, loaded, page.into());
+    let pages = move || board.with(|b| b.total_brands.div_ceil(u64::from(PAGE_ROWS)).max(1) as u32);
+    let pager_text = move || {
+        board.with(|b| {
+            let first = u64::from(b.offset) + 1;
+            let last = (u64::from(b.offset) + b.rows.len() as u64).max(first - 1);
+            format!("{first}–{last} of {}", b.total_brands)
+        })
+    };
 
     let stat = |label: &'static str, test: &'static str, value: Signal<String>| {
         view! {
@@ -75,7 +100,7 @@ pub fn Overview() -> impl IntoView {
                 {stat("Photos in window", "total-photos",
                     Signal::derive(move || if loaded.get() { format::grouped(board.with(|b| b.total_photos)) } else { "–".into() }))}
                 {stat("Brands", "brand-count",
-                    Signal::derive(move || if loaded.get() { board.with(|b| b.rows.len()).to_string() } else { "–".into() }))}
+                    Signal::derive(move || if loaded.get() { board.with(|b| b.total_brands).to_string() } else { "–".into() }))}
                 {stat("Window", "window-range",
                     Signal::derive(move || {
                         let w = ctx.window.get();
@@ -90,6 +115,15 @@ pub fn Overview() -> impl IntoView {
                 <section class="panel wide">
                     <h2>"Leaderboard"</h2>
                     <LeaderboardTable board=board loaded=loaded/>
+                    <Show when=move || { pages() > 1 }>
+                        <div class="pager" data-test="pager">
+                            <button disabled=move || page.get() == 0
+                                on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"◀ Previous"</button>
+                            <span class="num" data-test="pager-range">{pager_text}</span>
+                            <button disabled=move || page.get() + 1 >= pages()
+                                on:click=move |_| page.update(|p| *p += 1)>"Next ▶"</button>
+                        </div>
+                    </Show>
                 </section>
                 <div class="side">
                     <AlertsPanel/>

@@ -65,7 +65,7 @@ pub fn Present() -> impl IntoView {
 
     let board = RwSignal::new(LeaderboardState::default());
     let loaded = RwSignal::new(false);
-    use_leaderboard(board, loaded);
+    use_leaderboard(board, loaded, Signal::derive(|| 0));
     let readout = RwSignal::new(MapReadout::default());
     let no_filter = Signal::derive(|| None::<String>);
     let shown = move |i: usize| move || current.get() == i;

@@ -9,6 +9,7 @@ mod control;
 mod ingest;
 pub mod metrics;
 mod rest;
+pub mod security;
 mod ws;
 
 use std::sync::Arc;
@@ -120,7 +121,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/control/resume", post(control::resume))
         .route("/control/rate", post(control::rate))
         .route("/control/campaign", post(control::campaign))
-        .fallback(|| async { ApiErr::NotFound("no such API endpoint".into()) });
+        .fallback(|| async { ApiErr::NotFound("no such API endpoint".into()) })
+        .layer(axum::Extension(rest::SearchPermits(Arc::new(
+            tokio::sync::Semaphore::new(state.config.security.search_concurrency.max(1)),
+        ))));
 
     let index = state.config.static_dir.join("index.html");
     let dashboard = if index.exists() {
@@ -131,6 +135,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         Router::new().fallback(|| async { Html(NOT_BUILT) })
     };
 
+    let headers = Arc::new(security::Headers::new(
+        &state.config.security,
+        &state.config.static_dir,
+    ));
     Router::new()
         .nest("/api", api)
         .route("/brand-metrics", get(rest::original_brand_metrics))
@@ -140,6 +148,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ws", get(ws::upgrade))
         .merge(dashboard)
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            headers,
+            security::headers,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

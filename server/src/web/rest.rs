@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use instabrand_shared::api::{
     Alert, BrandDetail, BrandInfo, DeadLetterView, FeedPage, Health, Influencer, Leaderboard,
@@ -121,7 +121,7 @@ pub async fn brand_csv(
         for p in &d.series {
             wr.write_record([
                 instabrand_shared::time::format_naive(p.minute_ms),
-                brand.clone(),
+                csv_cell(&brand).into_owned(),
                 p.photos.to_string(),
                 p.likes.to_string(),
                 p.comments.to_string(),
@@ -150,6 +150,18 @@ pub async fn brand_csv(
     ))
 }
 
+/// A cell a spreadsheet will show as text: one starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return would be run as a formula (CSV injection), so it gets a
+/// leading `'`, which spreadsheets hide and treat as "this is text". Every text cell
+/// the server writes into a CSV goes through here; numbers it formats itself do not
+/// need to.
+pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}").into(),
+        _ => s.into(),
+    }
+}
+
 #[instrument(skip(state))]
 pub async fn influencers(
     State(state): State<Arc<AppState>>,
@@ -160,12 +172,69 @@ pub async fn influencers(
     Ok(Json(read(&state).influencers(w, n)))
 }
 
+/// Users whose name starts with `prefix` (case-insensitive), most followed first.
+///
+/// Bounded per request: the prefix is at most `security.search_max_prefix`
+/// characters, at most 50 profiles come back, one pass over the user index compares
+/// bytes in place (no allocation per user) keeping only the best `limit` in a heap,
+/// it runs off the async workers, and at most `security.search_concurrency` run at
+/// once, so a flood of searches queues instead of holding every core and the
+/// processor's read lock.
+/// Searches allowed to run at once (`security.search_concurrency`).
+#[derive(Clone)]
+pub struct SearchPermits(pub Arc<tokio::sync::Semaphore>);
+
 pub async fn search_users(
     State(state): State<Arc<AppState>>,
+    Extension(permits): Extension<SearchPermits>,
     Query(q): Query<Params>,
-) -> Json<Vec<UserProfile>> {
-    let n = q.limit(&state, 20);
-    Json(read(&state).search_users(q.prefix.as_deref().unwrap_or(""), n))
+) -> Result<Json<Vec<UserProfile>>, ApiErr> {
+    let prefix = q.prefix.clone().unwrap_or_default();
+    let max = state.config.security.search_max_prefix;
+    if prefix.chars().count() > max {
+        return Err(ApiErr::BadRequest(format!(
+            "a search prefix is at most {max} characters"
+        )));
+    }
+    let n = q.limit(&state, 20).min(50);
+    let _turn = permits
+        .0
+        .acquire()
+        .await
+        .map_err(|e| ApiErr::Internal(e.into()))?;
+    let st = state.clone();
+    let found = tokio::task::spawn_blocking(move || search(&read(&st), &prefix, n))
+        .await
+        .map_err(|e| ApiErr::Internal(e.into()))?;
+    Ok(Json(found))
+}
+
+/// One pass over the users; the best `limit` by followers (then name) kept in a heap.
+fn search(p: &Processor, prefix: &str, limit: usize) -> Vec<UserProfile> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let prefix = prefix.to_lowercase();
+    let mut best: BinaryHeap<(Reverse<usize>, &str, u32)> = BinaryHeap::new();
+    for i in 0..p.user_count() {
+        let u = p.user(UserId(i as u32));
+        if !starts_with_ignoring_case(&u.name, &prefix) {
+            continue;
+        }
+        best.push((Reverse(u.followers.len()), &u.name, i as u32));
+        if best.len() > limit {
+            best.pop();
+        }
+    }
+    best.into_sorted_vec()
+        .into_iter()
+        .map(|(_, _, i)| p.profile(UserId(i)))
+        .collect()
+}
+
+/// `name` starts with `lower_prefix` (already lower-case), compared char by char.
+fn starts_with_ignoring_case(name: &str, lower_prefix: &str) -> bool {
+    let mut name = name.chars().flat_map(char::to_lowercase);
+    lower_prefix.chars().all(|c| name.next() == Some(c))
 }
 
 #[instrument(skip(state))]
@@ -253,12 +322,21 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     Json(state.health())
 }
 
+/// Raw rejected payloads: whatever anyone sent, so only for holders of
+/// `security.dead_letters_token`, and off while it is unset.
 pub async fn dead_letters(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Query(q): Query<Params>,
-) -> Json<Vec<DeadLetterView>> {
+) -> Result<Json<Vec<DeadLetterView>>, ApiErr> {
+    let Some(token) = &state.config.security.dead_letters_token else {
+        return Err(ApiErr::Forbidden(
+            "the dead-letter listing is off: set security.dead_letters_token".into(),
+        ));
+    };
+    super::require_bearer(&headers, token)?;
     let n = q.limit(&state, 50);
-    Json(state.dead_letters.recent(n))
+    Ok(Json(state.dead_letters.recent(n)))
 }
 
 /// Ready once every source is connected.
@@ -277,5 +355,29 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("waiting for: {}", down.join(", ")),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_plain_text_is_left_alone() {
+        for bad in ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let out = csv_cell(bad);
+            assert!(out.starts_with('\''), "{bad:?} -> {out:?}");
+            assert_eq!(&out[1..], bad);
+        }
+        assert_eq!(csv_cell("Apple, Inc."), "Apple, Inc.");
+        assert_eq!(csv_cell(""), "");
+    }
+
+    #[test]
+    fn a_case_insensitive_prefix_matches_without_lowercasing_names() {
+        assert!(starts_with_ignoring_case("BillyJoel", "billy"));
+        assert!(starts_with_ignoring_case("ÉLISE", "él"));
+        assert!(!starts_with_ignoring_case("bil", "billy"));
+        assert!(starts_with_ignoring_case("anything", ""));
     }
 }

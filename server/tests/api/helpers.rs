@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const INGEST_TOKEN: &str = "test-ingest-token";
 pub const CONTROL_TOKEN: &str = "test-control-token";
+pub const DEAD_LETTERS_TOKEN: &str = "test-dead-letters-token";
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -52,6 +53,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> TestApp {
         ..Config::default()
     };
     config.generator.enabled = Some(false);
+    config.security.dead_letters_token = Some(DEAD_LETTERS_TOKEN.into());
     tune(&mut config);
     let app = Application::build(config)
         .await
@@ -76,6 +78,19 @@ impl TestApp {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> T {
         let res = self.http.get(self.url(path)).send().await.unwrap();
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// GET with `Authorization: Bearer token`, expecting success.
+    pub async fn get_authorized<T: DeserializeOwned>(&self, path: &str, token: &str) -> T {
+        let res = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert!(res.status().is_success(), "GET {path}: {}", res.status());
         res.json().await.unwrap()
     }

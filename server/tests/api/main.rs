@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, driven over HTTP and WebSocket.
 
 mod helpers;
+mod security;
 
 use std::time::Duration;
 
@@ -16,10 +17,7 @@ async fn a_websocket_client_gets_a_snapshot_then_live_leaderboard_deltas() {
     let app = spawn_app().await;
     app.ingest(&[photo("a", "Nike", 0)]).await;
     let mut ws = app.ws().await;
-    ws.subscribe(Topic::Leaderboard {
-        window: Window::All,
-    })
-    .await;
+    ws.subscribe(Topic::leaderboard(Window::All)).await;
     let first = ws.next().await;
     assert!(first.snapshot);
     let Frame::Leaderboard(lb) = first.frame else {
@@ -149,7 +147,9 @@ async fn bad_input_is_counted_by_reason_kept_with_its_bytes_and_good_events_arou
     assert_eq!(health.users, 3, "u1, u2 and u6 applied");
     assert_eq!(health.dead_letters, 8);
     assert_eq!(health.dead_letters_by_reason["not_json"], 1);
-    let dl: Vec<DeadLetterView> = app.get("/api/dead-letters").await;
+    let dl: Vec<DeadLetterView> = app
+        .get_authorized("/api/dead-letters", DEAD_LETTERS_TOKEN)
+        .await;
     assert_eq!(dl[0].raw, oversized, "newest first, original bytes");
     assert_eq!(dl[0].source, "ingest:line 10");
     let file = std::fs::read_to_string(app.dir.path().join("dead-letters.ndjson")).unwrap();
@@ -297,6 +297,8 @@ async fn a_stalled_websocket_client_does_not_delay_another_and_is_resynced() {
                     break;
                 }
             }
+            // The server's heartbeat pings arrive among the frames.
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_)))) => {}
             _ => break,
         }
     }
@@ -431,4 +433,49 @@ async fn old_data_far_behind_the_wall_clock_is_applied() {
     let app = spawn_app().await;
     let report = app.ingest(&[user("u1", 0), user("u2", 1)]).await;
     assert_eq!((report.accepted, report.rejected), (2, 0));
+
+/// The next leaderboard frame that carries rows (rate-only frames have none).
+async fn next_rows(ws: &mut Ws) -> (bool, Vec<String>, instabrand_shared::ws::LeaderboardFrame) {
+    loop {
+        let m = ws.next().await;
+        let Frame::Leaderboard(lb) = m.frame else {
+            continue;
+        };
+        if !lb.rows.is_empty() || !lb.removed.is_empty() {
+            let brands = lb.rows.iter().map(|r| r.brand.clone()).collect();
+            return (m.snapshot, brands, lb);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaderboard_delta_after_a_change_to_one_brand_carries_that_row_only() {
+    let app = spawn_app().await;
+    let photos: Vec<String> = (0..25)
+        .map(|i| photo(&format!("u{i:02}"), &format!("b{i:02}"), i))
+        .collect();
+    app.ingest(&photos).await;
+    let mut ws = app.ws().await;
+    ws.subscribe(Topic::Leaderboard {
+        window: Window::All,
+        sort: instabrand_shared::ws::SortKey::Photos,
+        offset: 0,
+        rows: 5,
+    })
+    .await;
+    let (snapshot, brands, lb) = next_rows(&mut ws).await;
+    assert!(snapshot);
+    assert_eq!(brands, ["b00", "b01", "b02", "b03", "b04"], "the page only");
+    assert_eq!(lb.total_brands, 25, "the table knows how many there are");
+
+    // A change below the page is not on screen: no row goes out for it.
+    app.ingest(&[comment("fan", "u20", 20, "nice", 30)]).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A change to one brand on the page: that row, and only it.
+    app.ingest(&[comment("fan", "u01", 1, "nice", 31)]).await;
+    let (snapshot, brands, lb) = next_rows(&mut ws).await;
+    assert!(!snapshot);
+    assert_eq!(brands, ["b01"]);
+    assert_eq!(lb.rows[0].comments, 1);
+    assert!(lb.removed.is_empty());
 }
