@@ -244,6 +244,11 @@ impl Hub {
             Topic::Health => Frame::Health(state.health()),
             _ => {
                 let p = state.processor.read().expect("processor lock poisoned");
+                if let Topic::Feed { username } = topic
+                    && let Some(u) = p.user_id(username)
+                {
+                    state.readers.note(u);
+                }
                 snapshot_frame(&p, topic, &self.cfg, state.stats.rate())
             }
         };
@@ -417,7 +422,13 @@ impl Hub {
                             .collect();
                         (!new.is_empty()).then_some((Frame::Alerts(new), false))
                     }
-                    Topic::Feed { username } => feed_delta(&p, username, &changes, &self.cfg),
+                    Topic::Feed { username } => {
+                        // A live feed is read: its home timeline stays materialized.
+                        if let Some(u) = p.user_id(username) {
+                            state.readers.note(u);
+                        }
+                        feed_delta(&p, username, &changes, &self.cfg)
+                    }
                     Topic::Connection => None,
                 };
                 drop(mem);

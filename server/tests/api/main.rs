@@ -433,6 +433,7 @@ async fn old_data_far_behind_the_wall_clock_is_applied() {
     let app = spawn_app().await;
     let report = app.ingest(&[user("u1", 0), user("u2", 1)]).await;
     assert_eq!((report.accepted, report.rejected), (2, 0));
+}
 
 /// The next leaderboard frame that carries rows (rate-only frames have none).
 async fn next_rows(ws: &mut Ws) -> (bool, Vec<String>, instabrand_shared::ws::LeaderboardFrame) {
