@@ -135,6 +135,14 @@ class Broker:
             c.close(autocommit=False)
 
 
+class SourceMissing(AssertionError):
+    """Health does not list a source (yet)."""
+
+
+class ServerExited(RuntimeError):
+    """The server process is gone: not something to wait out."""
+
+
 class Server(harness.Server):
     """The real `instabrand serve --kafka`, on a free port, with its own data dir and
     harness's tokens; HTTP as `harness.Server` does it."""
@@ -168,17 +176,37 @@ class Server(harness.Server):
     def health(self):
         return self.get("/api/health")
 
+    def source_health(self, kind, health=None):
+        """The health entry of the source of `kind`. Raises SourceMissing (an
+        AssertionError, so `wait_for` polls on) while health does not list it: a server
+        answers health before every source has registered (issue 11, item 0)."""
+        h = health or self.health()
+        for s in h.get("sources") or []:
+            if s.get("kind") == kind:
+                return s
+        raise SourceMissing(f"health lists no {kind} source yet "
+                            f"(sources: {[s.get('kind') for s in h.get('sources') or []]})")
+
     def kafka_health(self):
-        return next(s for s in self.health()["sources"] if s["kind"] == "kafka")
+        return self.source_health("kafka")
+
+    def alive(self):
+        """Raises, with the server's last output, if the process has exited: a wait on
+        a dead server fails at once instead of at its timeout."""
+        if self.proc.poll() is not None:
+            raise ServerExited(f"the server exited with {self.proc.returncode}:\n{self.output()}")
 
     def wait_connected(self, timeout=60):
-        return wait_for(lambda: self.kafka_health()["connected"], timeout=timeout,
-                        message="the server to reach the broker")
+        def connected():
+            self.alive()
+            return self.kafka_health()["connected"]
+        return wait_for(connected, timeout=timeout, message="the server to reach the broker")
 
     def wait_caught_up(self, broker, ends, timeout=120):
         """Until the group has committed every offset in `ends`: committing follows
         applying, so everything produced has then been applied."""
         def done():
+            self.alive()
             c = broker.committed(self.group, list(ends))
             return all((c[tp] or 0) >= end for tp, end in ends.items())
         return wait_for(done, timeout=timeout, interval=0.5,
