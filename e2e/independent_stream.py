@@ -330,6 +330,44 @@ def generate(events=60000, users=4000, seed=1, start="2017-06-14 08:00:00", hour
     return Stream(users, seed, t0, int(hours * 3600), zipf_s).run(events)
 
 
+def check(events):
+    """Asserts the promises in this module's docstring hold for `events`."""
+    prev = None
+    created, edges, edge_last = set(), set(), {}
+    photos, photo_secs, likes, comment_secs = set(), set(), set(), set()
+    for i, e in enumerate(events):
+        t, k = e["created_time"], e["event"]
+        datetime.strptime(t, "%Y-%m-%d %H:%M:%S")
+        assert prev is None or (prev[0], RANK[prev[1]]) <= (t, RANK[k]), f"#{i} out of order: {prev} then {(t, k)}"
+        prev = (t, k)
+        if k == "create-user":
+            assert e["username"] not in created, f"#{i} created twice"
+            created.add(e["username"])
+        elif k in ("follow", "unfollow"):
+            edge = (e["follower_username"], e["followed_username"])
+            assert edge[0] != edge[1], f"#{i} self-follow"
+            assert (edge in edges) == (k == "unfollow"), f"#{i} {k} of an edge that is {'' if edge in edges else 'not '}there"
+            assert edge_last.get(edge, "") < t, f"#{i} {k} in the same second as the last change of its edge"
+            edge_last[edge] = t
+            (edges.discard if k == "unfollow" else edges.add)(edge)
+        elif k == "photo-upload":
+            assert t not in photo_secs, f"#{i} a second photo in second {t}"
+            assert -90 <= float(e["latitude"]) <= 90 and -180 <= float(e["longitude"]) <= 180
+            assert isinstance(e["latitude"], str) and isinstance(e["tags"], str)
+            photo_secs.add(t)
+            photos.add((e["username"], t))
+        else:
+            photo = (e["followed_username"], e["photo_id"])
+            assert photo in photos, f"#{i} {k} of a photo not (yet) uploaded: {photo}"
+            assert e["follower_username"] != e["followed_username"], f"#{i} {k} of one's own photo"
+            if k == "like":
+                assert (photo, e["follower_username"]) not in likes, f"#{i} liked twice"
+                likes.add((photo, e["follower_username"]))
+            else:
+                assert (photo, t) not in comment_secs, f"#{i} two comments on one photo in one second"
+                comment_secs.add((photo, t))
+
+
 def encode(event):
     """One NDJSON line (bytes), key order and spacing as the original producer's."""
     return json.dumps(event, ensure_ascii=False).encode()
