@@ -158,11 +158,17 @@ def start_server(port=0, env=None):
     while time.time() < deadline:
         try:
             if srv.request("GET", "/api/health")[0] == 200:
-                break
+                return srv
         except OSError:
             pass
+        if proc.poll() is not None:
+            break
         time.sleep(0.2)
-    return srv
+    # Not answering (or gone): say so here rather than let a test fail later on it.
+    output, rc = "".join(lines[-50:]), proc.poll()
+    stop_server(srv)
+    state = "still running" if rc is None else f"exited with {rc}"
+    raise StartError(f"the server's /api/health did not answer 200 within 30 s ({state}):\n{output}")
 
 
 def free_port():
