@@ -171,7 +171,9 @@ def wait_consumed(server, total, timeout=180.0, stall=10.0, long_stall=30.0):
               or (time.time() - moved >= long_stall and h.get("events_ingested"))):
             return h, (f"stalled at {progress(h)} of {total} accounted for (events_applied "
                        f"{h['events_applied']}, dead_letters {h['dead_letters']}, pending "
-                       f"{h['pending_engagements']}, events_ingested {h.get('events_ingested')})")
+                       f"{h['pending_engagements']}, events_ingested {h.get('events_ingested')}, duplicates "
+                       f"{h.get('duplicates')}, superseded {h.get('superseded')}, waiting for order "
+                       f"{(h.get('order') or {}).get('held')}, late {h.get('late_by_handling')})")
         time.sleep(0.1)
     h = server.health()
     raise AssertionError(f"timed out after {timeout}s: {progress(h)} of {total} events accounted for; "
@@ -379,7 +381,11 @@ def test_a_server_killed_halfway_through_the_backlog_and_restarted_ends_with_the
         s = Server(b, group=f"backlog-kill-{partitions}", env=env, data_dir=data_dir, args=["--config", short_session])
         restored = s.health()["events_applied"]
         print(f"restarted: {restored} events restored from the checkpoint")
-        assert 0 < restored <= at_kill, (restored, at_kill)
+        # `taken` counts checkpoints when written, so the last one may have been started
+        # before anything was applied: then it holds the read events as waiting for
+        # order (with the positions past them) and none as applied. Either way the
+        # restart must end where an undisturbed run does.
+        assert 0 <= restored <= at_kill, (restored, at_kill)
         h, note = wait_consumed(s, total)
         assert_same(reference["snap"], snapshot(s, reference["users"]), note)
     except BaseException:

@@ -56,6 +56,10 @@ pub struct AlignConfig {
     /// applied event time is dead-lettered (`future_time`) instead of moving the
     /// stream's clock. Old data (replays of 2017) is behind the wall clock and passes.
     pub max_future_secs: i64,
+    /// After a restart, the events the checkpoint held wait this long (wall time) for
+    /// their source to come back (a Kafka group join can take a session timeout)
+    /// before the others may go ahead of them, unless the source reports sooner.
+    pub restore_wait_ms: u64,
 }
 
 impl Default for AlignConfig {
@@ -66,6 +70,7 @@ impl Default for AlignConfig {
             max_held: 2_000_000,
             pause_held_per_input: 50_000,
             max_future_secs: 86_400,
+            restore_wait_ms: 60_000,
         }
     }
 }
@@ -228,6 +233,9 @@ pub struct Aligner<T> {
     index: FxHashMap<Box<str>, InputId>,
     seq: u64,
     stats: AlignStats,
+    /// After a restore, nothing goes until the sources report (or until this time):
+    /// inputs not yet known may hold the oldest events.
+    hold_all_until: Millis,
 }
 
 impl<T> Aligner<T> {
@@ -239,6 +247,7 @@ impl<T> Aligner<T> {
             index: FxHashMap::default(),
             seq: 0,
             stats: AlignStats::default(),
+            hold_all_until: Millis::MIN,
         }
     }
 
@@ -279,6 +288,25 @@ impl<T> Aligner<T> {
         }));
     }
 
+    /// An input restored from a checkpoint: its source has not started yet, so it is
+    /// behind its log's end and holds the others back until `restore_wait_ms` past
+    /// `now` (plus its patience), unless its source reports it first.
+    pub fn restored(&mut self, input: InputId, now: Millis) {
+        let until = now.saturating_add(self.cfg.restore_wait_ms as Millis);
+        let i = &mut self.inputs[input];
+        i.position = LogPosition::Behind;
+        i.last_arrival = i.last_arrival.max(until);
+        // The inputs the checkpoint knew of are not all there may be: a topic read
+        // nothing of before the restart holds the oldest events of all.
+        self.hold_all_until = self.hold_all_until.max(until);
+    }
+
+    /// A source delivered or reported its inputs after a restore: from now on the
+    /// inputs known are the ones that count.
+    pub fn sources_reported(&mut self) {
+        self.hold_all_until = Millis::MIN;
+    }
+
     /// Where `input` stands in its log, as its source knows.
     pub fn set_position(&mut self, input: InputId, position: LogPosition) {
         self.inputs[input].position = position;
@@ -286,6 +314,9 @@ impl<T> Aligner<T> {
 
     /// How far events may go now.
     pub fn bound(&self, now: Millis) -> Bound {
+        if now < self.hold_all_until {
+            return Bound::Nothing;
+        }
         let mut bound = Bound::All;
         for i in &self.inputs {
             if !i.holds_back(&self.cfg, now) {
@@ -519,6 +550,34 @@ mod tests {
         a.set_position(follows, LogPosition::Open);
         a.release(500, |_, l| out.push(l));
         assert_eq!(out, ["photo"], "an open input silent for 500 ms is idle");
+    }
+
+    #[test]
+    fn events_restored_from_a_checkpoint_wait_for_their_source_to_come_back() {
+        let mut a = Aligner::new(AlignConfig {
+            restore_wait_ms: 5_000,
+            ..cfg()
+        });
+        let photos = a.input("photo-upload/0", 0);
+        a.push(photos, key(10, PhotoUpload), "photo", 0);
+        a.restored(photos, 0);
+        let comments = a.input("comment/0", 0);
+        a.push(comments, key(30, Comment), "comment", 0);
+        a.restored(comments, 0);
+        let mut out = Vec::new();
+        a.release(4_000, |_, l| out.push(l));
+        assert!(
+            out.is_empty(),
+            "the consumer has not rejoined its group: an unknown topic may be older"
+        );
+        // It rejoins: the follow topic is behind, and reads up to second 20.
+        a.sources_reported();
+        let follows = a.input("follow/0", 4_100);
+        a.set_position(follows, LogPosition::Behind);
+        a.push(follows, key(20, Follow), "follow", 4_100);
+        a.set_position(photos, LogPosition::AtEnd);
+        a.release(4_100, |_, l| out.push(l));
+        assert_eq!(out, ["photo"]);
     }
 
     #[test]

@@ -303,6 +303,7 @@ pub fn run_blocking(
         .take()
         .map(|store| CheckpointWriter::start(state.clone(), store));
     let mut order = Order::new(&state, &cp.held);
+    let mut released_since_snapshot = false;
     // Decoding runs a batch ahead on its own thread; applying stays on this one.
     let (prepared_tx, prepared) = std::sync::mpsc::sync_channel::<Prepared>(DECODED_AHEAD);
     let decoder = {
@@ -338,7 +339,9 @@ pub fn run_blocking(
             None
         };
         order.report_inputs(&batch.inputs, now);
-        order.release(&state, &mut dead, now);
+        // Events released from the hold change the state as much as a new batch does,
+        // also when no batch arrives (the end of a backlog): the next checkpoint is due.
+        released_since_snapshot |= order.release(&state, &mut dead, now) > 0;
         if !dead.is_empty() {
             if let Some(a) = &state.archive
                 && let Err(e) = a.append_dead(dead.clone())
@@ -395,7 +398,7 @@ pub fn run_blocking(
                 }
             }
         }
-        let dirty = seq > snapshotted;
+        let dirty = seq > snapshotted || released_since_snapshot;
         let since = last_checkpoint.elapsed();
         let due = batch.checkpoint.is_some()
             || (dirty && since >= cp.interval)
@@ -425,6 +428,7 @@ pub fn run_blocking(
         };
         last_checkpoint = Instant::now();
         snapshotted = seq;
+        released_since_snapshot = false;
         w.send(CheckpointJob {
             seq,
             state: snapshot,
@@ -708,6 +712,8 @@ impl Order {
                 },
                 now,
             );
+            // Its source has not started: the others must not go ahead of it yet.
+            order.aligner.restored(id, now);
         }
         info!(
             held = order.aligner.held(),
@@ -768,6 +774,10 @@ impl Order {
                 p.count_dead_letter(reason);
             }
         }
+        if !own_inputs.is_empty() {
+            // A source other than Kafka delivered: it reports its one input.
+            self.aligner.sources_reported();
+        }
         // A source other than Kafka sends its batches complete and in order.
         for input in own_inputs {
             self.aligner.set_position(input, LogPosition::AtEnd);
@@ -809,6 +819,9 @@ impl Order {
 
     /// What the source says of its inputs' ends of log.
     fn report_inputs(&mut self, inputs: &[(String, LogPosition)], now: Millis) {
+        if !inputs.is_empty() {
+            self.aligner.sources_reported();
+        }
         for (name, position) in inputs {
             let id = self.aligner.input(name, now);
             self.aligner.set_position(id, *position);
@@ -816,8 +829,10 @@ impl Order {
     }
 
     /// Applies every event the aligner lets go now, in order.
-    fn release(&mut self, state: &AppState, dead: &mut Vec<DeadLetter>, now: Millis) {
-        if self.aligner.held() > 0 {
+    /// Returns how many were applied.
+    fn release(&mut self, state: &AppState, dead: &mut Vec<DeadLetter>, now: Millis) -> usize {
+        let before = self.aligner.held();
+        if before > 0 {
             let mut changes = Vec::new();
             let mut p = state.processor.write().expect("processor lock poisoned");
             // Readers since the last batch, before its events: they decide which home
@@ -855,6 +870,7 @@ impl Order {
                 stats: self.aligner.stats(),
             });
         }
+        before - self.aligner.held()
     }
 
     /// The held events, for a checkpoint.

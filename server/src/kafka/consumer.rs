@@ -201,6 +201,12 @@ async fn consume(
     let mut to_commit = Positions::new();
     let mut replays_skipped = 0u64;
     let mut ends = LogEnds::new(&topics, state.config.align.pause_held_per_input);
+    // Partitions whose held events the checkpoint restored: once the assignment is
+    // known, those not assigned to us are reported at their end, so they stop waiting.
+    ends.last_sent = handed
+        .keys()
+        .map(|(t, p)| (format!("{}/{p}", topics[*t].name), LogPosition::Behind))
+        .collect();
     // What librdkafka has ready, taken in one go (up to a batch): one pass of the
     // select loop per message cost as much as the rest of the consumer together.
     let mut messages = consumer.stream().ready_chunks(max_batch);
@@ -399,9 +405,6 @@ struct PartitionEnd {
     hi: i64,
     /// The log's start (equal to `hi` when it is empty).
     lo: i64,
-    /// Offsets librdkafka knows we are past (handed to us, or committed).
-    app: i64,
-    committed: i64,
 }
 
 /// What this consumer knows of each assigned partition's end of log, for the
@@ -471,13 +474,11 @@ impl LogEnds {
             .assigned
             .iter()
             .map(|(k, name)| {
+                // Only offsets this process handed over count: the group's committed
+                // offset and librdkafka's application offset were seen to claim the end
+                // of a partition whose records (after a restart) were still unread.
                 let at_end = ends.get(name).is_some_and(|e| {
-                    let pos = handed
-                        .get(k)
-                        .copied()
-                        .unwrap_or(-1)
-                        .max(e.app)
-                        .max(e.committed);
+                    let pos = handed.get(k).copied().unwrap_or(-1);
                     e.hi >= 0 && (pos >= e.hi || e.lo >= e.hi)
                 });
                 let position = if at_end && !self.paused.contains(k) {
@@ -504,6 +505,10 @@ impl LogEnds {
         consumer: &StreamConsumer<GroupContext>,
         handed: &HashMap<(usize, i32), i64>,
     ) -> Option<Vec<(String, LogPosition)>> {
+        if self.assigned.is_empty() {
+            // Not in the group yet (or between assignments): nothing known to report.
+            return None;
+        }
         let before = self.last_sent.clone();
         let now = self.positions(consumer, handed);
         (now != before).then_some(now)
@@ -720,8 +725,6 @@ impl ClientContext for GroupContext {
                         PartitionEnd {
                             hi: part.hi_offset,
                             lo: part.lo_offset,
-                            app: part.app_offset,
-                            committed: part.committed_offset,
                         },
                     );
                 }
