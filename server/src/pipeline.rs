@@ -182,21 +182,28 @@ impl PipelineHandle {
         position: Option<(String, serde_json::Value)>,
         durable: bool,
     ) -> Result<BatchResult, PipelineClosed> {
-        let (done, wait) = oneshot::channel();
         let mut batch = Batch::records(records);
-        batch.done = Some(done);
         batch.position = position;
         batch.durable = durable;
-        self.tx.send(batch).await.map_err(|_| PipelineClosed)?;
+        self.round_trip(batch).await
+    }
+
+    /// Queues `batch` and waits for its result.
+    async fn round_trip(&self, mut batch: Batch) -> Result<BatchResult, PipelineClosed> {
+        let (done, wait) = oneshot::channel();
+        batch.done = Some(done);
+        self.enqueue(batch).await?;
         wait.await.map_err(|_| PipelineClosed)
+    }
+
+    /// Queues `batch` (waits only for queue room).
+    async fn enqueue(&self, batch: Batch) -> Result<(), PipelineClosed> {
+        self.tx.send(batch).await.map_err(|_| PipelineClosed)
     }
 
     /// Sends a batch without waiting for it to be applied (waits only for queue room).
     pub async fn send(&self, records: Vec<Record>) -> Result<(), PipelineClosed> {
-        self.tx
-            .send(Batch::records(records))
-            .await
-            .map_err(|_| PipelineClosed)
+        self.enqueue(Batch::records(records)).await
     }
 
     /// Like `send`, with the source's position after the batch.
@@ -207,7 +214,7 @@ impl PipelineHandle {
     ) -> Result<(), PipelineClosed> {
         let mut batch = Batch::records(records);
         batch.position = Some(position);
-        self.tx.send(batch).await.map_err(|_| PipelineClosed)
+        self.enqueue(batch).await
     }
 
     /// Like `send_at`, for a source with more to send right behind this batch (a file
@@ -222,7 +229,7 @@ impl PipelineHandle {
         let mut batch = Batch::records(records);
         batch.position = Some(position);
         batch.inputs = vec![(input.to_string(), LogPosition::Behind)];
-        self.tx.send(batch).await.map_err(|_| PipelineClosed)
+        self.enqueue(batch).await
     }
 
     /// Checkpoints now and waits for it (used at shutdown).
@@ -242,13 +249,10 @@ impl PipelineHandle {
         position: Option<(String, serde_json::Value)>,
         inputs: Vec<(String, LogPosition)>,
     ) -> Result<BatchResult, PipelineClosed> {
-        let (done, wait) = oneshot::channel();
         let mut batch = Batch::records(records);
-        batch.done = Some(done);
         batch.position = position;
         batch.inputs = inputs;
-        self.tx.send(batch).await.map_err(|_| PipelineClosed)?;
-        wait.await.map_err(|_| PipelineClosed)
+        self.round_trip(batch).await
     }
 
     /// Tells the pipeline where a source's inputs stand, without records and without
@@ -411,8 +415,11 @@ pub fn run_blocking(
         let started = Instant::now();
         let snapshot = if dirty {
             let p = state.processor.read().expect("processor lock poisoned");
-            match p.snapshot() {
-                Ok(bytes) => Some((bytes, order.encode_held())),
+            match p
+                .snapshot()
+                .and_then(|bytes| Ok((bytes, order.encode_held()?)))
+            {
+                Ok(both) => Some(both),
                 Err(e) => {
                     warn!(error = %e, "could not serialize the state; will retry");
                     state.stats.record_checkpoint_error(&e.to_string());
@@ -874,9 +881,9 @@ impl Order {
     }
 
     /// The held events, for a checkpoint.
-    fn encode_held(&self) -> Vec<u8> {
+    fn encode_held(&self) -> Result<Vec<u8>, postcard::Error> {
         if self.aligner.held() == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let held: Vec<HeldRecord> = self
             .aligner
@@ -891,6 +898,7 @@ impl Order {
                 }
             })
             .collect();
-        postcard::to_stdvec(&held).unwrap_or_default()
+        // A failure fails the checkpoint (retried), never drops the held events.
+        postcard::to_stdvec(&held)
     }
 }
