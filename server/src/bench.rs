@@ -3,10 +3,11 @@
 //! `instabrand bench --events FILE` (or `--generate N` to make the file first).
 //!
 //! With `--checkpoint-to FILE --checkpoint-every SECS` it also checkpoints into the
-//! on-disk store while it runs, as the server does: applying stops while the state is
-//! serialized, a second thread writes it (a checkpoint falling due while the last is
-//! still being written waits for the next), so the events/s and the peak memory then
-//! include the store.
+//! on-disk store while it runs, as the server does (`checkpoint`): applying stops only
+//! to take the events applied since the last checkpoint, a second thread appends them
+//! to the store's changelog, and a third compacts the changelog into a new base when it
+//! is due; so the events/s and the peak memory then include the store. At the end a
+//! last checkpoint and a full compaction are timed.
 //!
 //! With `--readers N` the first N users read their home timelines all along, as
 //! dashboards would: every 4,096 events (a batch) a share of them is noted, so each is
@@ -31,16 +32,27 @@ pub struct BenchReport {
     /// Events applied by type, e.g. `create-user=20000 follow=…`.
     pub by_kind: String,
     pub peak_rss_mb: Option<f64>,
-    /// With a checkpoint file: (bytes, seconds to serialize the state, seconds to save
-    /// it). The server's pipeline pauses only for the first; the second runs on its
-    /// checkpoint thread.
-    pub checkpoint: Option<(usize, f64, f64)>,
-    /// Checkpoints written while applying (`--checkpoint-every`), and how long applying
-    /// stopped for them in all.
+    /// With a checkpoint file: what the store holds at the end.
+    pub checkpoint: Option<StoreReport>,
+    /// Checkpoints written while applying (`--checkpoint-every`), how long applying
+    /// stopped for them in all, and the longest stop.
     pub checkpoints_during: u64,
     pub checkpoint_pauses: Duration,
+    pub checkpoint_pause_max: Duration,
     /// Home timelines materialized at the end.
     pub active_readers: usize,
+}
+
+/// The store after the run.
+#[derive(Debug, Clone)]
+pub struct StoreReport {
+    /// Compactions that ran while applying.
+    pub compactions_during: u64,
+    /// The final compaction: seconds, events replayed, the base it wrote.
+    pub final_compaction_secs: f64,
+    pub final_replayed: u64,
+    pub base_bytes: u64,
+    pub file_bytes: u64,
 }
 
 impl BenchReport {
@@ -86,10 +98,9 @@ pub fn run_file(
         )),
         None => None,
     };
-    let mut writer = match (&store, checkpoint_every) {
-        (Some(store), Some(every)) => Some(BackgroundWriter::start(store.clone(), every)),
-        _ => None,
-    };
+    let mut writer = store
+        .as_ref()
+        .map(|store| BackgroundWriter::start(store.clone(), checkpoint_every, p.config().clone()));
     let start = Instant::now();
     loop {
         if events % 4096 == 0 {
@@ -114,31 +125,36 @@ pub fn run_file(
             Ok(ev) => {
                 p.apply(&ev, rec);
                 events += 1;
+                if let Some(w) = writer.as_mut() {
+                    w.log.push((None, bytes::Bytes::copy_from_slice(rec)));
+                }
             }
             Err(_) => rejected += 1,
         }
     }
-    let (checkpoints_during, checkpoint_pauses) = match writer.take() {
-        Some(w) => w.finish()?,
-        None => (0, Duration::ZERO),
-    };
+    let (checkpoints_during, checkpoint_pauses, checkpoint_pause_max, compactions_during) =
+        match writer.take() {
+            Some(w) => w.finish()?,
+            None => (0, Duration::ZERO, Duration::ZERO, 0),
+        };
     let elapsed = start.elapsed();
     let checkpoint = match store {
         Some(store) => {
-            let t = Instant::now();
-            let bytes = p.snapshot().map_err(io::Error::other)?;
-            let serialized = t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            store
-                .save(&bytes, &[], &crate::store::Positions::new())
-                .map_err(io::Error::other)?;
-            Some((bytes.len(), serialized, t.elapsed().as_secs_f64()))
+            let c = crate::checkpoint::compact(&store, p.config()).map_err(io::Error::other)?;
+            Some(StoreReport {
+                compactions_during,
+                final_compaction_secs: c.took.as_secs_f64(),
+                final_replayed: c.replayed,
+                base_bytes: c.sizes.base_bytes,
+                file_bytes: c.sizes.file_bytes,
+            })
         }
         None => None,
     };
     Ok(BenchReport {
         checkpoints_during,
         checkpoint_pauses,
+        checkpoint_pause_max,
         checkpoint,
         events,
         rejected,
@@ -155,61 +171,107 @@ pub fn run_file(
     })
 }
 
-/// Checkpoints taken while the benchmark applies: serialize here, write on the
-/// server's [`BackgroundSaver`].
+/// Checkpoints taken while the benchmark applies, as the pipeline takes them: the
+/// events applied since the last one go to the server's checkpoint thread, which
+/// appends them to the changelog and asks the compactor when it is due.
 struct BackgroundWriter {
-    every: Duration,
+    every: Option<Duration>,
     last: Instant,
-    saver: crate::store::BackgroundSaver<Vec<u8>>,
-    /// Checkpoints written, and the first write that failed.
-    written: std::sync::Arc<std::sync::Mutex<(u64, Option<io::Error>)>>,
+    log: Vec<crate::checkpoint::Logged>,
+    saver: crate::store::BackgroundSaver<Vec<crate::checkpoint::Logged>>,
+    /// Checkpoints written, compactions done, and the first failure.
+    written: std::sync::Arc<std::sync::Mutex<(u64, u64, Option<String>)>>,
     paused: Duration,
+    longest: Duration,
 }
 
 impl BackgroundWriter {
-    fn start(store: std::sync::Arc<crate::store::StateStore>, every: Duration) -> Self {
-        let written = std::sync::Arc::new(std::sync::Mutex::new((0, None)));
+    fn start(
+        store: std::sync::Arc<crate::store::StateStore>,
+        every: Option<Duration>,
+        cfg: ProcessorConfig,
+    ) -> Self {
+        let written = std::sync::Arc::new(std::sync::Mutex::new((0, 0, None)));
         let outcome = written.clone();
-        let saver = crate::store::BackgroundSaver::start("checkpoint", move |bytes: Vec<u8>| {
-            let saved = store.save(&bytes, &[], &crate::store::Positions::new());
-            let mut o = outcome.lock().expect("bench lock poisoned");
-            match saved {
-                Ok(()) => o.0 += 1,
+        let compacted = written.clone();
+        let compactor = crate::checkpoint::Compactor::start(store.clone(), cfg.clone(), move |c| {
+            let mut o = compacted.lock().expect("bench lock poisoned");
+            match c {
+                Ok(_) => o.1 += 1,
                 Err(e) => {
-                    o.1.get_or_insert(io::Error::other(e));
+                    o.2.get_or_insert(e);
                 }
             }
         });
+        let policy = {
+            let d = crate::config::StateConfig::default();
+            crate::checkpoint::CompactPolicy {
+                min_bytes: d.compact_min_bytes,
+                ratio: d.compact_ratio,
+            }
+        };
+        let saver = crate::store::BackgroundSaver::start(
+            "checkpoint",
+            move |events: Vec<crate::checkpoint::Logged>| {
+                let entry = crate::checkpoint::encode_entry(&events);
+                let saved = store.append(&entry, &[], &crate::store::Positions::new());
+                let mut o = outcome.lock().expect("bench lock poisoned");
+                match saved {
+                    Ok(sizes) => {
+                        o.0 += 1;
+                        if policy.due(&sizes) {
+                            compactor.request();
+                        }
+                    }
+                    Err(e) => {
+                        o.2.get_or_insert(e.to_string());
+                    }
+                }
+            },
+        );
         BackgroundWriter {
             every,
             last: Instant::now(),
+            log: Vec::new(),
             saver,
             written,
             paused: Duration::ZERO,
+            longest: Duration::ZERO,
         }
     }
 
-    fn maybe_checkpoint(&mut self, p: &Processor) -> io::Result<()> {
-        if self.last.elapsed() < self.every || self.saver.busy() {
+    fn maybe_checkpoint(&mut self, _p: &Processor) -> io::Result<()> {
+        let full = self.log.len() >= crate::config::StateConfig::default().max_unlogged_events;
+        let due = self.every.is_some_and(|e| self.last.elapsed() >= e);
+        if !full && (!due || self.saver.busy()) {
             return Ok(());
         }
         let t = Instant::now();
-        let bytes = p.snapshot().map_err(io::Error::other)?;
-        self.paused += t.elapsed();
+        let events = std::mem::take(&mut self.log);
+        let pause = t.elapsed();
+        self.paused += pause;
+        self.longest = self.longest.max(pause);
         self.last = Instant::now();
-        if !self.saver.send(bytes) {
+        if !self.saver.send(events) {
             return Err(io::Error::other("checkpoint writer stopped"));
         }
         Ok(())
     }
 
-    /// Waits for the last write; (checkpoints written, time applying was stopped).
-    fn finish(self) -> io::Result<(u64, Duration)> {
+    /// Writes the rest, waits for the writes; (checkpoints written, time applying was
+    /// stopped, the longest stop, compactions done).
+    fn finish(mut self) -> io::Result<(u64, Duration, Duration, u64)> {
+        let rest = std::mem::take(&mut self.log);
+        if !rest.is_empty() && !self.saver.send(rest) {
+            return Err(io::Error::other("checkpoint writer stopped"));
+        }
+        // Stopping the writer drops the compactor it owns, which waits for a
+        // compaction in progress.
         self.saver.stop();
         let mut o = self.written.lock().expect("bench lock poisoned");
-        match o.1.take() {
-            Some(e) => Err(e),
-            None => Ok((o.0, self.paused)),
+        match o.2.take() {
+            Some(e) => Err(io::Error::other(e)),
+            None => Ok((o.0, self.paused, self.longest, o.1)),
         }
     }
 }
@@ -283,9 +345,47 @@ mod tests {
             .load()
             .unwrap()
             .expect("a checkpoint");
-        let p = Processor::restore(&saved.state, ProcessorConfig::default()).unwrap();
+        // The final compaction folded the whole changelog into the base.
+        assert!(saved.log.is_empty());
+        let (p, _) = crate::checkpoint::restore(
+            saved.base.as_deref(),
+            &saved.log,
+            ProcessorConfig::default(),
+        )
+        .unwrap();
         assert_eq!(p.user_count(), r.users);
         assert_eq!(p.photo_count(), r.photos);
+        assert_eq!(summary(&p), summary(&final_state(&events)));
+    }
+
+    /// The state a plain run over `events` ends in.
+    fn final_state(events: &Path) -> Processor {
+        let mut p = Processor::new(ProcessorConfig::default());
+        for line in std::fs::read_to_string(events).unwrap().lines() {
+            if let Ok(ev) = decode(line.as_bytes(), None, &DecodeLimits::default()) {
+                p.apply(&ev, line.as_bytes());
+            }
+        }
+        p
+    }
+
+    /// What a state says: its counts and every brand's all-time numbers (snapshots
+    /// are not compared byte for byte: hash sets iterate in insertion order).
+    fn summary(p: &Processor) -> String {
+        let brands: Vec<String> = p
+            .brand_ids()
+            .map(|b| {
+                let s = p.brand(b);
+                format!("{} {:?} {}", s.name, s.all, s.all_reach.estimate())
+            })
+            .collect();
+        format!(
+            "{} {} {:?} {:?} {brands:?}",
+            p.user_count(),
+            p.photo_count(),
+            p.clock(),
+            p.stats
+        )
     }
 
     #[test]

@@ -372,14 +372,28 @@ pub fn main() -> anyhow::Result<()> {
             if r.checkpoints_during > 0 {
                 println!("checkpoints_while_applying: {}", r.checkpoints_during);
                 println!(
-                    "applying_paused_for_them_seconds: {:.2}",
+                    "applying_paused_for_them_seconds: {:.4}",
                     r.checkpoint_pauses.as_secs_f64()
                 );
+                println!(
+                    "longest_checkpoint_pause_ms: {:.3}",
+                    r.checkpoint_pause_max.as_secs_f64() * 1e3
+                );
             }
-            if let Some((bytes, pause, save)) = r.checkpoint {
-                println!("checkpoint_mb: {:.0}", bytes as f64 / (1 << 20) as f64);
-                println!("checkpoint_pause_seconds: {pause:.2}");
-                println!("checkpoint_write_seconds: {save:.2}");
+            if let Some(s) = r.checkpoint {
+                println!("compactions_while_applying: {}", s.compactions_during);
+                println!(
+                    "final_compaction_seconds: {:.2} (replayed {} events)",
+                    s.final_compaction_secs, s.final_replayed
+                );
+                println!(
+                    "store_base_mb: {:.0}",
+                    s.base_bytes as f64 / (1 << 20) as f64
+                );
+                println!(
+                    "store_file_mb: {:.0}",
+                    s.file_bytes as f64 / (1 << 20) as f64
+                );
             }
             Ok(())
         }

@@ -261,6 +261,16 @@ pub struct StateConfig {
     /// When a client waits for durability (HTTP ingest, Kafka commits), checkpoint once
     /// this much has passed since the last one.
     pub durable_wait_ms: u64,
+    /// A checkpoint is due once this many events were applied since the last one, and
+    /// applying waits while the writer is behind: they are buffered in memory (their
+    /// original bytes) until written to the changelog.
+    pub max_unlogged_events: usize,
+    /// The changelog is compacted into a new base once it holds at least this many
+    /// bytes ...
+    pub compact_min_bytes: u64,
+    /// ... and at least this many times the base's size. 1.0 keeps base plus changelog
+    /// within twice the state, and a restart replays at most about one state's worth.
+    pub compact_ratio: f64,
 }
 
 impl Default for StateConfig {
@@ -270,6 +280,9 @@ impl Default for StateConfig {
             file: "state.redb".into(),
             checkpoint_interval_ms: 30_000,
             durable_wait_ms: 100,
+            max_unlogged_events: 500_000,
+            compact_min_bytes: 64 << 20,
+            compact_ratio: 1.0,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod align;
 pub mod archive;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod deadletter;

@@ -7,8 +7,8 @@
 //!
 //! Delivery: a batch may carry its source's position (a file offset, Kafka offsets, the
 //! generator's sequence). Every few seconds, and soon after anyone waits for
-//! durability, the pipeline checkpoints: the processor's whole state, the events the
-//! aligner holds (read, past the positions, not yet applied) and the latest position
+//! durability, the pipeline checkpoints: the events applied since the last checkpoint
+//! (a changelog entry, see `checkpoint`), the events the aligner holds (read, past the positions, not yet applied) and the latest position
 //! of every source, in one atomic write to the state store. After a crash the
 //! server restores that checkpoint and each source resumes from its saved position, so
 //! every event is applied exactly once to the state, however often it is read
@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use yoke::Yoke;
 
-use tracing::{debug, info, instrument, warn};
+use tracing::{info, instrument, warn};
 
 use crate::align::{Aligner, InputId, LogPosition, OrderKey};
+use crate::checkpoint::{CheckpointJob, CheckpointWriter, Logged, Waiters};
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::processor::Delta;
 use crate::state::AppState;
-use crate::store::{BackgroundSaver, Positions, StateStore};
+use crate::store::{Positions, StateStore};
 
 /// Where a record came from: shown with its dead letter.
 #[derive(Debug, Clone)]
@@ -280,16 +281,20 @@ pub struct Checkpointing {
     pub positions: Positions,
     /// The events the aligner held at the restored checkpoint (`encode_held`).
     pub held: Vec<u8>,
+    /// Events applied and not yet handed to the writer, at most: past it a checkpoint
+    /// is due at once, and applying waits while the writer is behind (the changelog
+    /// buffer is memory).
+    pub max_unlogged: usize,
 }
 
 /// Runs on its own thread until every handle is dropped: applying is CPU work under
 /// the processor's lock, and dead-letter writes are blocking I/O, so none of it belongs
 /// on the async workers that serve HTTP and WebSockets.
 ///
-/// A checkpoint stops applying only while the state is serialized (a consistent cut,
-/// with the positions of the same moment); flushing the archive and writing the store,
-/// which take longer, happen on the checkpoint writer's thread while batches go on
-/// being applied. Whoever waits for durability is answered by the writer once the
+/// A checkpoint stops applying only to take the events applied since the last one (a
+/// consistent cut, with the positions of the same moment); flushing the archive and
+/// appending to the store happen on the checkpoint writer's thread while batches go
+/// on being applied. Whoever waits for durability is answered by the writer once the
 /// checkpoint holding their batch is written.
 pub fn run_blocking(
     state: Arc<AppState>,
@@ -306,7 +311,7 @@ pub fn run_blocking(
         .store
         .take()
         .map(|store| CheckpointWriter::start(state.clone(), store));
-    let mut order = Order::new(&state, &cp.held);
+    let mut order = Order::new(&state, &cp.held, writer.is_some());
     let mut released_since_snapshot = false;
     // Decoding runs a batch ahead on its own thread; applying stays on this one.
     let (prepared_tx, prepared) = std::sync::mpsc::sync_channel::<Prepared>(DECODED_AHEAD);
@@ -404,24 +409,25 @@ pub fn run_blocking(
         }
         let dirty = seq > snapshotted || released_since_snapshot;
         let since = last_checkpoint.elapsed();
+        let full = order.log_len() >= cp.max_unlogged;
         let due = batch.checkpoint.is_some()
+            || full
             || (dirty && since >= cp.interval)
             || (!waiting.is_empty() && since >= cp.min_gap);
-        // While one checkpoint is being written the next waits (except when asked for
-        // explicitly): the state would only be serialized to queue behind it.
-        if !due || (batch.checkpoint.is_none() && w.busy()) {
+        // While one checkpoint is being written the next waits (except when asked for,
+        // or when the buffer is full: then sending waits for the writer, and so does
+        // applying).
+        if !due || (batch.checkpoint.is_none() && !full && w.busy()) {
             continue;
         }
         let started = Instant::now();
-        let snapshot = if dirty {
-            let p = state.processor.read().expect("processor lock poisoned");
-            match p
-                .snapshot()
-                .and_then(|bytes| Ok((bytes, order.encode_held()?)))
-            {
-                Ok(both) => Some(both),
+        // The pause: taking the events applied since the last checkpoint (the state
+        // itself is not serialized, see `checkpoint`) and encoding the held ones.
+        let changes = if dirty {
+            match order.encode_held() {
+                Ok(held) => Some((order.take_log(), held)),
                 Err(e) => {
-                    warn!(error = %e, "could not serialize the state; will retry");
+                    warn!(error = %e, "could not encode the held events; will retry");
                     state.stats.record_checkpoint_error(&e.to_string());
                     if let Some(done) = batch.checkpoint {
                         let _ = done.send(Err(e.to_string()));
@@ -438,7 +444,7 @@ pub fn run_blocking(
         released_since_snapshot = false;
         w.send(CheckpointJob {
             seq,
-            state: snapshot,
+            changes,
             positions: cp.positions.clone(),
             waiters: std::mem::take(&mut waiting),
             reply: batch.checkpoint,
@@ -451,109 +457,6 @@ pub fn run_blocking(
     if let Some(w) = writer {
         w.stop();
     }
-}
-
-type Waiters = Vec<(oneshot::Sender<BatchResult>, BatchResult)>;
-
-/// The state as of batch `seq`, on its way to the store.
-struct CheckpointJob {
-    seq: u64,
-    /// The processor's snapshot and the aligner's held events; `None`: nothing changed
-    /// since the last checkpoint, only answer once it is written.
-    state: Option<(Vec<u8>, Vec<u8>)>,
-    positions: Positions,
-    /// Sources waiting for their batches (all at or below `seq`) to be durable.
-    waiters: Waiters,
-    /// An explicit checkpoint (shutdown) waiting for the outcome.
-    reply: Option<oneshot::Sender<Result<(), String>>>,
-    started: Instant,
-    /// How long the pipeline stopped applying for this checkpoint.
-    pause: Duration,
-}
-
-/// The pipeline's checkpoint thread: archive flush, then the store, then tells everyone
-/// waiting (see [`BackgroundSaver`]).
-struct CheckpointWriter {
-    saver: BackgroundSaver<CheckpointJob>,
-    /// Waiters of checkpoints that failed, back to the pipeline.
-    failed: std::sync::mpsc::Receiver<Waiters>,
-}
-
-impl CheckpointWriter {
-    fn start(state: Arc<AppState>, store: StateStore) -> Self {
-        let (failed_tx, failed) = std::sync::mpsc::channel();
-        let saver = BackgroundSaver::start("checkpoint", move |job: CheckpointJob| {
-            let outcome = write_checkpoint(&state, &store, &job);
-            match &outcome {
-                Ok(()) => {
-                    // Jobs come in order, so durability only moves forward.
-                    state.durable.send_if_modified(|d| {
-                        let newer = job.seq > *d;
-                        *d = (*d).max(job.seq);
-                        newer
-                    });
-                    for (done, result) in job.waiters {
-                        let _ = done.send(result);
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "checkpoint failed; will retry");
-                    state.stats.record_checkpoint_error(e);
-                    let _ = failed_tx.send(job.waiters);
-                }
-            }
-            if let Some(reply) = job.reply {
-                let _ = reply.send(outcome);
-            }
-        });
-        CheckpointWriter { saver, failed }
-    }
-
-    fn busy(&self) -> bool {
-        self.saver.busy()
-    }
-
-    fn send(&self, job: CheckpointJob) {
-        if !self.saver.send(job) {
-            // Only if the writer thread panicked: nobody is told it is durable.
-            warn!("checkpoint writer gone");
-        }
-    }
-
-    fn stop(self) {
-        self.saver.stop();
-    }
-}
-
-#[instrument(skip_all, fields(seq = job.seq))]
-fn write_checkpoint(
-    state: &AppState,
-    store: &StateStore,
-    job: &CheckpointJob,
-) -> Result<(), String> {
-    let Some((bytes, held)) = &job.state else {
-        return Ok(());
-    };
-    // The archive first: state never gets ahead of the archived events. The flush
-    // covers every batch appended so far, which includes all of this snapshot's.
-    if let Some(a) = &state.archive {
-        a.flush()
-            .map_err(|e| format!("archive flush before checkpoint: {e}"))?;
-    }
-    store
-        .save(bytes, held, &job.positions)
-        .map_err(|e| e.to_string())?;
-    let took = job.started.elapsed();
-    state
-        .stats
-        .record_checkpoint(bytes.len() + held.len(), job.pause, took);
-    debug!(
-        bytes = bytes.len(),
-        pause_ms = job.pause.as_millis() as u64,
-        ms = took.as_millis() as u64,
-        "checkpoint"
-    );
-    Ok(())
 }
 
 /// Batches decoded ahead of the one being applied, at most.
@@ -667,6 +570,9 @@ struct HeldRecord {
 /// aligner and applies what it releases.
 struct Order {
     aligner: Aligner<Waiting>,
+    /// The events applied since the last checkpoint, in order: the next changelog
+    /// entry. `None` without a store.
+    log: Option<Vec<Logged>>,
     /// The input of the last record admitted (Kafka delivers runs from one partition).
     last_input: Option<(Origin, InputId)>,
     published: Instant,
@@ -676,9 +582,10 @@ struct Order {
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 impl Order {
-    fn new(state: &AppState, held: &[u8]) -> Order {
+    fn new(state: &AppState, held: &[u8], logged: bool) -> Order {
         let mut order = Order {
             aligner: Aligner::new(state.config.align.clone()),
+            log: logged.then(Vec::new),
             last_input: None,
             published: Instant::now(),
         };
@@ -845,8 +752,12 @@ impl Order {
             // Readers since the last batch, before its events: they decide which home
             // timelines fan-out keeps up to date.
             state.readers.drain_into(&mut p);
+            let log = &mut self.log;
             self.aligner.release(now, |_, w| {
                 let r = w.record();
+                if let Some(log) = log.as_mut() {
+                    log.push((r.hint, r.bytes.clone()));
+                }
                 for delta in p.apply(w.event(), &r.bytes) {
                     match delta {
                         Delta::DeadLetter {
@@ -878,6 +789,15 @@ impl Order {
             });
         }
         before - self.aligner.held()
+    }
+
+    fn log_len(&self) -> usize {
+        self.log.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The events applied since the last call, for a checkpoint.
+    fn take_log(&mut self) -> Vec<Logged> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The held events, for a checkpoint.

@@ -49,9 +49,23 @@ impl Application {
                 .with_context(|| format!("opening the state store {}", path.display()))?;
             match store.load()? {
                 Some(cp) => {
-                    let p = Processor::restore(&cp.state, config.processor.clone())
-                        .with_context(|| format!("reading the checkpoint in {}", path.display()))?;
-                    info!(users = p.user_count(), photos = p.photo_count(), positions = ?cp.positions, "restored the last checkpoint");
+                    let started = std::time::Instant::now();
+                    let (p, replayed) = crate::checkpoint::restore(
+                        cp.base.as_deref(),
+                        &cp.log,
+                        config.processor.clone(),
+                    )
+                    .map_err(|e| crate::store::StoreError::damaged(&path, e))?;
+                    info!(
+                        users = p.user_count(),
+                        photos = p.photo_count(),
+                        base_bytes = cp.base.as_ref().map_or(0, Vec::len),
+                        changelog_entries = cp.log.len(),
+                        replayed,
+                        ms = started.elapsed().as_millis() as u64,
+                        positions = ?cp.positions,
+                        "restored the last checkpoint"
+                    );
                     (Some(store), p, cp.positions, cp.held)
                 }
                 None => (
@@ -115,6 +129,7 @@ impl Application {
             min_gap: Duration::from_millis(config.state.durable_wait_ms),
             positions: restored.clone(),
             held,
+            max_unlogged: config.state.max_unlogged_events.max(1),
         };
         let archive = crate::archive::Archive::start_if_enabled(&config.archive, &config.data_dir)
             .context("starting the archive")?;

@@ -68,7 +68,10 @@ pub struct PipelineStats {
     checkpoints: AtomicU64,
     checkpoint_bytes: AtomicU64,
     checkpoint_ms: AtomicU64,
-    checkpoint_pause_ms: AtomicU64,
+    checkpoint_pause_us: AtomicU64,
+    store_sizes: Mutex<crate::store::StoreSizes>,
+    compactions: AtomicU64,
+    compaction_ms: AtomicU64,
     checkpoint_error: Mutex<Option<String>>,
 }
 
@@ -82,7 +85,10 @@ impl Default for PipelineStats {
             checkpoints: AtomicU64::default(),
             checkpoint_bytes: AtomicU64::default(),
             checkpoint_ms: AtomicU64::default(),
-            checkpoint_pause_ms: AtomicU64::default(),
+            checkpoint_pause_us: AtomicU64::default(),
+            store_sizes: Mutex::default(),
+            compactions: AtomicU64::default(),
+            compaction_ms: AtomicU64::default(),
             checkpoint_error: Mutex::default(),
         }
     }
@@ -129,8 +135,8 @@ impl PipelineStats {
         self.checkpoint_bytes.store(bytes as u64, Ordering::Relaxed);
         self.checkpoint_ms
             .store(took.as_millis() as u64, Ordering::Relaxed);
-        self.checkpoint_pause_ms
-            .store(pause.as_millis() as u64, Ordering::Relaxed);
+        self.checkpoint_pause_us
+            .store(pause.as_micros() as u64, Ordering::Relaxed);
         *self.checkpoint_error.lock().expect("stats lock poisoned") = None;
     }
 
@@ -139,13 +145,34 @@ impl PipelineStats {
         *self.checkpoint_error.lock().expect("stats lock poisoned") = Some(error.to_string());
     }
 
+    /// What the state store holds after a checkpoint or compaction.
+    pub fn record_store(&self, sizes: crate::store::StoreSizes) {
+        *self.store_sizes.lock().expect("stats lock poisoned") = sizes;
+    }
+
+    /// The changelog was compacted into a new base.
+    pub fn record_compaction(&self, sizes: crate::store::StoreSizes, took: Duration) {
+        self.record_store(sizes);
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        self.compaction_ms
+            .store(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// The checkpoints so far, for the health view and `/metrics`.
     pub fn checkpoint_health(&self) -> CheckpointHealth {
+        let sizes = *self.store_sizes.lock().expect("stats lock poisoned");
         CheckpointHealth {
             taken: self.checkpoints.load(Ordering::Relaxed),
             last_bytes: self.checkpoint_bytes.load(Ordering::Relaxed),
             last_ms: self.checkpoint_ms.load(Ordering::Relaxed),
-            last_pause_ms: self.checkpoint_pause_ms.load(Ordering::Relaxed),
+            last_pause_ms: self.checkpoint_pause_us.load(Ordering::Relaxed) / 1000,
+            last_pause_us: self.checkpoint_pause_us.load(Ordering::Relaxed),
+            base_bytes: sizes.base_bytes,
+            changelog_bytes: sizes.log_bytes,
+            changelog_entries: sizes.log_entries,
+            file_bytes: sizes.file_bytes,
+            compactions: self.compactions.load(Ordering::Relaxed),
+            last_compaction_ms: self.compaction_ms.load(Ordering::Relaxed),
             last_error: self
                 .checkpoint_error
                 .lock()

@@ -1,108 +1,456 @@
-//! The state store: checkpoints of the processor's whole state, saved together with the
-//! sources' positions in one redb write transaction, so a restart resumes exactly
-//! where a checkpoint left off: the state and the position that produced it always
-//! belong together. redb is a pure-Rust, crash-safe (copy-on-write B-tree, checksummed
-//! commits) embedded store, so a kill -9 mid-write leaves the previous checkpoint.
+//! The state store: a base snapshot of the processor's state plus a changelog of the
+//! events applied since, saved together with the sources' positions in redb.
+//!
+//! A checkpoint appends one changelog entry (the events applied since the previous
+//! checkpoint, in applied order), the events held for ordering, and the positions, in
+//! one write transaction: its cost follows the rate of change, not the size of the
+//! state, and applying never stops to serialize the state. The processor is a
+//! deterministic function of the events in order, so base + changelog is the state.
+//! In the background the changelog is compacted: a second thread restores the base,
+//! replays the entries, writes the result as the new base and deletes those entries
+//! ([`crate::checkpoint`]). redb is a pure-Rust, crash-safe (copy-on-write B-tree,
+//! checksummed commits) embedded store, so a kill -9 mid-write leaves the previous
+//! checkpoint, and it reuses freed pages; when the file still grows past twice what it
+//! holds, it is compacted in place.
+//!
+//! A damaged file or one written in another format is reported with what to do
+//! (`instabrand rebuild`), never dropped.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// Source name -> its position (a Kafka offset map, a file offset, a sequence number).
 pub type Positions = BTreeMap<String, serde_json::Value>;
 
-const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
-/// Bumped whenever the snapshot's encoding changes.
-const FORMAT: &[u8] = b"instabrand-state-v4";
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The base snapshot, in chunks (numbered from 0).
+const BASE: TableDefinition<u32, &[u8]> = TableDefinition::new("base");
+/// Changelog entries after the base, by sequence number.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Where formats up to v4 kept one whole snapshot; only read to say what it is.
+const OLD_CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
+
+/// Bumped whenever the layout or the snapshot's encoding changes.
+pub const FORMAT: &[u8] = b"instabrand-state-v5";
+/// Large values are split: redb keeps a value in one allocation.
+const CHUNK: usize = 16 << 20;
+
+/// What to do when the store cannot be used, shown with every such error.
+pub const REBUILD_HINT: &str = "The events are still in the archive and in Kafka: rebuild the state with \
+`instabrand rebuild` (from the archive), or move the file away and start again to re-read \
+the Kafka topics from their earliest offsets (README, \"Rebuilding the state\").";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("state store: {0}")]
-    Db(String),
-    #[error("state store {0} holds another format version; move it away to start fresh")]
-    Format(String),
+    #[error("state store {path}: {detail}")]
+    Db { path: String, detail: String },
+    #[error("the state store {path} is damaged ({detail}). {hint}", hint = REBUILD_HINT)]
+    Damaged { path: String, detail: String },
+    #[error(
+        "the state store {path} was written in format {found:?}; this build reads {expected:?} \
+         and does not convert it. Nothing was changed. {hint}",
+        expected = String::from_utf8_lossy(FORMAT),
+        hint = REBUILD_HINT
+    )]
+    Format { path: String, found: String },
+    #[error("the state store {0} is in use by another instance (one state file per process)")]
+    InUse(String),
     #[error("state store: bad positions record: {0}")]
     Positions(#[from] serde_json::Error),
 }
 
-fn db<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Db(e.to_string())
+impl StoreError {
+    pub fn damaged(path: &Path, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Damaged {
+            path: path.display().to_string(),
+            detail: detail.to_string(),
+        }
+    }
 }
 
-pub struct StateStore {
-    db: Database,
-    path: String,
-}
-
-pub struct Checkpoint {
-    pub state: Vec<u8>,
+/// What the store holds: restore `base`, then replay `log` in order.
+pub struct Loaded {
+    pub base: Option<Vec<u8>>,
+    /// Changelog entries after the base, oldest first.
+    pub log: Vec<Vec<u8>>,
     /// Events read but still waiting for the other inputs (the aligner's), encoded by
     /// the pipeline: the positions are past them, so they are kept here.
     pub held: Vec<u8>,
     pub positions: Positions,
 }
 
+/// What a compaction starts from: the base and the entries through `through`.
+pub struct CompactionInput {
+    pub base: Option<Vec<u8>>,
+    pub log: Vec<Vec<u8>>,
+    pub through: u64,
+}
+
+/// How much the store holds, for the compaction policy and the health view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSizes {
+    pub base_bytes: u64,
+    pub log_bytes: u64,
+    pub log_entries: u64,
+    /// The file on disk.
+    pub file_bytes: u64,
+}
+
+impl StoreSizes {
+    /// What the file must hold: the base and the changelog.
+    pub fn live_bytes(&self) -> u64 {
+        self.base_bytes + self.log_bytes
+    }
+}
+
+pub struct StateStore {
+    /// Behind a lock because redb's in-place file compaction needs `&mut`; every
+    /// transaction takes the lock only to begin (reads) or for its duration (writes).
+    db: Mutex<Database>,
+    path: PathBuf,
+}
+
+fn u64_of(v: Option<redb::AccessGuard<'_, &[u8]>>) -> u64 {
+    v.and_then(|g| <[u8; 8]>::try_from(g.value()).ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
 impl StateStore {
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(db)?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
         }
+        let db = Database::create(path).map_err(|e| classify(path, e.into()))?;
         Ok(StateStore {
-            db: Database::create(path).map_err(db)?,
-            path: path.display().to_string(),
+            db: Mutex::new(db),
+            path: path.into(),
         })
     }
 
-    /// The last checkpoint, if any.
-    pub fn load(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = match txn.open_table(CHECKPOINT) {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        classify(&self.path, e.into())
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Database> {
+        self.db.lock().expect("state store lock poisoned")
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db().begin_read().map_err(|e| self.err(e))
+    }
+
+    /// The base, the changelog and the positions, if a checkpoint was ever written.
+    pub fn load(&self) -> Result<Option<Loaded>, StoreError> {
+        let txn = self.read()?;
+        let meta = match txn.open_table(META) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return match self.old_format(&txn)? {
+                    Some(found) => Err(StoreError::Format {
+                        path: self.path.display().to_string(),
+                        found,
+                    }),
+                    None => Ok(None),
+                };
+            }
+            Err(e) => return Err(self.err(e)),
         };
         let get = |k: &str| -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(table.get(k).map_err(db)?.map(|v| v.value().to_vec()))
+            Ok(meta
+                .get(k)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec()))
         };
         let Some(format) = get("format")? else {
             return Ok(None);
         };
         if format != FORMAT {
-            return Err(StoreError::Format(self.path.clone()));
+            return Err(StoreError::Format {
+                path: self.path.display().to_string(),
+                found: String::from_utf8_lossy(&format).into_owned(),
+            });
         }
-        let state = get("state")?.unwrap_or_default();
         let held = get("held")?.unwrap_or_default();
         let positions = match get("positions")? {
             Some(p) => serde_json::from_slice(&p)?,
             None => Positions::new(),
         };
-        Ok(Some(Checkpoint {
-            state,
+        let base = self.read_base(&txn)?;
+        let log = self.read_log(&txn, u64::MAX)?;
+        Ok(Some(Loaded {
+            base,
+            log,
             held,
             positions,
         }))
     }
 
-    /// Saves state, the events held for ordering, and positions atomically and durably.
-    pub fn save(&self, state: &[u8], held: &[u8], positions: &Positions) -> Result<(), StoreError> {
-        let pos = serde_json::to_vec(positions)?;
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut t = txn.open_table(CHECKPOINT).map_err(db)?;
-            t.insert("format", FORMAT).map_err(db)?;
-            t.insert("state", state).map_err(db)?;
-            t.insert("held", held).map_err(db)?;
-            t.insert("positions", pos.as_slice()).map_err(db)?;
+    /// The format name an older build left, if any.
+    fn old_format(&self, txn: &redb::ReadTransaction) -> Result<Option<String>, StoreError> {
+        match txn.open_table(OLD_CHECKPOINT) {
+            Ok(t) => Ok(t
+                .get("format")
+                .map_err(|e| self.err(e))?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.err(e)),
         }
-        txn.commit().map_err(db)
+    }
+
+    fn read_base(&self, txn: &redb::ReadTransaction) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = match txn.open_table(BASE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        if table.is_empty().map_err(|e| self.err(e))? {
+            return Ok(None);
+        }
+        let mut base = Vec::new();
+        for (expected, chunk) in table.iter().map_err(|e| self.err(e))?.enumerate() {
+            let (k, v) = chunk.map_err(|e| self.err(e))?;
+            if k.value() as usize != expected {
+                return Err(StoreError::damaged(&self.path, "a base chunk is missing"));
+            }
+            base.extend_from_slice(v.value());
+        }
+        Ok(Some(base))
+    }
+
+    fn read_log(
+        &self,
+        txn: &redb::ReadTransaction,
+        through: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let table = match txn.open_table(LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut log = Vec::new();
+        for entry in table.range(..=through).map_err(|e| self.err(e))? {
+            let (_, v) = entry.map_err(|e| self.err(e))?;
+            log.push(v.value().to_vec());
+        }
+        Ok(log)
+    }
+
+    /// One checkpoint: a changelog entry (may be empty: only the positions moved), the
+    /// held events and the positions, atomically and durably.
+    pub fn append(
+        &self,
+        entry: &[u8],
+        held: &[u8],
+        positions: &Positions,
+    ) -> Result<StoreSizes, StoreError> {
+        let pos = serde_json::to_vec(positions)?;
+        let db = self.db();
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let sizes = {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
+            meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
+            if !entry.is_empty() {
+                let next = match log.last().map_err(|e| self.err(e))? {
+                    Some((k, _)) => k.value() + 1,
+                    None => u64_of(meta.get("base_seq").map_err(|e| self.err(e))?) + 1,
+                };
+                log.insert(next, entry).map_err(|e| self.err(e))?;
+                let total =
+                    u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?) + entry.len() as u64;
+                meta.insert("log_bytes", total.to_le_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            meta.insert("held", held).map_err(|e| self.err(e))?;
+            meta.insert("positions", pos.as_slice())
+                .map_err(|e| self.err(e))?;
+            StoreSizes {
+                base_bytes: u64_of(meta.get("base_bytes").map_err(|e| self.err(e))?),
+                log_bytes: u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?),
+                log_entries: log.len().map_err(|e| self.err(e))?,
+                file_bytes: self.file_bytes(),
+            }
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(sizes)
+    }
+
+    /// The base and every changelog entry so far; the writer goes on appending after them.
+    pub fn compaction_input(&self) -> Result<CompactionInput, StoreError> {
+        let txn = self.read()?;
+        let through = match txn.open_table(LOG) {
+            Ok(t) => t
+                .last()
+                .map_err(|e| self.err(e))?
+                .map(|(k, _)| k.value())
+                .unwrap_or(0),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(CompactionInput {
+            base: self.read_base(&txn)?,
+            log: self.read_log(&txn, through)?,
+            through,
+        })
+    }
+
+    /// Makes `base` (the state after the entries through `through`) the new base and
+    /// deletes those entries, in one transaction.
+    pub fn install_base(&self, through: u64, base: &[u8]) -> Result<StoreSizes, StoreError> {
+        let db = self.db();
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
+        let sizes = {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut chunks = txn.open_table(BASE).map_err(|e| self.err(e))?;
+            let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
+            chunks.retain(|_, _| false).map_err(|e| self.err(e))?;
+            for (i, c) in base.chunks(CHUNK).enumerate() {
+                chunks.insert(i as u32, c).map_err(|e| self.err(e))?;
+            }
+            log.retain_in(..=through, |_, _| false)
+                .map_err(|e| self.err(e))?;
+            let mut rest = 0u64;
+            for e in log.iter().map_err(|e| self.err(e))? {
+                rest += e.map_err(|e| self.err(e))?.1.value().len() as u64;
+            }
+            meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
+            meta.insert("base_seq", through.to_le_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert("base_bytes", (base.len() as u64).to_le_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            meta.insert("log_bytes", rest.to_le_bytes().as_slice())
+                .map_err(|e| self.err(e))?;
+            StoreSizes {
+                base_bytes: base.len() as u64,
+                log_bytes: rest,
+                log_entries: log.len().map_err(|e| self.err(e))?,
+                file_bytes: 0,
+            }
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(StoreSizes {
+            file_bytes: self.file_bytes(),
+            ..sizes
+        })
+    }
+
+    /// Replaces everything with `base` and `positions` (a rebuilt state).
+    pub fn reset(&self, base: &[u8], positions: &Positions) -> Result<(), StoreError> {
+        {
+            let db = self.db();
+            let txn = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
+                log.retain(|_, _| false).map_err(|e| self.err(e))?;
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                meta.insert("held", [].as_slice())
+                    .map_err(|e| self.err(e))?;
+                meta.insert("positions", serde_json::to_vec(positions)?.as_slice())
+                    .map_err(|e| self.err(e))?;
+                meta.insert("base_seq", 0u64.to_le_bytes().as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            txn.commit().map_err(|e| self.err(e))?;
+        }
+        self.install_base(0, base)?;
+        self.shrink_if_needed()?;
+        Ok(())
+    }
+
+    /// What the store holds now.
+    pub fn sizes(&self) -> Result<StoreSizes, StoreError> {
+        let txn = self.read()?;
+        let meta = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(StoreSizes::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let log_entries = match txn.open_table(LOG) {
+            Ok(t) => t.len().map_err(|e| self.err(e))?,
+            Err(_) => 0,
+        };
+        Ok(StoreSizes {
+            base_bytes: u64_of(meta.get("base_bytes").map_err(|e| self.err(e))?),
+            log_bytes: u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?),
+            log_entries,
+            file_bytes: self.file_bytes(),
+        })
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Compacts the file in place when it is more than twice what it holds (plus a
+    /// little slack for small stores). Blocks checkpoints while it runs; `true` if it did.
+    pub fn shrink_if_needed(&self) -> Result<bool, StoreError> {
+        let sizes = self.sizes()?;
+        if sizes.file_bytes <= 2 * sizes.live_bytes() + (8 << 20) {
+            return Ok(false);
+        }
+        let mut db = self.db();
+        // redb compacts only with no transaction in flight; a reader that just began
+        // makes this a no-op until the next time.
+        match db.compact() {
+            Ok(done) => Ok(done),
+            Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+}
+
+/// A corrupted file is `Damaged` (with what to do), a locked one `InUse`.
+fn classify(path: &Path, e: redb::Error) -> StoreError {
+    let path_s = path.display().to_string();
+    match e {
+        redb::Error::Corrupted(detail) => StoreError::Damaged {
+            path: path_s,
+            detail,
+        },
+        redb::Error::DatabaseAlreadyOpen => StoreError::InUse(path_s),
+        // A header overwritten ("not a redb database: magic number mismatch").
+        redb::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => StoreError::Damaged {
+            path: path_s,
+            detail: e.to_string(),
+        },
+        redb::Error::UpgradeRequired(v) => StoreError::Format {
+            path: path_s,
+            found: format!("redb file format {v}"),
+        },
+        other => {
+            let detail = other.to_string();
+            // Checksum and structure failures surface through several error types;
+            // their message names the corruption.
+            if detail.to_ascii_lowercase().contains("corrupt") {
+                StoreError::Damaged {
+                    path: path_s,
+                    detail,
+                }
+            } else {
+                StoreError::Db {
+                    path: path_s,
+                    detail,
+                }
+            }
+        }
     }
 }
 
 /// Writes checkpoints on a thread of its own, in the order they are given, with at most
-/// one queued behind the one being written: the thread that serializes the state goes
-/// on applying meanwhile. `busy` tells it a checkpoint falling due now would only
-/// queue, so it can wait for the next one instead. Used by the pipeline and the bench.
+/// one queued behind the one being written: the thread that applies events goes on
+/// meanwhile. `busy` tells it a checkpoint falling due now would only queue, so it can
+/// wait for the next one instead. Used by the pipeline and the bench.
 pub struct BackgroundSaver<J: Send + 'static> {
     tx: std::sync::mpsc::SyncSender<J>,
     /// Jobs handed over and not yet written.
@@ -157,20 +505,117 @@ impl<J: Send + 'static> BackgroundSaver<J> {
 mod tests {
     use super::*;
 
+    fn pos(n: u64) -> Positions {
+        let mut p = Positions::new();
+        p.insert("file".into(), serde_json::json!({ "offset": n }));
+        p
+    }
+
     #[test]
-    fn a_checkpoint_round_trips_with_its_positions() {
+    fn checkpoints_append_to_the_changelog_and_a_new_base_replaces_what_it_covers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let store = StateStore::open(&path).unwrap();
         assert!(store.load().unwrap().is_none());
-        let mut pos = Positions::new();
-        pos.insert("file".into(), serde_json::json!({"offset": 42}));
-        store.save(b"one", b"", &pos).unwrap();
-        store.save(b"two", b"waiting", &pos).unwrap();
+        store.append(b"one", b"", &pos(1)).unwrap();
+        let sizes = store.append(b"two", b"waiting", &pos(2)).unwrap();
+        assert_eq!(
+            (sizes.log_bytes, sizes.log_entries, sizes.base_bytes),
+            (6, 2, 0)
+        );
+        // Only the positions moved: no entry.
+        store.append(b"", b"waiting", &pos(3)).unwrap();
+        let input = store.compaction_input().unwrap();
+        assert_eq!((input.base, input.log.len(), input.through), (None, 2, 2));
+        // A checkpoint lands while the compaction runs: it stays after the new base.
+        store.append(b"three", b"", &pos(4)).unwrap();
+        let sizes = store.install_base(input.through, b"BASE(one,two)").unwrap();
+        assert_eq!((sizes.log_bytes, sizes.log_entries), (5, 1));
         drop(store);
-        let cp = StateStore::open(&path).unwrap().load().unwrap().unwrap();
-        assert_eq!(cp.state, b"two");
-        assert_eq!(cp.held, b"waiting");
-        assert_eq!(cp.positions["file"]["offset"], 42);
+        let loaded = StateStore::open(&path).unwrap().load().unwrap().unwrap();
+        assert_eq!(loaded.base.as_deref(), Some(b"BASE(one,two)".as_slice()));
+        assert_eq!(loaded.log, vec![b"three".to_vec()]);
+        assert_eq!(loaded.held, b"");
+        assert_eq!(loaded.positions["file"]["offset"], 4);
+        // Numbering continues after the base when the log was emptied.
+        let store = StateStore::open(&path).unwrap();
+        let input = store.compaction_input().unwrap();
+        store.install_base(input.through, b"BASE(1,2,3)").unwrap();
+        store.append(b"four", b"", &pos(5)).unwrap();
+        let input = store.compaction_input().unwrap();
+        assert_eq!((input.log, input.through), (vec![b"four".to_vec()], 4));
+    }
+
+    #[test]
+    fn a_base_larger_than_a_chunk_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("s.redb")).unwrap();
+        let base: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        store.reset(&base, &pos(9)).unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(loaded.base.unwrap(), base);
+        assert!(loaded.log.is_empty());
+        assert_eq!(loaded.positions["file"]["offset"], 9);
+    }
+
+    #[test]
+    fn a_store_of_an_older_format_is_reported_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(OLD_CHECKPOINT).unwrap();
+                t.insert("format", b"instabrand-state-v4".as_slice())
+                    .unwrap();
+                t.insert("state", b"old".as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let err = StateStore::open(&path).unwrap().load().err().unwrap();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Format { .. }), "{msg}");
+        assert!(
+            msg.contains("instabrand-state-v4") && msg.contains("instabrand rebuild"),
+            "{msg}"
+        );
+        // Still there.
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+    }
+
+    #[test]
+    fn random_bytes_over_the_file_give_a_damaged_store_error_with_what_to_do() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = StateStore::open(&path).unwrap();
+            for i in 0..50u64 {
+                store.append(&vec![i as u8; 10_000], b"", &pos(i)).unwrap();
+            }
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for at in (0..len).step_by(4096) {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            let junk: Vec<u8> = (0..512)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            f.write_all(&junk).unwrap();
+        }
+        drop(f);
+        let err = StateStore::open(&path)
+            .and_then(|s| s.load().map(|_| ()))
+            .expect_err("a damaged store is an error");
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{msg}");
+        assert!(msg.contains("instabrand rebuild"), "{msg}");
     }
 }

@@ -324,8 +324,24 @@ pub struct CheckpointHealth {
     pub last_bytes: u64,
     /// From the snapshot to durable on disk.
     pub last_ms: u64,
-    /// How long applying stopped for it (serializing the state).
+    /// How long applying stopped for it (taking the events applied since the last).
     pub last_pause_ms: u64,
+    #[serde(default)]
+    pub last_pause_us: u64,
+    /// The store: its base snapshot, the changelog after it, the file on disk.
+    #[serde(default)]
+    pub base_bytes: u64,
+    #[serde(default)]
+    pub changelog_bytes: u64,
+    #[serde(default)]
+    pub changelog_entries: u64,
+    #[serde(default)]
+    pub file_bytes: u64,
+    /// Changelog compactions into a new base, and how long the last took.
+    #[serde(default)]
+    pub compactions: u64,
+    #[serde(default)]
+    pub last_compaction_ms: u64,
     /// The last failure, cleared by the next checkpoint that succeeds.
     pub last_error: Option<String>,
 }

@@ -153,7 +153,11 @@ fn HealthView(health: Health) -> impl IntoView {
                         {stat("Checkpoints", format::grouped(c.taken))}
                         {stat("Last checkpoint", format::bytes(c.last_bytes))}
                         {stat("Written in", format!("{} ms", c.last_ms))}
-                        {stat("Applying paused", format!("{} ms", c.last_pause_ms))}
+                        {stat("Applying paused", format!("{:.2} ms", c.last_pause_us as f64 / 1000.0))}
+                        {stat("Store base", format::bytes(c.base_bytes))}
+                        {stat("Changelog", format!("{} in {}", format::bytes(c.changelog_bytes), format::grouped(c.changelog_entries)))}
+                        {stat("Store file", format::bytes(c.file_bytes))}
+                        {stat("Compactions", format::grouped(c.compactions))}
                     })}
                     {h.archive.as_ref().map(|a| view! {
                         {stat("Archived events", format::grouped(a.records))}

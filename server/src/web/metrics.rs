@@ -139,7 +139,16 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
         ("last_checkpoint_seconds", cp.last_ms as f64 / 1000.0),
         (
             "last_checkpoint_pause_seconds",
-            cp.last_pause_ms as f64 / 1000.0,
+            cp.last_pause_us as f64 / 1e6,
+        ),
+        ("store_base_bytes", cp.base_bytes as f64),
+        ("store_changelog_bytes", cp.changelog_bytes as f64),
+        ("store_changelog_entries", cp.changelog_entries as f64),
+        ("store_file_bytes", cp.file_bytes as f64),
+        ("store_compactions", cp.compactions as f64),
+        (
+            "store_last_compaction_seconds",
+            cp.last_compaction_ms as f64 / 1000.0,
         ),
     ] {
         m.gauges.get_or_create(&label("figure", name)).set(v);

@@ -1,0 +1,412 @@
+//! Checkpoints as a changelog, compacted in the background.
+//!
+//! The processor is a deterministic function of the events it applied, in order
+//! (docs/semantics.md, "Order"). So a checkpoint does not serialize the state: it
+//! appends the events applied since the previous checkpoint (their original bytes, in
+//! applied order) to the store's changelog, with the held events and the positions.
+//! Applying stops only to hand that list over, whatever the size of the state; the
+//! write costs what changed. A compactor thread keeps restarts and the file bounded:
+//! once the changelog outgrows the base (or `state.compact_min_bytes`), it restores the
+//! base into a second processor, replays the changelog into it, and stores the result
+//! as the new base, off the applying thread. Restoring is the same: the base, then the
+//! changelog.
+//!
+//! Entry encoding: per event one byte for the topic hint (0: none, 1..=6: the kind),
+//! a little-endian u32 length and the bytes.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use instabrand_shared::{DecodeLimits, EventKind, decode};
+use tokio::sync::oneshot;
+use tracing::{debug, info, instrument, warn};
+
+use crate::pipeline::BatchResult;
+use crate::processor::{Processor, ProcessorConfig};
+use crate::state::AppState;
+use crate::store::{BackgroundSaver, Positions, StateStore, StoreSizes};
+
+/// One applied event as the changelog keeps it.
+pub type Logged = (Option<EventKind>, Bytes);
+
+/// The changelog entry of `events`.
+pub fn encode_entry(events: &[Logged]) -> Vec<u8> {
+    let len: usize = events.iter().map(|(_, b)| b.len() + 5).sum();
+    let mut out = Vec::with_capacity(len);
+    for (hint, bytes) in events {
+        let code = match hint {
+            None => 0,
+            Some(k) => 1 + EventKind::ALL.iter().position(|x| x == k).unwrap_or(0) as u8,
+        };
+        out.push(code);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// The events of a changelog entry, in order.
+pub fn decode_entry(
+    entry: &[u8],
+) -> impl Iterator<Item = Result<(Option<EventKind>, &[u8]), String>> {
+    let mut rest = entry;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let parsed = (|| {
+            let (&code, tail) = rest.split_first()?;
+            let len = u32::from_le_bytes(tail.get(..4)?.try_into().ok()?) as usize;
+            let bytes = tail.get(4..4 + len)?;
+            let hint = match code {
+                0 => None,
+                c => Some(*EventKind::ALL.get(c as usize - 1)?),
+            };
+            rest = &tail[4 + len..];
+            Some((hint, bytes))
+        })();
+        match parsed {
+            Some(ev) => Some(Ok(ev)),
+            None => {
+                rest = &[];
+                Some(Err(
+                    "a changelog entry is cut short or malformed".to_string()
+                ))
+            }
+        }
+    })
+}
+
+/// Every event decoded once already; the configured limits may have changed since.
+const NO_LIMITS: DecodeLimits = DecodeLimits {
+    max_message_bytes: usize::MAX,
+    max_name_bytes: usize::MAX,
+    max_brand_bytes: usize::MAX,
+    max_brands: usize::MAX,
+    max_text_bytes: usize::MAX,
+};
+
+/// Applies a changelog entry's events to `p` as the pipeline did; how many.
+pub fn replay_entry(p: &mut Processor, entry: &[u8]) -> Result<u64, String> {
+    let mut n = 0;
+    for ev in decode_entry(entry) {
+        let (hint, bytes) = ev?;
+        let event = decode(bytes, hint, &NO_LIMITS).map_err(|e| e.to_string())?;
+        p.apply(&event, bytes);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The state a base and its changelog hold; also how many events were replayed.
+pub fn restore(
+    base: Option<&[u8]>,
+    log: &[Vec<u8>],
+    cfg: ProcessorConfig,
+) -> Result<(Processor, u64), String> {
+    let mut p = match base {
+        Some(b) => Processor::restore(b, cfg).map_err(|e| format!("the base snapshot: {e}"))?,
+        None => Processor::new(cfg),
+    };
+    let mut replayed = 0;
+    for entry in log {
+        replayed += replay_entry(&mut p, entry).map_err(|e| format!("the changelog: {e}"))?;
+    }
+    Ok((p, replayed))
+}
+
+/// When to compact: the changelog is larger than this many times the base, and at
+/// least `min_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactPolicy {
+    pub min_bytes: u64,
+    pub ratio: f64,
+}
+
+impl CompactPolicy {
+    pub fn due(&self, sizes: &StoreSizes) -> bool {
+        sizes.log_bytes >= self.min_bytes
+            && sizes.log_bytes as f64 >= self.ratio * sizes.base_bytes as f64
+    }
+}
+
+/// The background compactor: one compaction at a time, requested by the writer.
+pub struct Compactor {
+    wake: Option<SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy)]
+pub struct Compacted {
+    pub sizes: StoreSizes,
+    pub replayed: u64,
+    pub took: Duration,
+    pub shrunk: bool,
+}
+
+/// Restores the base, replays the changelog, stores the result as the new base.
+pub fn compact(store: &StateStore, cfg: &ProcessorConfig) -> Result<Compacted, String> {
+    let started = Instant::now();
+    let input = store.compaction_input().map_err(|e| e.to_string())?;
+    if input.log.is_empty() {
+        return Ok(Compacted {
+            sizes: store.sizes().map_err(|e| e.to_string())?,
+            replayed: 0,
+            took: started.elapsed(),
+            shrunk: false,
+        });
+    }
+    let (p, replayed) = restore(input.base.as_deref(), &input.log, cfg.clone())?;
+    drop(input.base);
+    drop(input.log);
+    let bytes = p.snapshot().map_err(|e| e.to_string())?;
+    drop(p);
+    let mut sizes = store
+        .install_base(input.through, &bytes)
+        .map_err(|e| e.to_string())?;
+    let shrunk = store.shrink_if_needed().map_err(|e| e.to_string())?;
+    if shrunk {
+        sizes.file_bytes = store.file_bytes();
+    }
+    Ok(Compacted {
+        sizes,
+        replayed,
+        took: started.elapsed(),
+        shrunk,
+    })
+}
+
+impl Compactor {
+    pub fn start(
+        store: Arc<StateStore>,
+        cfg: ProcessorConfig,
+        mut done: impl FnMut(Result<Compacted, String>) + Send + 'static,
+    ) -> Compactor {
+        let (wake, rx): (SyncSender<()>, Receiver<()>) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("compact".into())
+            .spawn(move || {
+                for () in rx {
+                    done(compact(&store, &cfg));
+                }
+            })
+            .expect("spawn the compactor thread");
+        Compactor {
+            wake: Some(wake),
+            thread: Some(thread),
+        }
+    }
+
+    /// Asks for a compaction; a no-op while one is already asked for.
+    pub fn request(&self) {
+        if let Some(w) = &self.wake
+            && let Err(TrySendError::Disconnected(())) = w.try_send(())
+        {
+            warn!("compactor gone");
+        }
+    }
+}
+
+impl Drop for Compactor {
+    /// Lets a compaction in progress finish: the store must not be reopened under it.
+    fn drop(&mut self) {
+        self.wake.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub type Waiters = Vec<(oneshot::Sender<BatchResult>, BatchResult)>;
+
+/// What changed up to batch `seq`, on its way to the store.
+pub struct CheckpointJob {
+    pub seq: u64,
+    /// The events applied since the last checkpoint and the aligner's held events;
+    /// `None`: nothing changed since the last checkpoint, only answer once it is written.
+    pub changes: Option<(Vec<Logged>, Vec<u8>)>,
+    pub positions: Positions,
+    /// Sources waiting for their batches (all at or below `seq`) to be durable.
+    pub waiters: Waiters,
+    /// An explicit checkpoint (shutdown) waiting for the outcome.
+    pub reply: Option<oneshot::Sender<Result<(), String>>>,
+    pub started: Instant,
+    /// How long the pipeline stopped applying for this checkpoint.
+    pub pause: Duration,
+}
+
+/// The pipeline's checkpoint thread: archive flush, then the store, then tells everyone
+/// waiting (see [`BackgroundSaver`]); it asks the compactor when the changelog is due.
+pub struct CheckpointWriter {
+    saver: BackgroundSaver<CheckpointJob>,
+    /// Waiters of checkpoints that failed, back to the pipeline.
+    pub failed: std::sync::mpsc::Receiver<Waiters>,
+}
+
+impl CheckpointWriter {
+    pub fn start(state: Arc<AppState>, store: StateStore) -> Self {
+        let store = Arc::new(store);
+        let policy = CompactPolicy {
+            min_bytes: state.config.state.compact_min_bytes,
+            ratio: state.config.state.compact_ratio,
+        };
+        let compactor = {
+            let state = state.clone();
+            Compactor::start(
+                store.clone(),
+                state.config.processor.clone(),
+                move |outcome| match outcome {
+                    Ok(c) => {
+                        info!(
+                            base_bytes = c.sizes.base_bytes,
+                            file_bytes = c.sizes.file_bytes,
+                            replayed = c.replayed,
+                            ms = c.took.as_millis() as u64,
+                            shrunk = c.shrunk,
+                            "compacted the state store"
+                        );
+                        state.stats.record_compaction(c.sizes, c.took);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "compacting the state store failed; the changelog stays");
+                        state
+                            .stats
+                            .record_checkpoint_error(&format!("compaction: {e}"));
+                    }
+                },
+            )
+        };
+        let (failed_tx, failed) = std::sync::mpsc::channel();
+        // Events of checkpoints that failed: the changelog must not have a gap, so they
+        // go first into the next entry.
+        let mut carried: Vec<Logged> = Vec::new();
+        let saver = BackgroundSaver::start("checkpoint", move |mut job: CheckpointJob| {
+            if let Some((events, _)) = &mut job.changes
+                && !carried.is_empty()
+            {
+                carried.append(events);
+                std::mem::swap(&mut carried, events);
+            }
+            let outcome = write_checkpoint(&state, &store, &job);
+            match &outcome {
+                Ok(sizes) => {
+                    // Jobs come in order, so durability only moves forward.
+                    state.durable.send_if_modified(|d| {
+                        let newer = job.seq > *d;
+                        *d = (*d).max(job.seq);
+                        newer
+                    });
+                    for (done, result) in job.waiters {
+                        let _ = done.send(result);
+                    }
+                    if let Some(sizes) = sizes {
+                        state.stats.record_store(*sizes);
+                        if policy.due(sizes) {
+                            compactor.request();
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "checkpoint failed; will retry");
+                    state.stats.record_checkpoint_error(e);
+                    if let Some((events, _)) = job.changes.take() {
+                        carried = events;
+                    }
+                    let _ = failed_tx.send(job.waiters);
+                }
+            }
+            if let Some(reply) = job.reply {
+                let _ = reply.send(outcome.map(|_| ()));
+            }
+        });
+        CheckpointWriter { saver, failed }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.saver.busy()
+    }
+
+    pub fn send(&self, job: CheckpointJob) {
+        if !self.saver.send(job) {
+            // Only if the writer thread panicked: nobody is told it is durable.
+            warn!("checkpoint writer gone");
+        }
+    }
+
+    pub fn stop(self) {
+        self.saver.stop();
+    }
+}
+
+#[instrument(skip_all, fields(seq = job.seq))]
+fn write_checkpoint(
+    state: &AppState,
+    store: &StateStore,
+    job: &CheckpointJob,
+) -> Result<Option<StoreSizes>, String> {
+    let Some((events, held)) = &job.changes else {
+        return Ok(None);
+    };
+    // The archive first: state never gets ahead of the archived events. The flush
+    // covers every batch appended so far, which includes all of this entry's.
+    if let Some(a) = &state.archive {
+        a.flush()
+            .map_err(|e| format!("archive flush before checkpoint: {e}"))?;
+    }
+    let entry = encode_entry(events);
+    let sizes = store
+        .append(&entry, held, &job.positions)
+        .map_err(|e| e.to_string())?;
+    let took = job.started.elapsed();
+    state
+        .stats
+        .record_checkpoint(entry.len() + held.len(), job.pause, took);
+    debug!(
+        events = events.len(),
+        bytes = entry.len(),
+        pause_us = job.pause.as_micros() as u64,
+        ms = took.as_millis() as u64,
+        "checkpoint"
+    );
+    Ok(Some(sizes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_with_their_hints_and_a_cut_entry_is_an_error() {
+        let events: Vec<Logged> = vec![
+            (None, Bytes::from_static(b"{\"event\":\"like\"}")),
+            (Some(EventKind::Comment), Bytes::from_static(b"")),
+            (Some(EventKind::Unfollow), Bytes::from_static(b"xyz")),
+        ];
+        let entry = encode_entry(&events);
+        let back: Vec<_> = decode_entry(&entry).collect::<Result<_, _>>().unwrap();
+        let expect: Vec<_> = events.iter().map(|(h, b)| (*h, &b[..])).collect();
+        assert_eq!(back, expect);
+        let cut: Result<Vec<_>, _> = decode_entry(&entry[..entry.len() - 1]).collect();
+        assert!(cut.is_err());
+    }
+
+    #[test]
+    fn the_policy_waits_for_the_minimum_and_the_ratio() {
+        let p = CompactPolicy {
+            min_bytes: 100,
+            ratio: 1.0,
+        };
+        let s = |base, log| StoreSizes {
+            base_bytes: base,
+            log_bytes: log,
+            ..StoreSizes::default()
+        };
+        assert!(!p.due(&s(0, 99)));
+        assert!(p.due(&s(0, 100)));
+        assert!(!p.due(&s(1000, 999)));
+        assert!(p.due(&s(1000, 1000)));
+    }
+}
