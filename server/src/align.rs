@@ -208,8 +208,10 @@ impl<T> Ord for Entry<T> {
 pub enum Bound {
     /// Some input may still deliver anything: nothing goes.
     Nothing,
-    /// Everything before this key's second, type and milliseconds: the input with this
-    /// watermark may still deliver more events equal to it in those three.
+    /// Everything before this key's second: the input with this watermark may still
+    /// deliver more of that second, in any order of type and milliseconds (the wire
+    /// has second precision, and the tie order within a second is ours, not the
+    /// log's), so all of its second waits until it moves on or reaches its end.
     Before(OrderKey),
     /// No input holds anything back.
     All,
@@ -219,7 +221,7 @@ impl Bound {
     fn admits(self, key: &OrderKey) -> bool {
         match self {
             Bound::Nothing => false,
-            Bound::Before(b) => (key.sec, key.rank, key.ms) < (b.sec, b.rank, b.ms),
+            Bound::Before(b) => key.sec < b.sec,
             Bound::All => true,
         }
     }

@@ -126,7 +126,10 @@ pub fn run_file(
                 p.apply(&ev, rec);
                 events += 1;
                 if let Some(w) = writer.as_mut() {
-                    w.log.push((None, bytes::Bytes::copy_from_slice(rec)));
+                    w.log.push(crate::checkpoint::Logged::Event(
+                        None,
+                        bytes::Bytes::copy_from_slice(rec),
+                    ));
                 }
             }
             Err(_) => rejected += 1,

@@ -11,15 +11,16 @@
 //! as the new base, off the applying thread. Restoring is the same: the base, then the
 //! changelog.
 //!
-//! Entry encoding: per event one byte for the topic hint (0: none, 1..=6: the kind),
-//! a little-endian u32 length and the bytes.
+//! Entry encoding: per item one byte (0: an event without a topic hint, 1..=6: an
+//! event and its topic's kind, 255: a record rejected before applying, whose bytes are
+//! its reason's name), a little-endian u32 length and the bytes.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use instabrand_shared::{DecodeLimits, EventKind, decode};
+use instabrand_shared::{DecodeLimits, EventKind, Reason, decode};
 use tokio::sync::oneshot;
 use tracing::{debug, info, instrument, warn};
 
@@ -28,29 +29,60 @@ use crate::processor::{Processor, ProcessorConfig};
 use crate::state::AppState;
 use crate::store::{BackgroundSaver, Positions, StateStore, StoreSizes};
 
-/// One applied event as the changelog keeps it.
-pub type Logged = (Option<EventKind>, Bytes);
+/// What the processor was given, as the changelog keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Logged {
+    /// An event applied: its topic's kind (for payloads without `event`) and bytes.
+    Event(Option<EventKind>, Bytes),
+    /// A record that did not decode: only counted (`Processor::count_dead_letter`).
+    Rejected(Reason),
+}
 
-/// The changelog entry of `events`.
-pub fn encode_entry(events: &[Logged]) -> Vec<u8> {
-    let len: usize = events.iter().map(|(_, b)| b.len() + 5).sum();
+const REJECTED: u8 = 255;
+
+/// The changelog entry of `items`.
+pub fn encode_entry(items: &[Logged]) -> Vec<u8> {
+    let len: usize = items
+        .iter()
+        .map(|l| match l {
+            Logged::Event(_, b) => b.len() + 5,
+            Logged::Rejected(_) => 32,
+        })
+        .sum();
     let mut out = Vec::with_capacity(len);
-    for (hint, bytes) in events {
-        let code = match hint {
-            None => 0,
-            Some(k) => 1 + EventKind::ALL.iter().position(|x| x == k).unwrap_or(0) as u8,
-        };
+    let mut put = |code: u8, bytes: &[u8]| {
         out.push(code);
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         out.extend_from_slice(bytes);
+    };
+    for item in items {
+        match item {
+            Logged::Event(hint, bytes) => {
+                let code = match hint {
+                    None => 0,
+                    Some(k) => 1 + EventKind::ALL.iter().position(|x| x == k).unwrap_or(0) as u8,
+                };
+                put(code, bytes);
+            }
+            Logged::Rejected(reason) => {
+                // By name: the enum's order may change between versions.
+                let name = serde_json::to_vec(reason).unwrap_or_default();
+                put(REJECTED, &name);
+            }
+        }
     }
     out
 }
 
-/// The events of a changelog entry, in order.
-pub fn decode_entry(
-    entry: &[u8],
-) -> impl Iterator<Item = Result<(Option<EventKind>, &[u8]), String>> {
+/// One item of a changelog entry, borrowed from it.
+#[derive(Debug, PartialEq)]
+pub enum Item<'a> {
+    Event(Option<EventKind>, &'a [u8]),
+    Rejected(Reason),
+}
+
+/// The items of a changelog entry, in order.
+pub fn decode_entry(entry: &[u8]) -> impl Iterator<Item = Result<Item<'_>, String>> {
     let mut rest = entry;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -60,12 +92,13 @@ pub fn decode_entry(
             let (&code, tail) = rest.split_first()?;
             let len = u32::from_le_bytes(tail.get(..4)?.try_into().ok()?) as usize;
             let bytes = tail.get(4..4 + len)?;
-            let hint = match code {
-                0 => None,
-                c => Some(*EventKind::ALL.get(c as usize - 1)?),
+            let item = match code {
+                0 => Item::Event(None, bytes),
+                REJECTED => Item::Rejected(serde_json::from_slice(bytes).ok()?),
+                c => Item::Event(Some(*EventKind::ALL.get(c as usize - 1)?), bytes),
             };
             rest = &tail[4 + len..];
-            Some((hint, bytes))
+            Some(item)
         })();
         match parsed {
             Some(ev) => Some(Ok(ev)),
@@ -91,11 +124,15 @@ const NO_LIMITS: DecodeLimits = DecodeLimits {
 /// Applies a changelog entry's events to `p` as the pipeline did; how many.
 pub fn replay_entry(p: &mut Processor, entry: &[u8]) -> Result<u64, String> {
     let mut n = 0;
-    for ev in decode_entry(entry) {
-        let (hint, bytes) = ev?;
-        let event = decode(bytes, hint, &NO_LIMITS).map_err(|e| e.to_string())?;
-        p.apply(&event, bytes);
-        n += 1;
+    for item in decode_entry(entry) {
+        match item? {
+            Item::Event(hint, bytes) => {
+                let event = decode(bytes, hint, &NO_LIMITS).map_err(|e| e.to_string())?;
+                p.apply(&event, bytes);
+                n += 1;
+            }
+            Item::Rejected(reason) => p.count_dead_letter(reason),
+        }
     }
     Ok(n)
 }
@@ -381,13 +418,19 @@ mod tests {
     #[test]
     fn entries_round_trip_with_their_hints_and_a_cut_entry_is_an_error() {
         let events: Vec<Logged> = vec![
-            (None, Bytes::from_static(b"{\"event\":\"like\"}")),
-            (Some(EventKind::Comment), Bytes::from_static(b"")),
-            (Some(EventKind::Unfollow), Bytes::from_static(b"xyz")),
+            Logged::Event(None, Bytes::from_static(b"{\"event\":\"like\"}")),
+            Logged::Rejected(Reason::NotJson),
+            Logged::Event(Some(EventKind::Comment), Bytes::from_static(b"")),
+            Logged::Event(Some(EventKind::Unfollow), Bytes::from_static(b"xyz")),
         ];
         let entry = encode_entry(&events);
         let back: Vec<_> = decode_entry(&entry).collect::<Result<_, _>>().unwrap();
-        let expect: Vec<_> = events.iter().map(|(h, b)| (*h, &b[..])).collect();
+        let expect = vec![
+            Item::Event(None, b"{\"event\":\"like\"}".as_slice()),
+            Item::Rejected(Reason::NotJson),
+            Item::Event(Some(EventKind::Comment), b"".as_slice()),
+            Item::Event(Some(EventKind::Unfollow), b"xyz".as_slice()),
+        ];
         assert_eq!(back, expect);
         let cut: Result<Vec<_>, _> = decode_entry(&entry[..entry.len() - 1]).collect();
         assert!(cut.is_err());

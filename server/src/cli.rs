@@ -121,6 +121,16 @@ pub enum Command {
         #[arg(long)]
         static_dir: Option<PathBuf>,
     },
+    /// Rebuild the state store from the archive (when the store is damaged or was
+    /// written in another format). The old file is kept beside the new one.
+    Rebuild {
+        /// The archive: a folder holding dt=YYYY-MM-DD/, or s3://BUCKET/PREFIX.
+        /// Default: the configured archive.
+        #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+        from: Option<crate::archive::ArchiveLocation>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Decode and process an event file on one thread; print events/s and peak RSS.
     Bench {
         /// The NDJSON file to process.
@@ -317,6 +327,35 @@ pub fn main() -> anyhow::Result<()> {
             }
             _ => anyhow::bail!("--to embedded | --to kafka HOST:PORT"),
         },
+        Command::Rebuild { from, data_dir } => {
+            let mut o = Map::new();
+            if let Some(v) = data_dir {
+                put(&mut o, &["data_dir"], json!(v));
+            }
+            let config = Config::load(cli.config.as_deref(), Value::Object(o))?;
+            let from = from.unwrap_or_else(|| config.archive.location(&config.data_dir));
+            let store = config.data_dir.join(&config.state.file);
+            println!("rebuilding {} from the archive {from}", store.display());
+            let r = crate::rebuild::rebuild(
+                &from,
+                &config.archive.s3,
+                &store,
+                config.processor.clone(),
+            )?;
+            println!(
+                "applied {} events ({} undecodable skipped) in {:.1} s: {} users, {} photos",
+                r.events,
+                r.undecodable,
+                r.took.as_secs_f64(),
+                r.users,
+                r.photos
+            );
+            println!("sources resume at {}", serde_json::to_string(&r.positions)?);
+            if let Some(old) = r.kept_old {
+                println!("the previous store file is kept as {}", old.display());
+            }
+            Ok(())
+        }
         Command::Bench {
             events,
             generate,

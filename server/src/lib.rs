@@ -16,6 +16,7 @@ pub mod hub;
 pub mod kafka;
 pub mod pipeline;
 pub mod processor;
+pub mod rebuild;
 pub mod sources;
 pub mod startup;
 pub mod state;

@@ -686,6 +686,9 @@ impl Order {
             let mut p = state.processor.write().expect("processor lock poisoned");
             for reason in rejected {
                 p.count_dead_letter(reason);
+                if let Some(log) = self.log.as_mut() {
+                    log.push(Logged::Rejected(reason));
+                }
             }
         }
         if !own_inputs.is_empty() {
@@ -756,7 +759,7 @@ impl Order {
             self.aligner.release(now, |_, w| {
                 let r = w.record();
                 if let Some(log) = log.as_mut() {
-                    log.push((r.hint, r.bytes.clone()));
+                    log.push(Logged::Event(r.hint, r.bytes.clone()));
                 }
                 for delta in p.apply(w.event(), &r.bytes) {
                     match delta {

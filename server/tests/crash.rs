@@ -193,3 +193,107 @@ fn killing_the_server_at_random_points_changes_nothing() {
     assert_eq!(got["influencers"], expected["influencers"]);
     assert_eq!(got["users"], expected["users"]);
 }
+
+/// Stops the server as an operator would (SIGTERM: a last checkpoint, the archive
+/// flushed).
+fn stop(mut s: Server) {
+    let pid = s.child.id().to_string();
+    let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(ok.success());
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "a clean stop: {status}");
+}
+
+#[test]
+fn a_damaged_store_is_reported_and_the_state_rebuilt_from_the_archive_is_the_same() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    write_stream(&events);
+    let data = dir.path().join("data");
+    let s = start(&events, &data);
+    let expected = final_view(&s.base);
+    stop(s);
+
+    // Random bytes over the store file.
+    let store = data.join("state.redb");
+    let len = std::fs::metadata(&store).unwrap().len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for at in (0..len).step_by(2048) {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        let junk: Vec<u8> = (0..256)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        f.write_all(&junk).unwrap();
+    }
+    drop(f);
+
+    // Start-up refuses, says why and what to do, and prints no stack trace.
+    let out = Command::new(env!("CARGO_BIN_EXE_instabrand"))
+        .args(["serve", "--port", "0", "--events"])
+        .arg(&events)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains("instabrand rebuild"), "{err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_instabrand"))
+        .arg("rebuild")
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("kept as"), "{said}");
+    // The damaged file is kept for inspection, never deleted.
+    let kept = std::fs::read_dir(&data)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("state.redb.damaged-")
+        })
+        .count();
+    assert_eq!(kept, 1);
+
+    // The rebuilt state resumes after the last archived line: same numbers.
+    let s = start(&events, &data);
+    let got = final_view(&s.base);
+    stop(s);
+    std::fs::write("/tmp/got.json", serde_json::to_string_pretty(&got).unwrap()).unwrap();
+    std::fs::write(
+        "/tmp/exp.json",
+        serde_json::to_string_pretty(&expected).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(got["counts"], expected["counts"]);
+    assert_eq!(got["leaderboard"], expected["leaderboard"]);
+    assert_eq!(got["leaderboard_5m"], expected["leaderboard_5m"]);
+    assert_eq!(got["brand_metrics"], expected["brand_metrics"]);
+    assert_eq!(got["influencers"], expected["influencers"]);
+    assert_eq!(got["users"], expected["users"]);
+}

@@ -64,7 +64,7 @@ use crate::pipeline::{BatchResult, Origin, PipelineClosed, PipelineHandle, Recor
 use crate::state::AppState;
 
 /// The name the source reports its health under.
-const SOURCE: &str = "kafka";
+pub(crate) const SOURCE: &str = "kafka";
 /// Retry delays while the broker cannot be reached at start.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);

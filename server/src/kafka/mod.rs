@@ -9,7 +9,7 @@
 //! so extra librdkafka properties (security, tuning) apply to all of them.
 
 mod admin;
-mod consumer;
+pub(crate) mod consumer;
 mod dead_letters;
 mod logging;
 mod producer;
