@@ -68,6 +68,14 @@ impl Hll {
         }
     }
 
+    /// Empties the sketch (a dense one gives its array back: most reuse is sparse).
+    pub fn clear(&mut self) {
+        match self {
+            Hll::Sparse(v) => v.clear(),
+            Hll::Dense(_) => *self = Hll::new(),
+        }
+    }
+
     /// Inserts a pre-hashed value (see [`hash64`]).
     #[inline]
     pub fn insert_hash(&mut self, hash: u64) {
