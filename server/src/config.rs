@@ -305,6 +305,11 @@ pub struct HttpConfig {
     pub ingest_max_errors_listed: usize,
     /// Most items a list endpoint returns.
     pub max_page: usize,
+    /// Most buckets one range series returns (`/api/brands/{brand}/series`,
+    /// `/api/series`): 90 days of hours fit.
+    pub series_max_points: usize,
+    /// Most brands one `/api/series` compares.
+    pub series_max_brands: usize,
 }
 
 impl Default for HttpConfig {
@@ -313,6 +318,8 @@ impl Default for HttpConfig {
             ingest_max_body_bytes: 16 * 1024 * 1024,
             ingest_max_errors_listed: 100,
             max_page: 500,
+            series_max_points: 3_000,
+            series_max_brands: 10,
         }
     }
 }

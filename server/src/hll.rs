@@ -68,6 +68,14 @@ impl Hll {
         }
     }
 
+    /// Empties the sketch (a dense one gives its array back: most reuse is sparse).
+    pub fn clear(&mut self) {
+        match self {
+            Hll::Sparse(v) => v.clear(),
+            Hll::Dense(_) => *self = Hll::new(),
+        }
+    }
+
     /// Inserts a pre-hashed value (see [`hash64`]).
     #[inline]
     pub fn insert_hash(&mut self, hash: u64) {
@@ -226,9 +234,252 @@ fn merge_sparse(a: &[u32], b: &[u32]) -> Vec<u32> {
     out
 }
 
+/// Lowest precision a [`Folded`] sketch goes to (16 registers, 26 % standard error).
+pub const MIN_P: u8 = 4;
+
+/// A sketch at any precision from [`MIN_P`] to [`P`], for history kept for months:
+/// the p14 registers of an [`Hll`] folded down (`2^(14-p)` registers become one), so a
+/// dense sketch costs `2^p` bytes instead of 16 KiB. Folding is exact: the folded
+/// registers are those a sketch built at the lower precision from the same hashes
+/// would have (see [`Folded::from_hashes`] and its test), so folded sketches merge
+/// with each other and with live ones like any sketches of the same users. Merging
+/// two precisions gives the lower one (what the union can still know).
+///
+/// Kept apart from [`Hll`] so the hot path's insert and merge stay at a constant
+/// precision; history is written when a minute closes or an hour ages out, and read
+/// by range queries.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Folded {
+    p: u8,
+    regs: Regs,
+}
+
+/// Equal when they hold the same registers at the same precision, sparse or dense.
+impl PartialEq for Folded {
+    fn eq(&self, other: &Self) -> bool {
+        self.p == other.p && self.registers().eq(other.registers())
+    }
+}
+
+impl Eq for Folded {}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Regs {
+    /// Sorted by register index; each entry is `index << 8 | rank`. Kept until it
+    /// would cost as much as the dense array (no hot inserts here, so no earlier cut).
+    Sparse(Vec<u32>),
+    Dense(Box<[u8]>),
+}
+
+/// Index and rank of `hash` at precision `p` (as [`split`] does at [`P`]).
+#[inline]
+fn split_at(hash: u64, p: u8) -> (u32, u8) {
+    let p = p as u32;
+    let index = (hash >> (64 - p)) as u32;
+    let rest = hash << p;
+    let rank = if rest == 0 {
+        64 - p + 1
+    } else {
+        rest.leading_zeros() + 1
+    };
+    (index, rank as u8)
+}
+
+/// The register (index, rank) at precision `to` that register `index` with `rank` at
+/// precision `from` folds into. The dropped low index bits are the hash bits just
+/// after the new index: if any is set, the new rank counts the zeros before it;
+/// if none is, the old rank continues after them.
+#[inline]
+fn fold_register(index: u32, rank: u8, from: u8, to: u8) -> (u32, u8) {
+    let drop = (from - to) as u32;
+    let low = index & ((1u32 << drop) - 1);
+    let rank = if low == 0 {
+        rank + drop as u8
+    } else {
+        (drop - (32 - low.leading_zeros()) + 1) as u8
+    };
+    (index >> drop, rank)
+}
+
+impl Folded {
+    /// An empty sketch at precision `p` (clamped to `MIN_P..=P`).
+    pub fn new(p: u8) -> Self {
+        Folded {
+            p: p.clamp(MIN_P, P as u8),
+            regs: Regs::Sparse(Vec::new()),
+        }
+    }
+
+    pub fn precision(&self) -> u8 {
+        self.p
+    }
+
+    /// A sketch of exactly these hashes built at precision `p` (the reference that
+    /// folding must equal; also for tests).
+    pub fn from_hashes(p: u8, hashes: impl Iterator<Item = u64>) -> Self {
+        let mut f = Folded::new(p);
+        let p = f.p;
+        f.set_many(hashes.map(|h| split_at(h, p)));
+        f
+    }
+
+    /// `h` folded to precision `p` (or kept at 14 if `p` is 14).
+    pub fn from_hll(h: &Hll, p: u8) -> Self {
+        let mut f = Folded::new(p);
+        f.merge_hll(h);
+        f
+    }
+
+    fn threshold(&self) -> usize {
+        (1usize << self.p) / 4
+    }
+
+    /// Sets each register to the max of itself and the given rank.
+    fn set_many(&mut self, regs: impl Iterator<Item = (u32, u8)>) {
+        match &mut self.regs {
+            Regs::Dense(r) => {
+                for (i, k) in regs {
+                    let x = &mut r[i as usize];
+                    *x = (*x).max(k);
+                }
+            }
+            Regs::Sparse(v) => {
+                let mut add: Vec<u32> = regs.map(|(i, k)| i << 8 | k as u32).collect();
+                if add.is_empty() {
+                    return;
+                }
+                add.sort_unstable();
+                // Equal indexes sit together with ranks ascending: keep the last of each.
+                add.dedup_by(|later, earlier| {
+                    if *later >> 8 == *earlier >> 8 {
+                        *earlier = *later;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                *v = merge_sparse(v, &add);
+                if v.len() > self.threshold() {
+                    self.densify();
+                }
+            }
+        }
+    }
+
+    fn densify(&mut self) {
+        if let Regs::Sparse(v) = &self.regs {
+            let mut r = vec![0u8; 1 << self.p].into_boxed_slice();
+            for e in v {
+                r[(e >> 8) as usize] = (e & 0xff) as u8;
+            }
+            self.regs = Regs::Dense(r);
+        }
+    }
+
+    /// The non-empty registers as (index, rank).
+    fn registers(&self) -> Box<dyn Iterator<Item = (u32, u8)> + '_> {
+        match &self.regs {
+            Regs::Sparse(v) => Box::new(v.iter().map(|e| (e >> 8, (e & 0xff) as u8))),
+            Regs::Dense(r) => Box::new(
+                r.iter()
+                    .enumerate()
+                    .filter(|(_, k)| **k != 0)
+                    .map(|(i, k)| (i as u32, *k)),
+            ),
+        }
+    }
+
+    /// This sketch at precision `p` (no higher than its own): exact.
+    pub fn fold(&self, p: u8) -> Folded {
+        let p = p.clamp(MIN_P, self.p);
+        if p == self.p {
+            return self.clone();
+        }
+        let mut out = Folded::new(p);
+        let from = self.p;
+        out.set_many(self.registers().map(|(i, k)| fold_register(i, k, from, p)));
+        out
+    }
+
+    /// Union with a live sketch, folded to this precision.
+    pub fn merge_hll(&mut self, h: &Hll) {
+        let to = self.p;
+        match h {
+            Hll::Sparse(v) => self.set_many(
+                v.iter()
+                    .map(|e| fold_register(e >> 8, (e & 0xff) as u8, P as u8, to)),
+            ),
+            Hll::Dense(r) => {
+                // A dense source folds to at least as many registers as a dense target holds
+                // sparse: go dense first and fold in place.
+                self.densify();
+                self.set_many(
+                    r.iter()
+                        .enumerate()
+                        .filter(|(_, k)| **k != 0)
+                        .map(|(i, k)| fold_register(i as u32, *k, P as u8, to)),
+                );
+            }
+        }
+    }
+
+    /// Union; the result has the lower of the two precisions.
+    pub fn merge(&mut self, other: &Folded) {
+        if other.p < self.p {
+            *self = self.fold(other.p);
+        }
+        let to = self.p;
+        let from = other.p;
+        if let (Regs::Dense(a), Regs::Dense(b)) = (&mut self.regs, &other.regs)
+            && from == to
+        {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x = (*x).max(*y);
+            }
+            return;
+        }
+        self.set_many(
+            other
+                .registers()
+                .map(|(i, k)| fold_register(i, k, from, to)),
+        );
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.registers().next().is_none()
+    }
+
+    /// Bytes held on the heap, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.regs {
+            Regs::Sparse(v) => v.capacity() * 4,
+            Regs::Dense(r) => r.len(),
+        }
+    }
+
+    /// Estimated distinct count; standard error about `1.04 / sqrt(2^p)`.
+    pub fn estimate(&self) -> f64 {
+        let m = 1usize << self.p;
+        let q = 64 - self.p as usize;
+        let mut hist = [0u32; 64];
+        let mut set = 0usize;
+        for (_, k) in self.registers() {
+            hist[k as usize] += 1;
+            set += 1;
+        }
+        hist[0] = (m - set) as u32;
+        ertl_estimate_m(&hist[..q + 2], q, m)
+    }
+}
+
 /// Ertl's improved raw estimator over the register histogram `c[0..=q+1]`.
 fn ertl_estimate(c: &[u32], q: usize) -> f64 {
-    let m = M as f64;
+    ertl_estimate_m(c, q, M)
+}
+
+/// [`ertl_estimate`] for `m` registers.
+fn ertl_estimate_m(c: &[u32], q: usize, m: usize) -> f64 {
+    let m = m as f64;
     let mut z = m * tau(1.0 - c[q + 1] as f64 / m);
     for k in (1..=q).rev() {
         z = 0.5 * (z + c[k] as f64);
@@ -326,6 +577,69 @@ mod tests {
             a.insert_hash(hash64(i));
         }
         assert_eq!(a, before);
+    }
+
+    /// Folding p14 registers to a lower precision must give exactly the registers of a
+    /// sketch built at that precision from the same hashes: from sparse and dense
+    /// sketches, in one step or several, and through merges across precisions.
+    #[test]
+    fn a_folded_sketch_equals_one_built_at_the_lower_precision() {
+        for n in [0u64, 1, 3, 40, 250, 3_000, 60_000] {
+            let hashes = || (n * 3..n * 4).map(hash64);
+            let live = sketch(n * 3..n * 4);
+            for p in MIN_P..=P as u8 {
+                let want = Folded::from_hashes(p, hashes());
+                let got = Folded::from_hll(&live, p);
+                assert_eq!(got.estimate(), want.estimate(), "n={n} p={p}");
+                assert_eq!(
+                    got.registers().collect::<Vec<_>>(),
+                    want.registers().collect::<Vec<_>>(),
+                    "n={n} p={p}"
+                );
+                // In steps: 14 -> 12 -> p.
+                let stepped = Folded::from_hll(&live, 12.max(p)).fold(p);
+                assert_eq!(
+                    stepped.registers().collect::<Vec<_>>(),
+                    want.registers().collect::<Vec<_>>(),
+                    "n={n} p={p} in steps"
+                );
+            }
+            assert_eq!(
+                Folded::from_hll(&live, P as u8).estimate(),
+                live.estimate(),
+                "p14 kept as is"
+            );
+        }
+        // Hashes whose bits after the index are all zero (the rank's ceiling).
+        let edge = [0u64, 1 << 50, 1 << 49 | 1, u64::MAX, 0xFFFC_0000_0000_0000];
+        let mut live = Hll::new();
+        edge.iter().for_each(|&h| live.insert_hash(h));
+        for p in MIN_P..=P as u8 {
+            assert_eq!(
+                Folded::from_hll(&live, p),
+                Folded::from_hashes(p, edge.iter().copied()),
+                "p={p}"
+            );
+        }
+    }
+
+    #[test]
+    fn merging_precisions_gives_the_lower_one_exactly() {
+        let a = Folded::from_hll(&sketch(0..20_000), 12);
+        let b = Folded::from_hll(&sketch(10_000..40_000), 10);
+        let mut ab = a.clone();
+        ab.merge(&b);
+        assert_eq!(ab.precision(), 10);
+        assert_eq!(ab, Folded::from_hashes(10, (0..40_000).map(hash64)));
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ba, ab);
+        let mut c = Folded::new(11);
+        c.merge_hll(&sketch(0..100));
+        c.merge_hll(&sketch(50..30_000));
+        assert_eq!(c, Folded::from_hashes(11, (0..30_000).map(hash64)));
+        let e = c.estimate();
+        assert!(rel_err(e, 30_000) < 3.0 * 1.04 / 45.25, "estimate {e}");
     }
 
     #[test]

@@ -108,6 +108,117 @@ pub struct SeriesPoint {
     pub comments: u64,
 }
 
+/// Bucket size of a range series (`GET /api/brands/{brand}/series`, `GET /api/series`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    Minute,
+    #[default]
+    Hour,
+    Day,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Minute => "minute",
+            Resolution::Hour => "hour",
+            Resolution::Day => "day",
+        }
+    }
+
+    /// One bucket, in milliseconds (days are UTC days).
+    pub fn step_ms(self) -> Millis {
+        match self {
+            Resolution::Minute => crate::time::MS_PER_MIN,
+            Resolution::Hour => crate::time::MS_PER_HOUR,
+            Resolution::Day => crate::time::MS_PER_DAY,
+        }
+    }
+}
+
+impl fmt::Display for Resolution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Resolution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Resolution::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown resolution {s:?}: use auto, minute, hour or day"))
+    }
+}
+
+/// One bucket of a range series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct RangePoint {
+    /// Start of the bucket.
+    pub time_ms: Millis,
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+    /// Sum of the posters' follower counts.
+    pub impressions: u64,
+    /// Estimated distinct users reached in the bucket; `None` where no sketch is kept
+    /// (minutes older than the minute sketch retention; the all-brands series).
+    pub reach: Option<u64>,
+    /// (likes + comments) / reach, when reach is known.
+    pub engagement_rate: Option<f64>,
+    /// The brand's photos / all brands' photos in the bucket.
+    pub share_of_voice: f64,
+}
+
+/// A range series' totals: counters summed, reach the union of the buckets' sketches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct RangeTotals {
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+    pub impressions: u64,
+    /// Distinct users reached over the whole range (not the sum of the points).
+    pub reach: Option<u64>,
+    pub engagement_rate: Option<f64>,
+    pub share_of_voice: f64,
+}
+
+/// One brand (or `*`, all brands together) over a range of event time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BrandSeries {
+    pub brand: String,
+    pub resolution: Resolution,
+    pub step_ms: Millis,
+    /// The buckets covered: `[from_ms, to_ms)`, from the bucket holding the requested
+    /// `from` to the one holding `to` (or the stream's clock, if earlier).
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    /// The stream's clock: the bucket holding it is still filling (partial).
+    pub clock_ms: Option<Millis>,
+    /// Every bucket of the range, oldest first, zero-filled.
+    pub points: Vec<RangePoint>,
+    pub totals: RangeTotals,
+}
+
+/// Several brands over one range, on the same buckets, with all brands together
+/// (`all`, whose photos are the denominator of share of voice).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SeriesComparison {
+    pub resolution: Resolution,
+    pub step_ms: Millis,
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    pub clock_ms: Option<Millis>,
+    pub brands: Vec<BrandSeries>,
+    pub all: BrandSeries,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Influencer {
     pub username: String,

@@ -9,19 +9,26 @@
 //! - all: everything since the start.
 //!
 //! Buckets newer than the clock (events inside the allowed lateness) are included.
-//! An event older than every retained bucket counts in all-time totals only.
+//!
+//! History for range queries (docs/semantics.md, "History"): an hour leaving the live
+//! 49 h becomes a rollup (its counters, its reach folded to `hour_rollup_precision`)
+//! kept `hour_rollup_days`; every event also counts in its UTC day (reach at
+//! `day_rollup_precision`), kept `day_rollup_days`. An event older than every retained
+//! bucket counts in all-time totals only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::AddAssign;
 
 use instabrand_shared::Millis;
-use instabrand_shared::api::Window;
+use instabrand_shared::api::{Resolution, Window};
 use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN, MS_PER_SEC};
 
 use serde::{Deserialize, Serialize};
 
 use super::{PhotoId, ProcessorConfig, SpikeConfig};
-use crate::hll::Hll;
+use crate::hll::{Folded, Hll, P};
+
+const MINUTES_PER_DAY: i64 = 24 * 60;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -60,6 +67,75 @@ pub struct HourBucket {
     pub reach: Hll,
 }
 
+/// An hour past the live window, or a day: counters, and reach at a lower precision.
+#[derive(Serialize, Deserialize)]
+pub struct RollBucket {
+    pub counters: Counters,
+    pub reach: Folded,
+}
+
+impl RollBucket {
+    fn new(precision: u8) -> Self {
+        RollBucket {
+            counters: Counters::default(),
+            reach: Folded::new(precision),
+        }
+    }
+}
+
+/// The oldest bucket kept at each resolution when the clock is in `clock_minute`
+/// (bucket numbers: minutes, hours or days since the epoch). Saturating: a clock or
+/// a retention at the ends of the range still gives an order, never an overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizons {
+    pub minute: i64,
+    pub minute_sketch: i64,
+    /// Hours kept at full precision (the 24 h window and its previous period).
+    pub live_hour: i64,
+    /// Hours kept as rollups.
+    pub rolled_hour: i64,
+    pub day: i64,
+}
+
+impl Horizons {
+    pub fn at(clock_minute: i64, cfg: &ProcessorConfig) -> Self {
+        let hour = clock_minute.div_euclid(60);
+        let day = clock_minute.div_euclid(MINUTES_PER_DAY);
+        Horizons {
+            minute: clock_minute.saturating_sub(cfg.minute_retention_minutes),
+            minute_sketch: clock_minute.saturating_sub(cfg.minute_sketch_retention_minutes),
+            live_hour: hour.saturating_sub(cfg.hour_retention_hours),
+            rolled_hour: hour.saturating_sub(cfg.hour_rollup_days.saturating_mul(24)),
+            day: day.saturating_sub(cfg.day_rollup_days),
+        }
+    }
+
+    /// The oldest bucket a range query can read at `res`.
+    pub fn oldest(&self, res: Resolution) -> i64 {
+        match res {
+            Resolution::Minute => self.minute,
+            Resolution::Hour => self.live_hour.min(self.rolled_hour),
+            Resolution::Day => self.day,
+        }
+    }
+}
+
+/// One bucket of a range: its start, counters and estimated reach (if kept).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeBucket {
+    pub at: Millis,
+    pub counters: Counters,
+    pub reach: Option<f64>,
+}
+
+/// Buckets of a range and their totals (reach: the union of the buckets' sketches).
+#[derive(Debug, Clone, Default)]
+pub struct RangeSum {
+    pub buckets: Vec<RangeBucket>,
+    pub counters: Counters,
+    pub reach: Option<Folded>,
+}
+
 /// Counters and reach merged over one window.
 #[derive(Debug, Clone, Default)]
 pub struct Windowed {
@@ -88,10 +164,35 @@ pub struct BrandState {
     activity: VecDeque<(i64, u32)>,
     pub last_spike_check_sec: i64,
     pub last_alert_ms: Option<Millis>,
+    /// Hours older than the live `hours`, kept `hour_rollup_days`.
+    pub rolled_hours: BTreeMap<i64, RollBucket>,
+    /// UTC days, kept `day_rollup_days`.
+    pub days: BTreeMap<i64, RollBucket>,
+    /// The users one event reached, when they go to a folded sketch (late events only:
+    /// live ones reach history when their minute is folded). Reused, not stored.
+    #[serde(skip)]
+    scratch: Hll,
 }
 
 fn open_from_start() -> i64 {
     i64::MIN
+}
+
+/// Drops the entries before `horizon`, one by one: cost per expired entry.
+fn pop_before<V>(map: &mut BTreeMap<i64, V>, horizon: i64) {
+    while let Some(e) = map.first_entry() {
+        if *e.key() >= horizon {
+            break;
+        }
+        e.remove();
+    }
+}
+
+fn merge_into(into: &mut Option<Folded>, s: &Folded) {
+    match into {
+        Some(x) => x.merge(s),
+        None => *into = Some(s.clone()),
+    }
 }
 
 /// The window's bounds in event time: `[from, to]`.
@@ -142,13 +243,17 @@ impl BrandState {
             activity: VecDeque::new(),
             last_spike_check_sec: i64::MIN,
             last_alert_ms: None,
+            rolled_hours: BTreeMap::new(),
+            days: BTreeMap::new(),
+            scratch: Hll::new(),
         }
     }
 
     /// Adds `c` at time `t`; `reach` adds the reached users to one sketch and is called
     /// for each sketch the event lands in: the minute's alone while that minute is
-    /// open (see `open_from`), else also the hour's and the all-time one. Returns true
-    /// if the event was too old for every retained bucket.
+    /// open (see `open_from`), else also the hour's, the day's and the all-time one
+    /// (once for all folded ones). Returns true if the event was too old for every
+    /// retained bucket.
     pub fn add(
         &mut self,
         t: Millis,
@@ -159,23 +264,32 @@ impl BrandState {
     ) -> bool {
         let minute = t.div_euclid(MS_PER_MIN);
         let hour = t.div_euclid(MS_PER_HOUR);
-        let clock_minute = clock.div_euclid(MS_PER_MIN);
-        let clock_hour = clock.div_euclid(MS_PER_HOUR);
+        let day = minute.div_euclid(MINUTES_PER_DAY);
+        let h = Horizons::at(clock.div_euclid(MS_PER_MIN), cfg);
         let mut late = true;
         let mut deferred = false;
-        if minute >= clock_minute - cfg.minute_retention_minutes {
+        if minute >= h.minute {
             let b = self.minutes.entry(minute).or_insert(MinuteBucket {
                 counters: Counters::default(),
                 reach: None,
             });
             b.counters += c;
-            if minute >= clock_minute - cfg.minute_sketch_retention_minutes {
+            if minute >= h.minute_sketch {
                 reach(b.reach.get_or_insert_with(Hll::new));
                 deferred = minute >= self.open_from;
             }
             late = false;
         }
-        if hour >= clock_hour - cfg.hour_retention_hours {
+        let live_hour = hour >= h.live_hour;
+        let rolled_hour = !live_hour && hour >= h.rolled_hour;
+        let in_days = day >= h.day;
+        // Folded sketches take the reached users as a sketch of their own, built once.
+        let scratch = (!deferred && (rolled_hour || in_days)).then(|| {
+            self.scratch.clear();
+            reach(&mut self.scratch);
+            &self.scratch
+        });
+        if live_hour {
             let b = self.hours.entry(hour).or_insert(HourBucket {
                 counters: Counters::default(),
                 reach: Hll::new(),
@@ -183,6 +297,27 @@ impl BrandState {
             b.counters += c;
             if !deferred {
                 reach(&mut b.reach);
+            }
+            late = false;
+        } else if rolled_hour {
+            let b = self
+                .rolled_hours
+                .entry(hour)
+                .or_insert_with(|| RollBucket::new(cfg.hour_rollup_precision));
+            b.counters += c;
+            if let Some(s) = scratch {
+                b.reach.merge_hll(s);
+            }
+            late = false;
+        }
+        if in_days {
+            let b = self
+                .days
+                .entry(day)
+                .or_insert_with(|| RollBucket::new(cfg.day_rollup_precision));
+            b.counters += c;
+            if let Some(s) = scratch {
+                b.reach.merge_hll(s);
             }
             late = false;
         }
@@ -193,16 +328,22 @@ impl BrandState {
         late
     }
 
-    /// Folds the reach of every open minute before `through` into its hour's sketch
-    /// and the all-time one, and closes those minutes.
+    /// Folds the reach of every open minute before `through` into its hour's sketch,
+    /// its day's and the all-time one, and closes those minutes.
     pub fn fold(&mut self, through: i64) {
         if through <= self.open_from {
             return;
         }
         for (&m, b) in self.minutes.range(self.open_from..through) {
             let Some(r) = &b.reach else { continue };
-            if let Some(h) = self.hours.get_mut(&m.div_euclid(60)) {
+            let hour = m.div_euclid(60);
+            if let Some(h) = self.hours.get_mut(&hour) {
                 h.reach.merge(r);
+            } else if let Some(h) = self.rolled_hours.get_mut(&hour) {
+                h.reach.merge_hll(r);
+            }
+            if let Some(d) = self.days.get_mut(&m.div_euclid(MINUTES_PER_DAY)) {
+                d.reach.merge_hll(r);
             }
             self.all_reach.merge(r);
         }
@@ -215,23 +356,157 @@ impl BrandState {
     }
 
     /// Drops what the windows no longer need, after folding the minutes the clock
-    /// has left (a minute's sketch must reach its hour before it is dropped).
+    /// has left (a minute's sketch must reach its hour before it is dropped), and
+    /// turns hours leaving the live window into rollups. Each step pops only what has
+    /// expired, so the cost follows what expires, not what is kept.
     pub fn evict(&mut self, clock_minute: i64, cfg: &ProcessorConfig) {
         self.fold(clock_minute);
-        self.minutes = self
-            .minutes
-            .split_off(&(clock_minute - cfg.minute_retention_minutes));
-        let sketch_horizon = clock_minute - cfg.minute_sketch_retention_minutes;
-        for (_, b) in self.minutes.range_mut(..sketch_horizon).rev() {
+        let h = Horizons::at(clock_minute, cfg);
+        self.minutes = self.minutes.split_off(&h.minute);
+        for (_, b) in self.minutes.range_mut(..h.minute_sketch).rev() {
             if b.reach.is_none() {
                 break; // everything older was dropped at an earlier eviction
             }
             b.reach = None;
         }
-        let clock_hour = clock_minute.div_euclid(60);
-        self.hours = self
+        while let Some(e) = self.hours.first_entry() {
+            if *e.key() >= h.live_hour {
+                break;
+            }
+            let (hour, b) = e.remove_entry();
+            if hour < h.rolled_hour {
+                continue;
+            }
+            // A late event may have opened the rollup before its hour was evicted
+            // (the two hold different events): add, don't replace.
+            let r = self
+                .rolled_hours
+                .entry(hour)
+                .or_insert_with(|| RollBucket::new(cfg.hour_rollup_precision));
+            r.counters += b.counters;
+            r.reach.merge_hll(&b.reach);
+        }
+        pop_before(&mut self.rolled_hours, h.rolled_hour);
+        pop_before(&mut self.days, h.day);
+    }
+
+    /// Buckets `first..=last` at `res` (bucket numbers since the epoch), zero-filled,
+    /// with their totals. Reach comes from each bucket's sketch plus the open minutes
+    /// in it (not yet folded); `with_reach` false (the all-brands totals, which keep no
+    /// reach) or minutes past the sketch retention give `None`. The caller bounds the
+    /// number of buckets.
+    pub fn range(
+        &self,
+        res: Resolution,
+        first: i64,
+        last: i64,
+        h: &Horizons,
+        with_reach: bool,
+    ) -> RangeSum {
+        let mut out = RangeSum {
+            reach: with_reach.then(|| Folded::new(P as u8)),
+            ..RangeSum::default()
+        };
+        if first > last {
+            return out;
+        }
+        let step = res.step_ms();
+        let per = step / MS_PER_MIN; // minutes per bucket
+        for k in first..=last {
+            let mut counters = Counters::default();
+            let mut sketch: Option<Folded> = None;
+            match res {
+                Resolution::Minute => {
+                    if let Some(b) = self.minutes.get(&k) {
+                        counters = b.counters;
+                        if let Some(r) = &b.reach {
+                            sketch = Some(Folded::from_hll(r, P as u8));
+                        }
+                    }
+                }
+                Resolution::Hour => {
+                    if let Some(b) = self.hours.get(&k) {
+                        counters += b.counters;
+                        sketch = Some(Folded::from_hll(&b.reach, P as u8));
+                    }
+                    if let Some(b) = self.rolled_hours.get(&k) {
+                        counters += b.counters;
+                        merge_into(&mut sketch, &b.reach);
+                    }
+                }
+                Resolution::Day => {
+                    if let Some(b) = self.days.get(&k) {
+                        counters = b.counters;
+                        sketch = Some(b.reach.clone());
+                    }
+                }
+            }
+            let reach_kept = with_reach && (res != Resolution::Minute || k >= h.minute_sketch);
+            let reach = reach_kept.then(|| {
+                if res != Resolution::Minute {
+                    let a = k.saturating_mul(per);
+                    let b = a.saturating_add(per - 1);
+                    for m in self.open_minutes(a, b) {
+                        sketch
+                            .get_or_insert_with(|| Folded::new(P as u8))
+                            .merge_hll(m);
+                    }
+                }
+                let s = sketch.unwrap_or_else(|| Folded::new(P as u8));
+                let e = s.estimate();
+                if let Some(total) = &mut out.reach {
+                    total.merge(&s);
+                }
+                e
+            });
+            if !reach_kept {
+                out.reach = None; // a union missing some buckets is no union
+            }
+            out.counters += counters;
+            out.buckets.push(RangeBucket {
+                at: k.saturating_mul(step),
+                counters,
+                reach,
+            });
+        }
+        out
+    }
+
+    /// The sketches of the open minutes in `[first, last]`.
+    fn open_minutes(&self, first: i64, last: i64) -> impl Iterator<Item = &Hll> {
+        let first = first.max(self.open_from);
+        let range = (first <= last).then(|| self.minutes.range(first..=last));
+        range
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, m)| m.reach.as_ref())
+    }
+
+    /// Heap bytes of the buckets and sketches (estimated: B-tree nodes hold about
+    /// two thirds of their 11 slots), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        fn node(entry: usize) -> usize {
+            (entry + 8) * 3 / 2
+        }
+        let minutes: usize = self
+            .minutes
+            .values()
+            .map(|b| {
+                node(size_of::<(i64, MinuteBucket)>()) + b.reach.as_ref().map_or(0, Hll::heap_bytes)
+            })
+            .sum();
+        let hours: usize = self
             .hours
-            .split_off(&(clock_hour - cfg.hour_retention_hours));
+            .values()
+            .map(|b| node(size_of::<(i64, HourBucket)>()) + b.reach.heap_bytes())
+            .sum();
+        let rolled: usize = self
+            .rolled_hours
+            .values()
+            .chain(self.days.values())
+            .map(|b| node(size_of::<(i64, RollBucket)>()) + b.reach.heap_bytes())
+            .sum();
+        minutes + hours + rolled + self.all_reach.heap_bytes()
     }
 
     /// Counters and reach over a span of buckets.
@@ -404,6 +679,325 @@ impl BrandState {
 mod tests {
     use super::*;
     use crate::hll::hash64;
+
+    use instabrand_shared::time::MS_PER_DAY;
+
+    /// Feeds events as the processor does: the clock moves to the newest time seen,
+    /// evicting whenever it enters a new minute.
+    struct Driver {
+        b: BrandState,
+        cfg: ProcessorConfig,
+        clock: Millis,
+        evicted: i64,
+    }
+
+    impl Driver {
+        fn new(cfg: ProcessorConfig, start: Millis) -> Self {
+            Driver {
+                b: BrandState::new("Nike".into()),
+                cfg,
+                clock: start,
+                evicted: i64::MIN,
+            }
+        }
+
+        fn add(&mut self, t: Millis, c: Counters, reached: &[u64]) -> bool {
+            self.clock = self.clock.max(t);
+            let minute = self.clock.div_euclid(MS_PER_MIN);
+            if minute > self.evicted {
+                self.evicted = minute;
+                self.b.evict(minute, &self.cfg);
+            }
+            self.b.add(t, self.clock, c, &self.cfg, |s| {
+                reached.iter().for_each(|&h| s.insert_hash(h))
+            })
+        }
+
+        fn horizons(&self) -> Horizons {
+            Horizons::at(self.clock.div_euclid(MS_PER_MIN), &self.cfg)
+        }
+
+        fn restart(&mut self) {
+            let bytes = postcard::to_stdvec(&self.b).unwrap();
+            self.b = postcard::from_bytes(&bytes).unwrap();
+            self.b.reopen_from(self.evicted);
+        }
+    }
+
+    fn bucket_of(t: Millis, res: Resolution) -> i64 {
+        t.div_euclid(res.step_ms())
+    }
+
+    /// Every hour (live or rolled up) holds the sum of its minutes' counters and the
+    /// union of their reach, every day those of its hours, and each equals what its
+    /// events imply (reach register for register, at the bucket's precision): with
+    /// events late by up to three days, across a restart, and for range totals.
+    #[test]
+    fn rollups_equal_the_finer_buckets_they_replace() {
+        let cfg = ProcessorConfig::default();
+        let start: Millis = 1_700_000_000_000;
+        let mut d = Driver::new(cfg.clone(), start);
+        let mut events: Vec<(Millis, Counters, Vec<u64>)> = Vec::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut t = start;
+        for i in 0..12_000u64 {
+            rng = hash64(rng);
+            // Forward ~26 s a step (3.6 days in all); one in eight late by up to 3 days.
+            let at = if rng.is_multiple_of(8) {
+                t - (rng >> 8) as i64 % (3 * MS_PER_DAY)
+            } else {
+                t += (rng >> 8) as i64 % 52_000;
+                t
+            };
+            let c = Counters {
+                photos: rng % 2,
+                likes: rng >> 3 & 3,
+                comments: rng >> 5 & 1,
+                impressions: rng >> 7 & 255,
+            };
+            let reached: Vec<u64> = (0..rng % 30)
+                .map(|k| hash64((i * 13 + k) % 20_000))
+                .collect();
+            let late = d.add(at, c, &reached);
+            assert!(!late, "3 days is within every rollup");
+            events.push((at, c, reached));
+            if i == 7_777 {
+                d.restart();
+            }
+        }
+        let h = d.horizons();
+        let b = &d.b;
+        assert!(
+            !b.rolled_hours.is_empty(),
+            "some hours left the live window"
+        );
+        let truth = |res: Resolution, k: i64| {
+            let mut c = Counters::default();
+            let mut hashes = Vec::new();
+            for (at, ec, r) in &events {
+                if bucket_of(*at, res) == k {
+                    c += *ec;
+                    hashes.extend(r.iter().copied());
+                }
+            }
+            (c, hashes)
+        };
+        let oldest = events.iter().map(|e| e.0).min().unwrap();
+        let last_minute = d.clock.div_euclid(MS_PER_MIN);
+        let minutes = b.range(Resolution::Minute, h.minute, last_minute, &h, true);
+        let last_hour = d.clock.div_euclid(MS_PER_HOUR);
+        let first_hour = bucket_of(oldest, Resolution::Hour);
+        let hours = b.range(Resolution::Hour, first_hour, last_hour, &h, true);
+        let first_day = bucket_of(oldest, Resolution::Day);
+        let last_day = bucket_of(d.clock, Resolution::Day);
+        let days = b.range(Resolution::Day, first_day, last_day, &h, true);
+        for (k, p) in (first_hour..).zip(&hours.buckets) {
+            let (c, hashes) = truth(Resolution::Hour, k);
+            assert_eq!(p.counters, c, "hour {k}");
+            let precision = if k >= h.live_hour {
+                P as u8
+            } else {
+                cfg.hour_rollup_precision
+            };
+            let want = Folded::from_hashes(precision, hashes.iter().copied()).estimate();
+            assert_eq!(p.reach, Some(want), "hour {k} reach");
+            // The hour against its minutes, where they are still kept.
+            if k * 60 >= h.minute {
+                let mins: Vec<&RangeBucket> = minutes
+                    .buckets
+                    .iter()
+                    .filter(|m| m.at.div_euclid(MS_PER_HOUR) == k)
+                    .collect();
+                let mut sum = Counters::default();
+                mins.iter().for_each(|m| sum += m.counters);
+                assert_eq!(p.counters, sum, "hour {k} = its minutes");
+            }
+            if k * 60 >= h.minute_sketch {
+                let union = b.range(Resolution::Minute, k * 60, k * 60 + 59, &h, true);
+                assert_eq!(
+                    union.reach.map(|r| r.estimate()),
+                    p.reach,
+                    "hour {k} reach = union of its minutes"
+                );
+            }
+        }
+        for (k, p) in (first_day..).zip(&days.buckets) {
+            let (c, hashes) = truth(Resolution::Day, k);
+            assert_eq!(p.counters, c, "day {k}");
+            let want = Folded::from_hashes(cfg.day_rollup_precision, hashes.iter().copied());
+            assert_eq!(p.reach, Some(want.estimate()), "day {k} reach");
+            let its_hours = b.range(Resolution::Hour, k * 24, k * 24 + 23, &h, true);
+            assert_eq!(p.counters, its_hours.counters, "day {k} = its hours");
+            // Equal at the lower precision of the two (hours past the live window are
+            // rolled up at p11, days kept at p12).
+            let hours_union = its_hours.reach.unwrap();
+            let p = hours_union.precision().min(want.precision());
+            assert!(
+                hours_union.fold(p) == want.fold(p),
+                "day {k} reach = union of its hours"
+            );
+        }
+        // Range totals: counters summed, reach the union at the lowest precision.
+        let all: Vec<u64> = events.iter().flat_map(|e| e.2.iter().copied()).collect();
+        let mut sum = Counters::default();
+        events.iter().for_each(|e| sum += e.1);
+        assert_eq!(hours.counters, sum);
+        assert_eq!(
+            hours.reach.unwrap(),
+            Folded::from_hashes(cfg.hour_rollup_precision, all.iter().copied())
+        );
+        assert_eq!(days.counters, sum);
+        assert_eq!(
+            days.reach.unwrap(),
+            Folded::from_hashes(cfg.day_rollup_precision, all.iter().copied())
+        );
+        // Minutes past their sketch retention have counters but no reach.
+        assert!(minutes.reach.is_none());
+        assert!(minutes.buckets[0].reach.is_none());
+        assert!(minutes.buckets.last().unwrap().reach.is_some());
+    }
+
+    /// Each resolution keeps exactly its retention as the clock moves, events older
+    /// than all of them count in all-time only, and a late event lands in every
+    /// bucket still kept for its time.
+    #[test]
+    fn expiry_keeps_each_resolution_for_its_retention() {
+        let cfg = ProcessorConfig {
+            minute_retention_minutes: 30,
+            minute_sketch_retention_minutes: 10,
+            hour_retention_hours: 3,
+            hour_rollup_days: 2,
+            day_rollup_days: 5,
+            ..ProcessorConfig::default()
+        };
+        let start: Millis = 1_700_000_000_000;
+        let mut d = Driver::new(cfg.clone(), start);
+        let one = Counters {
+            photos: 1,
+            ..Counters::default()
+        };
+        // An event every 7 minutes for 12 days.
+        let mut t = start;
+        while t < start + 12 * MS_PER_DAY {
+            d.add(t, one, &[hash64(t as u64)]);
+            t += 7 * MS_PER_MIN;
+        }
+        let h = d.horizons();
+        let b = &d.b;
+        fn first<V>(m: &BTreeMap<i64, V>) -> i64 {
+            *m.keys().next().unwrap()
+        }
+        assert!(first(&b.minutes) >= h.minute && first(&b.minutes) < h.minute + 7);
+        assert!(
+            b.minutes
+                .range(..h.minute_sketch)
+                .all(|(_, m)| m.reach.is_none())
+        );
+        assert!(
+            b.minutes
+                .range(h.minute_sketch..)
+                .all(|(_, m)| m.reach.is_some())
+        );
+        assert_eq!(first(&b.hours), h.live_hour);
+        assert_eq!(first(&b.rolled_hours), h.rolled_hour);
+        assert_eq!(*b.rolled_hours.keys().last().unwrap(), h.live_hour - 1);
+        assert_eq!(b.rolled_hours.len() as i64, 2 * 24 - 3);
+        assert_eq!(first(&b.days), h.day);
+        assert_eq!(b.days.len(), 6, "five whole days and today");
+        assert!(b.rolled_hours.values().all(|r| r.reach.precision() == 11));
+        // Late: into a rolled-up hour and its day (not a minute), then only a day,
+        // then nothing but all-time.
+        let all_before = b.all.photos;
+        let in_rolled = h.rolled_hour * MS_PER_HOUR + 5;
+        let day_count = |d: &Driver, t: Millis| d.b.days[&bucket_of(t, Resolution::Day)].counters;
+        let before = (
+            b.rolled_hours[&h.rolled_hour].counters,
+            day_count(&d, in_rolled),
+        );
+        assert!(!d.add(in_rolled, one, &[1, 2, 3]));
+        assert_eq!(
+            d.b.rolled_hours[&h.rolled_hour].counters.photos,
+            before.0.photos + 1
+        );
+        assert_eq!(day_count(&d, in_rolled).photos, before.1.photos + 1);
+        let only_day = h.day * MS_PER_DAY;
+        let before = day_count(&d, only_day);
+        assert!(!d.add(only_day, one, &[4]));
+        assert_eq!(day_count(&d, only_day).photos, before.photos + 1);
+        assert!(d.add(only_day - 1, one, &[5]), "older than every bucket");
+        assert_eq!(d.b.all.photos, all_before + 3);
+        // A clock jump of a year empties every resolution but the new minute's.
+        d.add(start + 400 * MS_PER_DAY, one, &[6]);
+        assert_eq!(
+            (
+                d.b.minutes.len(),
+                d.b.hours.len(),
+                d.b.rolled_hours.len(),
+                d.b.days.len()
+            ),
+            (1, 1, 0, 1)
+        );
+    }
+
+    /// Bytes per brand over full retention (default configuration: 49 live hours,
+    /// 90 days of hour rollups at p11, 730 days at p12): a busy brand, whose every
+    /// sketch is dense, and a quiet one, 5 reached users an hour.
+    /// `cargo test -p instabrand-server --lib bytes_per_brand -- --nocapture`
+    #[test]
+    fn bytes_per_brand_over_full_retention() {
+        let cfg = ProcessorConfig::default();
+        let start: Millis = 1_700_000_000_000;
+        let hours = (cfg.day_rollup_days + 1) * 24;
+        // A handful of big audiences (as follower sketches), rotated.
+        let audiences: Vec<Hll> = (0..6u64)
+            .map(|a| {
+                let mut s = Hll::new();
+                (a * 40_000..a * 40_000 + 40_000).for_each(|u| s.insert_hash(hash64(u)));
+                s
+            })
+            .collect();
+        let mut busy = Driver::new(cfg.clone(), start);
+        let mut quiet = Driver::new(cfg.clone(), start);
+        let one = Counters {
+            photos: 1,
+            ..Counters::default()
+        };
+        for k in 0..hours {
+            // Busy: an event every 10 minutes, each reaching one big audience.
+            for m in (0..60).step_by(10) {
+                let t = start + k * MS_PER_HOUR + m * MS_PER_MIN;
+                busy.clock = busy.clock.max(t);
+                let minute = busy.clock.div_euclid(MS_PER_MIN);
+                if minute > busy.evicted {
+                    busy.evicted = minute;
+                    busy.b.evict(minute, &cfg);
+                }
+                let a = &audiences[((k * 6 + m / 10) % 6) as usize];
+                busy.b.add(t, busy.clock, one, &cfg, |s| s.merge(a));
+            }
+            // Quiet: one photo an hour reaching 5 users.
+            let t = start + k * MS_PER_HOUR;
+            let reached: Vec<u64> = (0..5).map(|u| hash64((k * 5 + u) as u64)).collect();
+            quiet.add(t, one, &reached);
+        }
+        let (busy_bytes, quiet_bytes) = (busy.b.heap_bytes(), quiet.b.heap_bytes());
+        println!(
+            "bytes per brand over full retention: busy {busy_bytes} ({:.1} MiB: {} minutes, \
+             {} live hours, {} rolled hours, {} days), quiet {quiet_bytes} ({:.1} KiB)",
+            busy_bytes as f64 / 1_048_576.0,
+            busy.b.minutes.len(),
+            busy.b.hours.len(),
+            busy.b.rolled_hours.len(),
+            busy.b.days.len(),
+            quiet_bytes as f64 / 1024.0,
+        );
+        assert_eq!(busy.b.rolled_hours.len() as i64, 90 * 24 - 49);
+        assert_eq!(busy.b.days.len() as i64, cfg.day_rollup_days + 1);
+        // 49 × 16 KiB live + 2,112 × 2 KiB + 731 × 4 KiB + minutes and B-tree nodes.
+        assert!(busy_bytes < 10 << 20, "{busy_bytes}");
+        // Mostly B-tree nodes: ~130 bytes a bucket, 2,891 buckets.
+        assert!(quiet_bytes < 1 << 20, "{quiet_bytes}");
+    }
 
     /// Folding open minutes into hours and the all-time sketch must give exactly the
     /// registers of merging every event everywhere: for every window, before and after

@@ -79,6 +79,15 @@ pub struct ProcessorConfig {
     pub minute_sketch_retention_minutes: i64,
     /// Per-hour buckets (counters and sketches) are kept this long (24 h and its previous period).
     pub hour_retention_hours: i64,
+    /// Past that, hours are kept as rollups (counters, reach folded to
+    /// `hour_rollup_precision`) for this many days (docs/semantics.md, "History").
+    pub hour_rollup_days: i64,
+    /// Per-day buckets (counters, reach at `day_rollup_precision`) are kept this long.
+    pub day_rollup_days: i64,
+    /// HyperLogLog precision (4..=14) of hour rollups: 2^p bytes dense.
+    pub hour_rollup_precision: u8,
+    /// HyperLogLog precision (4..=14) of day buckets.
+    pub day_rollup_precision: u8,
     /// Newest comments kept per photo (every comment is counted).
     pub comments_kept_per_photo: usize,
     /// Newest uploads kept for the map.
@@ -107,6 +116,10 @@ impl Default for ProcessorConfig {
             minute_retention_minutes: 25 * 60,
             minute_sketch_retention_minutes: 125,
             hour_retention_hours: 49,
+            hour_rollup_days: 90,
+            day_rollup_days: 730,
+            hour_rollup_precision: 11,
+            day_rollup_precision: 12,
             comments_kept_per_photo: 20,
             map_points_kept: 20_000,
             brand_photos_kept: 2_000,

@@ -1,14 +1,215 @@
 //! Read side of the processor: its state rendered as the API's bodies.
 
+use instabrand_shared::Millis;
 use instabrand_shared::api::{
-    BrandDetail, BrandMetrics, CommentView, FeedPage, Influencer, Leaderboard, MapPoint,
-    OriginalBrandMetric, PhotoView, SeriesPoint, UserFeeds, UserProfile, Window,
+    BrandDetail, BrandMetrics, BrandSeries, CommentView, FeedPage, Influencer, Leaderboard,
+    MapPoint, OriginalBrandMetric, PhotoView, RangePoint, RangeTotals, Resolution,
+    SeriesComparison, SeriesPoint, UserFeeds, UserProfile, Window,
 };
+use instabrand_shared::time::{MS_PER_MIN, format_naive};
 use rustc_hash::FxHashMap;
 
 use super::feeds::{Cursor, format_cursor};
-use super::metrics::{Span, Windowed, span, window_bounds};
-use super::{BrandId, PhotoId, Processor, UserId};
+use super::metrics::{Horizons, RangeSum, Span, Windowed, span, window_bounds};
+use super::{BrandId, PhotoId, Processor, ProcessorConfig, UserId};
+
+/// A range query: `from` and `to` in event time (inclusive; `to` absent: the stream's
+/// clock), at a resolution or, absent, the finest that covers the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeRequest {
+    pub from: Millis,
+    pub to: Option<Millis>,
+    pub resolution: Option<Resolution>,
+    /// Most buckets one series may have.
+    pub max_points: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeError {
+    /// The request cannot be served as asked (the message says why).
+    Bad(String),
+    NotFound(String),
+}
+
+/// Which buckets a range request reads: `first..=last` at `res` (empty if first > last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangePlan {
+    pub res: Resolution,
+    pub first: i64,
+    pub last: i64,
+    pub horizons: Horizons,
+    pub clock: Option<Millis>,
+    /// The covered span `[from_ms, to_ms)`: the buckets', or the request's when empty.
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+}
+
+/// RFC 3339 (UTC) for messages.
+fn rfc3339(ms: Millis) -> String {
+    format_naive(ms).replacen(' ', "T", 1) + "Z"
+}
+
+/// Chooses the buckets for `req` with the stream's clock at `clock`. Auto takes
+/// minutes while every minute of the range still has its reach sketch, then hours,
+/// then days; from before the oldest day it starts at the oldest day. An explicit
+/// resolution must cover `from`. Either way at most `max_points` buckets. All bucket
+/// arithmetic is checked or saturating: year 1 or year 9999 is an error or an empty
+/// range, never an overflow.
+pub fn plan_range(
+    req: &RangeRequest,
+    clock: Option<Millis>,
+    cfg: &ProcessorConfig,
+) -> Result<RangePlan, RangeError> {
+    if let Some(to) = req.to
+        && req.from > to
+    {
+        return Err(RangeError::Bad(format!(
+            "from ({}) is after to ({})",
+            rfc3339(req.from),
+            rfc3339(to)
+        )));
+    }
+    let empty = |res: Resolution, horizons: Horizons| RangePlan {
+        res,
+        first: 0,
+        last: -1,
+        horizons,
+        clock,
+        from_ms: req.from,
+        to_ms: req.to.or(clock).unwrap_or(req.from).max(req.from),
+    };
+    let Some(c) = clock else {
+        // Nothing applied yet: every range is empty.
+        let h = Horizons::at(0, cfg);
+        return Ok(empty(req.resolution.unwrap_or(Resolution::Hour), h));
+    };
+    let to = req.to.map_or(c, |t| t.min(c));
+    let h = Horizons::at(c.div_euclid(MS_PER_MIN), cfg);
+    let max = i64::try_from(req.max_points).unwrap_or(i64::MAX);
+    let buckets = |res: Resolution| {
+        let step = res.step_ms();
+        (req.from.div_euclid(step), to.div_euclid(step))
+    };
+    let count = |first: i64, last: i64| {
+        if first > last {
+            0
+        } else {
+            last.checked_sub(first)
+                .and_then(|d| d.checked_add(1))
+                .unwrap_or(i64::MAX)
+        }
+    };
+    let (res, first, last) = match req.resolution {
+        Some(res) => {
+            let (first, last) = buckets(res);
+            let oldest = h.oldest(res);
+            if first <= last && first < oldest {
+                return Err(RangeError::Bad(format!(
+                    "{res} buckets are kept from {} on, and from ({}) is older: \
+             use a coarser resolution, resolution=auto, or a later from",
+                    rfc3339(oldest.saturating_mul(res.step_ms())),
+                    rfc3339(req.from)
+                )));
+            }
+            let n = count(first, last);
+            if n > max {
+                return Err(RangeError::Bad(format!(
+                    "{n} {res} buckets are more than the limit of {max} a series may have: \
+             use a coarser resolution or a shorter range"
+                )));
+            }
+            (res, first, last)
+        }
+        None => {
+            let fine = [Resolution::Minute, Resolution::Hour]
+                .into_iter()
+                .find_map(|res| {
+                    let (first, last) = buckets(res);
+                    // Minutes only while every one still has its reach sketch.
+                    let oldest = match res {
+                        Resolution::Minute => h.minute_sketch,
+                        _ => h.oldest(res),
+                    };
+                    (first >= oldest && count(first, last) <= max).then_some((res, first, last))
+                });
+            match fine {
+                Some(f) => f,
+                None => {
+                    let (first, last) = buckets(Resolution::Day);
+                    let first = first.max(h.day);
+                    let n = count(first, last);
+                    if n > max {
+                        return Err(RangeError::Bad(format!(
+                            "{n} day buckets are more than the limit of {max} a series may have: \
+             use a shorter range"
+                        )));
+                    }
+                    (Resolution::Day, first, last)
+                }
+            }
+        }
+    };
+    if first > last {
+        return Ok(empty(res, h));
+    }
+    let step = res.step_ms();
+    Ok(RangePlan {
+        res,
+        first,
+        last,
+        horizons: h,
+        clock,
+        from_ms: first.saturating_mul(step),
+        to_ms: last.saturating_add(1).saturating_mul(step),
+    })
+}
+
+fn engagement(likes: u64, comments: u64, reach: Option<u64>) -> Option<f64> {
+    reach.map(|r| ratio(likes + comments, r))
+}
+
+/// The wire form of one brand's range, share of voice against `all`.
+fn brand_series(name: &str, plan: &RangePlan, sum: &RangeSum, all: &RangeSum) -> BrandSeries {
+    let points = sum
+        .buckets
+        .iter()
+        .zip(&all.buckets)
+        .map(|(b, a)| {
+            let c = &b.counters;
+            let reach = b.reach.map(|r| r as u64);
+            RangePoint {
+                time_ms: b.at,
+                photos: c.photos,
+                likes: c.likes,
+                comments: c.comments,
+                impressions: c.impressions,
+                reach,
+                engagement_rate: engagement(c.likes, c.comments, reach),
+                share_of_voice: ratio(c.photos, a.counters.photos),
+            }
+        })
+        .collect();
+    let c = &sum.counters;
+    let reach = sum.reach.as_ref().map(|r| r.estimate() as u64);
+    BrandSeries {
+        brand: name.to_string(),
+        resolution: plan.res,
+        step_ms: plan.res.step_ms(),
+        from_ms: plan.from_ms,
+        to_ms: plan.to_ms,
+        clock_ms: plan.clock,
+        points,
+        totals: RangeTotals {
+            photos: c.photos,
+            likes: c.likes,
+            comments: c.comments,
+            impressions: c.impressions,
+            reach,
+            engagement_rate: engagement(c.likes, c.comments, reach),
+            share_of_voice: ratio(c.photos, all.counters.photos),
+        },
+    }
+}
 
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
@@ -35,6 +236,65 @@ fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
 impl Processor {
     fn clock_or_zero(&self) -> i64 {
         self.clock().unwrap_or(0)
+    }
+
+    fn plan(&self, req: &RangeRequest) -> Result<RangePlan, RangeError> {
+        plan_range(req, self.clock(), &self.cfg)
+    }
+
+    /// The all-brands totals over a plan's buckets (counters only: they keep no reach).
+    fn totals_range(&self, plan: &RangePlan) -> RangeSum {
+        self.totals
+            .range(plan.res, plan.first, plan.last, &plan.horizons, false)
+    }
+
+    fn brand_range(
+        &self,
+        name: &str,
+        plan: &RangePlan,
+        all: &RangeSum,
+    ) -> Result<BrandSeries, RangeError> {
+        let b = self
+            .brand_id(name)
+            .ok_or_else(|| RangeError::NotFound(format!("no photos of {name:?} yet")))?;
+        let sum = self
+            .brand(b)
+            .range(plan.res, plan.first, plan.last, &plan.horizons, true);
+        Ok(brand_series(name, plan, &sum, all))
+    }
+
+    /// One brand over a range of event time (`GET /api/brands/{brand}/series`).
+    pub fn brand_range_series(
+        &self,
+        name: &str,
+        req: &RangeRequest,
+    ) -> Result<BrandSeries, RangeError> {
+        let plan = self.plan(req)?;
+        let all = self.totals_range(&plan);
+        self.brand_range(name, &plan, &all)
+    }
+
+    /// Several brands and all brands together over one range (`GET /api/series`).
+    pub fn compare_range_series(
+        &self,
+        names: &[&str],
+        req: &RangeRequest,
+    ) -> Result<SeriesComparison, RangeError> {
+        let plan = self.plan(req)?;
+        let all = self.totals_range(&plan);
+        let brands = names
+            .iter()
+            .map(|n| self.brand_range(n, &plan, &all))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SeriesComparison {
+            resolution: plan.res,
+            step_ms: plan.res.step_ms(),
+            from_ms: plan.from_ms,
+            to_ms: plan.to_ms,
+            clock_ms: plan.clock,
+            brands,
+            all: brand_series("*", &plan, &all, &all),
+        })
     }
 
     /// One brand over one window (or the period before it).
@@ -341,4 +601,100 @@ fn sort_influencers(v: &mut [Influencer]) {
             .cmp(&a.score)
             .then_with(|| a.username.cmp(&b.username))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use instabrand_shared::time::{MS_PER_DAY, MS_PER_HOUR, parse_time};
+
+    const CLOCK: Millis = 1_700_000_000_000;
+
+    fn req(from: Millis, to: Option<Millis>, resolution: Option<Resolution>) -> RangeRequest {
+        RangeRequest {
+            from,
+            to,
+            resolution,
+            max_points: 3_000,
+        }
+    }
+
+    fn plan(r: RangeRequest) -> Result<RangePlan, RangeError> {
+        plan_range(&r, Some(CLOCK), &ProcessorConfig::default())
+    }
+
+    fn bad(r: RangeRequest) -> String {
+        match plan(r) {
+            Err(RangeError::Bad(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auto_takes_the_finest_resolution_that_covers_the_range() {
+        let res = |back: Millis| plan(req(CLOCK - back, None, None)).unwrap().res;
+        assert_eq!(res(5 * MS_PER_MIN), Resolution::Minute);
+        assert_eq!(res(2 * MS_PER_HOUR), Resolution::Minute);
+        assert_eq!(res(3 * MS_PER_HOUR), Resolution::Hour, "past minute reach");
+        assert_eq!(res(7 * MS_PER_DAY), Resolution::Hour);
+        assert_eq!(res(89 * MS_PER_DAY), Resolution::Hour);
+        assert_eq!(res(120 * MS_PER_DAY), Resolution::Day);
+        let p = plan(req(CLOCK - 7 * MS_PER_DAY, None, None)).unwrap();
+        assert_eq!(p.last - p.first + 1, 7 * 24 + 1);
+        assert_eq!(
+            p.from_ms,
+            (CLOCK - 7 * MS_PER_DAY).div_euclid(MS_PER_HOUR) * MS_PER_HOUR
+        );
+        assert_eq!(p.to_ms, (CLOCK.div_euclid(MS_PER_HOUR) + 1) * MS_PER_HOUR);
+        // From before the oldest day: starts at the oldest day kept.
+        let p = plan(req(CLOCK - 3_000 * MS_PER_DAY, None, None)).unwrap();
+        assert_eq!((p.res, p.last - p.first + 1), (Resolution::Day, 731));
+    }
+
+    #[test]
+    fn bad_ranges_are_refused_with_a_reason() {
+        let m = bad(req(CLOCK, Some(CLOCK - 1), None));
+        assert!(m.contains("is after to"), "{m}");
+        let m = bad(req(CLOCK - 3 * MS_PER_DAY, None, Some(Resolution::Minute)));
+        assert!(m.contains("minute buckets are kept from"), "{m}");
+        let m = bad(req(CLOCK - 100 * MS_PER_DAY, None, Some(Resolution::Hour)));
+        assert!(m.contains("hour buckets are kept from"), "{m}");
+        let m = bad(req(CLOCK - 800 * MS_PER_DAY, None, Some(Resolution::Day)));
+        assert!(m.contains("day buckets are kept from"), "{m}");
+        let mut r = req(CLOCK - 20 * MS_PER_HOUR, None, Some(Resolution::Minute));
+        r.max_points = 100;
+        let m = bad(r);
+        assert!(m.contains("more than the limit of 100"), "{m}");
+        assert!(plan(req(CLOCK - 3 * MS_PER_DAY, None, Some(Resolution::Day))).is_ok());
+    }
+
+    /// The ends of the time line: an error or an empty range, never an overflow.
+    #[test]
+    fn year_one_and_far_future_ranges_are_errors_or_empty() {
+        let year1 = parse_time("0001-01-01T00:00:00Z").unwrap();
+        let year9999 = parse_time("9999-12-31T23:59:59Z").unwrap();
+        for res in Resolution::ALL {
+            assert!(bad(req(year1, None, Some(res))).contains("kept from"));
+            assert!(bad(req(i64::MIN, Some(i64::MAX), Some(res))).contains("kept from"));
+            let p = plan(req(year9999, None, Some(res))).unwrap();
+            assert!(p.first > p.last, "in the future: empty");
+            let p = plan(req(i64::MAX, Some(i64::MAX), Some(res))).unwrap();
+            assert!(p.first > p.last);
+        }
+        let p = plan(req(year1, Some(year9999), None)).unwrap();
+        assert_eq!((p.res, p.last - p.first + 1), (Resolution::Day, 731));
+        let p = plan(req(i64::MIN, Some(i64::MAX), None)).unwrap();
+        assert_eq!((p.res, p.last - p.first + 1), (Resolution::Day, 731));
+        let p = plan(req(i64::MIN, Some(year1), None)).unwrap();
+        assert!(p.first > p.last, "wholly before the oldest day: empty");
+        // A clock at either end of the line, and no clock at all.
+        let cfg = ProcessorConfig::default();
+        for clock in [i64::MIN, i64::MAX, year1] {
+            for res in [None, Some(Resolution::Day)] {
+                let _ = plan_range(&req(i64::MIN, Some(i64::MAX), res), Some(clock), &cfg);
+            }
+        }
+        let p = plan_range(&req(0, None, None), None, &cfg).unwrap();
+        assert!(p.first > p.last);
+    }
 }

@@ -478,7 +478,25 @@ fn late_events_land_in_their_bucket_and_too_old_ones_count_only_all_time() {
     s.feed(&[photo("c", "Nike", &at(100 - 3000, 0))]); // two days late
     assert_eq!(s.row("Nike", Window::H24).photos, 2);
     assert_eq!(s.row("Nike", Window::All).photos, 3);
-    assert_eq!(s.p.stats.late_events, 1);
+    assert_eq!(
+        s.p.stats.late_events, 0,
+        "kept in its hour's rollup and its day"
+    );
+    let nike = &s.p.brands[0];
+    assert_eq!(
+        nike.rolled_hours
+            .values()
+            .map(|b| b.counters.photos)
+            .sum::<u64>(),
+        1
+    );
+    assert_eq!(
+        nike.days.values().map(|b| b.counters.photos).sum::<u64>(),
+        3
+    );
+    s.feed(&[photo("d", "Nike", &at(100 - 3 * 365 * 24 * 60, 0))]); // three years late
+    assert_eq!(s.row("Nike", Window::All).photos, 4);
+    assert_eq!(s.p.stats.late_events, 1, "older than the oldest day kept");
 }
 
 #[test]

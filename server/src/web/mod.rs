@@ -101,6 +101,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/brands", get(rest::brands))
         .route("/brands/{brand}", get(rest::brand))
         .route("/brands/{brand}/series.csv", get(rest::brand_csv))
+        .route("/brands/{brand}/series", get(rest::brand_series))
+        .route("/series", get(rest::series))
         .route("/influencers", get(rest::influencers))
         .route("/users", get(rest::search_users))
         .route("/users/{username}", get(rest::user))

@@ -6,14 +6,17 @@ use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use instabrand_shared::Millis;
 use instabrand_shared::api::{
-    Alert, BrandDetail, BrandInfo, DeadLetterView, FeedPage, Health, Influencer, Leaderboard,
-    MapPoint, OriginalBrandMetric, UserFeeds, UserProfile, Window,
+    Alert, BrandDetail, BrandInfo, BrandSeries, DeadLetterView, FeedPage, Health, Influencer,
+    Leaderboard, MapPoint, OriginalBrandMetric, Resolution, SeriesComparison, UserFeeds,
+    UserProfile, Window,
 };
 use serde::Deserialize;
 use tracing::instrument;
 
 use super::ApiErr;
+use crate::processor::query::{RangeError, RangeRequest};
 use crate::processor::{Processor, UserId};
 use crate::state::AppState;
 
@@ -24,6 +27,64 @@ pub struct Params {
     before: Option<String>,
     prefix: Option<String>,
     brand: Option<String>,
+}
+
+/// A range series request: `from` and `to` as RFC 3339 (or `YYYY-MM-DD HH:MM:SS`,
+/// UTC) or milliseconds since the epoch; `resolution` auto (default), minute, hour
+/// or day; `brands` (for `/api/series`) comma-separated.
+#[derive(Debug, Deserialize, Default)]
+pub struct RangeParams {
+    from: Option<String>,
+    to: Option<String>,
+    resolution: Option<String>,
+    brands: Option<String>,
+}
+
+fn parse_instant(name: &str, s: &str) -> Result<Millis, ApiErr> {
+    let s = s.trim();
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+        return s.parse().map_err(|_| {
+            ApiErr::BadRequest(format!("{name}={s:?} is out of range as milliseconds"))
+        });
+    }
+    instabrand_shared::time::parse_time(s).map_err(|e| {
+        ApiErr::BadRequest(format!(
+            "{name}={s:?} is not a time ({e}): use RFC 3339 or milliseconds since the epoch"
+        ))
+    })
+}
+
+impl RangeParams {
+    fn request(&self, state: &AppState) -> Result<RangeRequest, ApiErr> {
+        let from = self
+            .from
+            .as_deref()
+            .ok_or_else(|| ApiErr::BadRequest("from is required".into()))?;
+        let resolution = match self.resolution.as_deref() {
+            None | Some("auto") => None,
+            Some(r) => Some(r.parse::<Resolution>().map_err(ApiErr::BadRequest)?),
+        };
+        Ok(RangeRequest {
+            from: parse_instant("from", from)?,
+            to: self
+                .to
+                .as_deref()
+                .map(|t| parse_instant("to", t))
+                .transpose()?,
+            resolution,
+            max_points: state.config.http.series_max_points,
+        })
+    }
+}
+
+impl From<RangeError> for ApiErr {
+    fn from(e: RangeError) -> Self {
+        match e {
+            RangeError::Bad(m) => ApiErr::BadRequest(m),
+            RangeError::NotFound(m) => ApiErr::NotFound(m),
+        }
+    }
 }
 
 impl Params {
@@ -102,6 +163,41 @@ pub async fn brand(
         .brand_detail(&brand, w, 20, q.limit(&state, 500))
         .map(Json)
         .ok_or_else(|| ApiErr::NotFound(format!("no photos of {brand:?} yet")))
+}
+
+/// One brand over any retained range, at the resolution that covers it.
+#[instrument(skip(state))]
+pub async fn brand_series(
+    State(state): State<Arc<AppState>>,
+    Path(brand): Path<String>,
+    Query(q): Query<RangeParams>,
+) -> Result<Json<BrandSeries>, ApiErr> {
+    let req = q.request(&state)?;
+    Ok(Json(read(&state).brand_range_series(&brand, &req)?))
+}
+
+/// Brands side by side over one range, with all brands together (share of voice).
+#[instrument(skip(state))]
+pub async fn series(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<RangeParams>,
+) -> Result<Json<SeriesComparison>, ApiErr> {
+    let req = q.request(&state)?;
+    let names: Vec<&str> = q
+        .brands
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
+    let max = state.config.http.series_max_brands;
+    if names.len() > max {
+        return Err(ApiErr::BadRequest(format!(
+            "at most {max} brands can be compared at once"
+        )));
+    }
+    Ok(Json(read(&state).compare_range_series(&names, &req)?))
 }
 
 /// The brand's series as CSV, for a spreadsheet.

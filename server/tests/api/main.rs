@@ -2,6 +2,7 @@
 
 mod helpers;
 mod security;
+mod series;
 
 use std::time::Duration;
 
