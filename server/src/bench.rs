@@ -297,6 +297,17 @@ pub fn generate_file(
     out.flush()
 }
 
+/// The event-time rate (events per second) at which `events` events span `days` days
+/// from the first event's time to the last's, for a file that is to cover several
+/// retention windows whatever its length (`generate --days`). The bootstrap takes its
+/// share of that span like any other event.
+pub fn rate_spanning(events: u64, days: f64) -> Option<f64> {
+    let seconds = days * 86_400.0;
+    // One event spans nothing; the rate between the first and the last is over the
+    // events - 1 steps between them.
+    (events >= 2 && seconds.is_finite() && seconds > 0.0).then(|| (events - 1) as f64 / seconds)
+}
+
 /// The process's peak resident set (Linux `VmHWM`), in MiB.
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -389,6 +400,43 @@ mod tests {
             p.clock(),
             p.stats
         )
+    }
+
+    #[test]
+    fn a_file_generated_to_span_days_spans_them_evenly() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("events.ndjson");
+        let n = 20_000;
+        let cfg = instabrand_generator::Config {
+            users: 300,
+            rate: rate_spanning(n, 90.0).unwrap(),
+            ..instabrand_generator::Config::default()
+        };
+        let start = cfg.start_ms;
+        generate_file(&events, n, cfg).unwrap();
+        let text = std::fs::read_to_string(&events).unwrap();
+        let times: Vec<i64> = text
+            .lines()
+            .map(|l| {
+                decode(l.as_bytes(), None, &DecodeLimits::default())
+                    .unwrap()
+                    .time()
+            })
+            .collect();
+        assert_eq!(times.len(), n as usize);
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "event time never goes back"
+        );
+        let day = 86_400_000;
+        // Stamped in whole seconds: the last event is within a second of 90 days.
+        assert_eq!(times[0], start);
+        assert!((times[n as usize - 1] - (start + 90 * day)).abs() <= 1000);
+        // Evenly: the first half of the events covers the first half of the days.
+        let mid = times[n as usize / 2] - start;
+        assert!((mid - 45 * day).abs() < day, "{mid}");
+        assert_eq!(rate_spanning(1, 90.0), None);
+        assert_eq!(rate_spanning(10, 0.0), None);
     }
 
     #[test]

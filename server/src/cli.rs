@@ -54,6 +54,10 @@ pub enum Command {
         /// The embedded generator's events per second.
         #[arg(long)]
         rate: Option<f64>,
+        /// Event time runs this many times faster than the wall clock in the embedded
+        /// generator (2880: 30 minutes of wall time are 60 days of event time).
+        #[arg(long)]
+        time_scale: Option<f64>,
         /// The embedded generator's seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -88,6 +92,10 @@ pub enum Command {
         /// Events per second (of event time for files; of wall time for Kafka).
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
+        /// Files only: spread the events evenly over this many days of event time
+        /// (sets the rate), e.g. a file covering several retention windows.
+        #[arg(long, conflicts_with_all = ["rate", "kafka"], requires = "out")]
+        days: Option<f64>,
         /// Who posts: `activity` (everyone at a rate of their own) or `popular` (drawn
         /// by the same Zipf popularity as who gets followed; engagement likewise).
         #[arg(long, default_value_t = Shape::Activity)]
@@ -191,6 +199,7 @@ pub fn main() -> anyhow::Result<()> {
             kafka,
             no_generator,
             rate,
+            time_scale,
             seed,
             users,
             events,
@@ -229,6 +238,9 @@ pub fn main() -> anyhow::Result<()> {
             if let Some(v) = rate {
                 put(&mut o, &["generator", "rate"], json!(v));
             }
+            if let Some(v) = time_scale {
+                put(&mut o, &["generator", "time_scale"], json!(v));
+            }
             if let Some(v) = seed {
                 put(&mut o, &["generator", "seed"], json!(v));
             }
@@ -247,6 +259,7 @@ pub fn main() -> anyhow::Result<()> {
             users,
             mean_follows,
             rate,
+            days,
             shape,
             start,
             out,
@@ -254,6 +267,15 @@ pub fn main() -> anyhow::Result<()> {
         } => {
             let start_ms =
                 parse_time(&start).map_err(|e| anyhow::anyhow!("--start {start:?}: {e}"))?;
+            let rate = match days {
+                Some(d) => {
+                    let n = events.context("--events is required with --days")?;
+                    bench::rate_spanning(n, d).with_context(|| {
+                        format!("--days {d} with --events {n}: need 2+ events and days > 0")
+                    })?
+                }
+                None => rate,
+            };
             let generator = instabrand_generator::Config {
                 seed,
                 users,

@@ -205,6 +205,11 @@ pub struct GeneratorSettings {
     pub mean_follows: f64,
     /// Events per second after the bootstrap (which runs unpaced).
     pub rate: f64,
+    /// How many times faster than the wall clock event time runs after the bootstrap
+    /// (1: events carry the wall clock). A soak test needs weeks of event time in
+    /// minutes to see retention at work: 2,880 turns 30 minutes into 60 days. Event
+    /// time starts at the wall clock (or where a restored state left off, if later).
+    pub time_scale: f64,
     /// Highest rate the presenter controls may set.
     pub max_rate: f64,
     /// Largest campaign burst, in photos.
@@ -219,6 +224,7 @@ impl Default for GeneratorSettings {
             users: 20_000,
             mean_follows: 20.0,
             rate: 150.0,
+            time_scale: 1.0,
             max_rate: 20_000.0,
             max_campaign_photos: 5_000,
         }
@@ -368,6 +374,8 @@ pub enum ConfigError {
     Invalid(#[from] Box<figment::Error>),
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("configuration: {0}")]
+    OutOfRange(String),
 }
 
 impl Config {
@@ -407,6 +415,14 @@ impl Config {
             if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
                 return Err(ConfigError::EmptyToken(name));
             }
+        }
+        // Zero or a negative scale would stop or reverse event time, which every
+        // window and retention rule assumes moves forward.
+        let scale = self.generator.time_scale;
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(ConfigError::OutOfRange(format!(
+                "generator.time_scale must be a positive number, not {scale}"
+            )));
         }
         Ok(())
     }
@@ -457,5 +473,13 @@ mod tests {
         assert!(e.to_string().contains("does not exist"));
         let e = Config::load(None, serde_json::json!({ "port": "eighty" })).unwrap_err();
         assert!(e.to_string().contains("port"), "{e}");
+        for scale in [0.0, -1.0] {
+            let e = Config::load(
+                None,
+                serde_json::json!({ "generator": { "time_scale": scale } }),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("time_scale"), "{e}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! It emits the bootstrap (every user and the initial follow graph) as fast as the
 //! pipeline takes it, then paces the steady state at the configured rate, stamping
-//! events with the wall clock. Every event is written in the original JSON shape and
+//! events with the wall clock, or with a clock running `generator.time_scale` times
+//! faster (see [`EventClock`]). Every event is written in the original JSON shape and
 //! goes through the same decoding as Kafka records, so the embedded demo exercises the
 //! real path. Presenter controls reach it through [`GeneratorControl`].
 
@@ -17,8 +18,40 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use instabrand_shared::Millis;
+
 use crate::pipeline::{Origin, Record};
 use crate::state::{AppState, wall_ms};
+
+/// The generator's event clock: event time `scale` times faster than the wall clock
+/// from an anchor. At scale 1 it is the wall clock itself (from an anchor at the wall
+/// clock). A pure function of wall time rather than a count of events, so the event
+/// rate and the time scale stay independent knobs, and a pause skips event time just
+/// as it skips wall time at scale 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventClock {
+    wall0: Millis,
+    event0: Millis,
+    scale: f64,
+}
+
+impl EventClock {
+    /// Event time `event0` at wall time `wall0`, running `scale` times faster from then.
+    pub fn new(wall0: Millis, event0: Millis, scale: f64) -> EventClock {
+        EventClock {
+            wall0,
+            event0,
+            scale,
+        }
+    }
+
+    /// Event time at wall time `wall`. A wall clock stepping back (NTP) holds event
+    /// time at the anchor rather than running it backwards.
+    pub fn at(&self, wall: Millis) -> Millis {
+        let since = (wall - self.wall0).max(0) as f64;
+        self.event0.saturating_add((since * self.scale) as Millis)
+    }
+}
 
 pub enum Command {
     Pause,
@@ -154,18 +187,36 @@ pub async fn run(
     status.running.store(true, Ordering::Relaxed);
     let max_batch = state.config.pipeline.max_batch_records.max(1);
     let mut buf = Vec::with_capacity(512);
+    let scale = state.config.generator.time_scale;
     let report = || {
         state.sources.update(NAME, |h| {
             h.connected = true;
             h.paused = status.paused.load(Ordering::Relaxed);
             h.rate = Some(status.rate());
-            h.detail = "embedded generator".into();
+            h.detail = if scale == 1.0 {
+                "embedded generator".into()
+            } else {
+                format!("embedded generator, event time ×{scale}")
+            };
         })
     };
     report();
+    // Event time starts at the wall clock, or where a restored state left off if that
+    // is later (a scaled run is ahead of the wall clock): events stamped behind the
+    // applied stream would arrive late.
+    let restored_time = state
+        .processor
+        .read()
+        .ok()
+        .and_then(|p| p.newest_time())
+        .unwrap_or(Millis::MIN);
+    let start_wall = wall_ms();
+    // The bootstrap runs unpaced and at scale 1: a fast clock would spread the
+    // network's creation over hours of event time for nothing.
+    let bootstrap_clock = EventClock::new(start_wall, start_wall.max(restored_time), 1.0);
     let started = Instant::now();
     while generator.in_bootstrap() && !shutdown.is_cancelled() {
-        let now = wall_ms();
+        let now = bootstrap_clock.at(wall_ms());
         let mut batch = Vec::with_capacity(max_batch);
         while batch.len() < max_batch && generator.in_bootstrap() {
             batch.push(encode(&mut generator, now, &mut buf));
@@ -185,6 +236,20 @@ pub async fn run(
         took_ms = started.elapsed().as_millis() as u64,
         "generator bootstrap sent"
     );
+    // From the bootstrap's last event, or from the start when a restore skipped the
+    // whole bootstrap (the generator's clock is then still at its construction).
+    let steady_wall = wall_ms();
+    let clock = EventClock::new(
+        steady_wall,
+        generator.clock_ms().max(bootstrap_clock.at(steady_wall)),
+        scale,
+    );
+    if scale != 1.0 {
+        info!(
+            time_scale = scale,
+            "generator event time runs faster than the wall clock"
+        );
+    }
 
     let tick = Duration::from_millis(50);
     let mut ticker = tokio::time::interval(tick);
@@ -229,7 +294,7 @@ pub async fn run(
                 // Anything beyond one batch a tick is dropped, not accumulated: a stalled
                 // pipeline must not come back to a flood.
                 owed = (owed - n as f64).min(max_batch as f64);
-                let now = wall_ms();
+                let now = clock.at(wall_ms());
                 let batch: Vec<Record> = (0..n).map(|_| encode(&mut generator, now, &mut buf)).collect();
                 status.sent.fetch_add(n as u64, Ordering::Relaxed);
                 if state.pipeline.send_at(batch, position(&generator)).await.is_err() {
@@ -240,4 +305,44 @@ pub async fn run(
         }
     }
     status.running.store(false, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_time_runs_time_scale_times_faster_than_the_wall_clock() {
+        let scale = 2_880.0;
+        let wall0: Millis = 1_700_000_000_000;
+        let mut g = Generator::new(instabrand_generator::Config {
+            users: 200,
+            ..instabrand_generator::Config::default()
+        });
+        while g.in_bootstrap() {
+            g.next_event_at(wall0);
+        }
+        let clock = EventClock::new(wall0, g.clock_ms(), scale);
+        // Ten seconds of wall time in the run loop's 50 ms ticks, ten events a tick.
+        let mut times = Vec::new();
+        for tick in 1..=200 {
+            let now = clock.at(wall0 + tick * 50);
+            for _ in 0..10 {
+                times.push(g.next_event_at(now).time());
+            }
+        }
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "event time never goes back"
+        );
+        // 199 ticks of 50 ms apart are 9.95 s of wall time: 2,880 times that in event
+        // time, within the whole second events are stamped in.
+        let span = times[times.len() - 1] - times[0];
+        let want = (199.0 * 50.0 * scale) as Millis;
+        assert!((span - want).abs() <= 1_000, "{span} vs {want}");
+        // Scale 1 is the wall clock; a wall clock stepping back holds at the anchor.
+        let wall = EventClock::new(wall0, wall0, 1.0);
+        assert_eq!(wall.at(wall0 + 1_234), wall0 + 1_234);
+        assert_eq!(clock.at(wall0 - 5_000), clock.at(wall0));
+    }
 }
