@@ -307,6 +307,7 @@ impl AppState {
             sources,
             checkpoints,
             archive,
+            state: p.state_sizes(),
         }
     }
 }
