@@ -181,6 +181,11 @@ pub struct User {
     /// Followers removed since the sketch was built (HLL cannot delete).
     sketch_removals: u32,
     pub uploads: u64,
+    /// Time of the user's oldest upload ever seen (`Millis::MAX`: none), kept after
+    /// the photo expires: an engagement on a photo past retention that is older than
+    /// it points at a photo that never was (`orphan_engagement`), not at one that
+    /// expired (`photo_expired`).
+    pub first_upload: Millis,
     pub likes_received: u64,
     pub comments_received: u64,
 }
@@ -679,6 +684,7 @@ impl Processor {
             follower_sketch: None,
             sketch_removals: 0,
             uploads: 0,
+            first_upload: Millis::MAX,
             likes_received: 0,
             comments_received: 0,
         });
@@ -745,6 +751,7 @@ impl Processor {
         {
             let u = &mut self.users[owner.0 as usize];
             u.uploads += 1;
+            u.first_upload = u.first_upload.min(p.created);
             feeds::insert_sorted(&mut u.photos, id, p.created, &self.photos);
         }
         self.fan_out(owner, id);
@@ -905,9 +912,15 @@ impl Processor {
         raw: &[u8],
         out: &mut Deltas,
     ) {
-        // Past retention its photo is gone (or never came, which cannot be told apart
-        // any more): neither applied nor held, but dead-lettered, so it is not lost.
-        if self.past_retention(e.photo) {
+        // Past retention its photo is gone: neither applied nor held, but
+        // dead-lettered, so it is not lost. Unless its owner had not posted yet by
+        // then: a photo that never was waits and is an orphan, as before.
+        if self.past_retention(e.photo)
+            && self
+                .user_index
+                .get(&*e.owner)
+                .is_some_and(|o| self.users[o.0 as usize].first_upload <= e.photo)
+        {
             let detail = format!(
                 "{kind}: photo {}@{} is past retention (kept {} s; photos before {} have expired)",
                 e.owner,
@@ -998,9 +1011,10 @@ impl Processor {
             instabrand_shared::time::format_naive(self.retained_from),
         );
         self.dead_letter(Reason::PhotoExpired, detail, raw.into(), out);
-        let Some(owner) = self.user_index.get(&*p.username).copied() else {
-            return;
-        };
+        // Remembered as an upload, so engagement on it is `photo_expired` too.
+        let (owner, _) = self.intern_user(&p.username, false);
+        let u = &mut self.users[owner.0 as usize];
+        u.first_upload = u.first_upload.min(p.created);
         for w in self.pending.remove(&(owner, p.created)).unwrap_or_default() {
             self.pending_order.remove(&(w.event.time(), w.seq));
             self.sizes.pending_raw -= w.raw.len() as u64;

@@ -180,20 +180,25 @@ fn a_like_or_comment_on_a_photo_past_retention_is_dead_lettered_photo_expired() 
         user("tick", &at(61, 5)), // horizon 1:00: the 0:10 photo expires
         like("d", "a", &at(0, 10), &at(61, 6)),
         comment("e", "a", &at(0, 10), "too late", &at(61, 7)),
-        // A photo that never came, older than the horizon: cannot be told from one
-        // that expired.
-        like("f", "a", &at(0, 5), &at(61, 8)),
+        // A photo that never came, older than the horizon, after its owner's first
+        // upload: it cannot be told from one that expired.
+        like("f", "a", &at(0, 15), &at(61, 8)),
+        // One before its owner ever posted never was: held, then an orphan.
+        like("k", "a", &at(0, 5), &at(61, 8)),
         // The held like's photo comes, past retention: both dead-lettered.
         photo("a", "Lego", &at(0, 40)),
         photo("a", "Lego", &at(61, 0)),
         like("g", "a", &at(61, 0), &at(61, 9)),
+        user("tick2", &at(72, 0)), // k's hold (600 s) is over
     ];
     s.feed(&lines);
     let reasons: Vec<Reason> = s.dead.iter().map(|d| d.0).collect();
-    assert_eq!(reasons, [Reason::PhotoExpired; 5]);
+    let mut expected = vec![Reason::PhotoExpired; 5];
+    expected.push(Reason::OrphanEngagement);
+    assert_eq!(reasons, expected);
     // Each with its original bytes.
     let raws: Vec<&[u8]> = s.dead.iter().map(|d| &d.1[..]).collect();
-    for i in [4, 5, 6, 7, 2] {
+    for i in [4, 5, 6, 8, 2, 7] {
         assert!(raws.contains(&lines[i].as_bytes()), "line {i}");
     }
     let st = &s.p.stats;
@@ -202,7 +207,8 @@ fn a_like_or_comment_on_a_photo_past_retention_is_dead_lettered_photo_expired() 
     // Every event is still exactly one thing.
     let applied: u64 = st.applied_by_kind.iter().sum();
     let dead: u64 = st.dead_letters.values().sum();
-    assert_eq!(applied, 5, "{st:?}");
+    assert_eq!(st.dead_letters[&Reason::OrphanEngagement], 1);
+    assert_eq!(applied, 6, "{st:?}");
     assert_eq!(
         applied + st.duplicates + st.superseded + dead + s.p.pending_count() as u64,
         lines.len() as u64,
