@@ -329,8 +329,12 @@ impl Hub {
             let minute = p.clock().unwrap_or(0).div_euclid(MS_PER_MIN) as u64;
             let minute_changed = self.last_minute.swap(minute, Ordering::Relaxed) != minute;
             let mut dirty: FxHashSet<BrandId> = FxHashSet::default();
+            // A photo may have expired since its delta (retention runs as the clock
+            // moves, between ticks): what is gone is skipped.
             for ph in changes.photos.iter().chain(changes.engaged.iter()) {
-                dirty.extend(p.photo(*ph).brands.iter().copied());
+                if let Some(photo) = p.try_photo(*ph) {
+                    dirty.extend(photo.brands.iter().copied());
+                }
             }
             let anything = !changes.is_empty() || minute_changed;
             // Built at most once per window per tick, whatever pages are subscribed.
@@ -409,6 +413,7 @@ impl Hub {
                         let start = changes.photos.len().saturating_sub(n);
                         let pts: Vec<_> = changes.photos[start..]
                             .iter()
+                            .filter(|&&ph| p.try_photo(ph).is_some())
                             .flat_map(|&ph| p.map_points_of(ph))
                             .collect();
                         (!pts.is_empty()).then_some((Frame::MapPoints(pts), false))

@@ -334,6 +334,7 @@ impl AppState {
             sources,
             checkpoints,
             archive,
+            state: p.state_sizes(),
         }
     }
 }

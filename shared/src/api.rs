@@ -398,6 +398,19 @@ pub struct Health {
     /// The raw-event archive; `None` when it is off.
     #[serde(default)]
     pub archive: Option<ArchiveHealth>,
+    /// The processor's state by part (users, follow edges, photos, likes, timelines,
+    /// sketches…): what grows, and by how much.
+    #[serde(default)]
+    pub state: Vec<StatePart>,
+}
+
+/// One part of the processor's state: how many entries it holds and an estimate of
+/// the memory they take (lengths and capacities times element sizes, not a heap walk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StatePart {
+    pub name: String,
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// Event-time order across the inputs: each input's watermark and how far applying

@@ -267,10 +267,14 @@ pub enum Reason {
     /// Stamped too far ahead of both the wall clock and the stream's applied time
     /// (`align.max_future_secs`): a bad clock upstream must not move the stream's clock.
     FutureTime,
+    /// A like or comment on a photo past retention (`processor.photo_retention_secs`):
+    /// the photo was dropped, or is older than the retention horizon. Also a photo
+    /// upload that is itself older than the horizon when it arrives.
+    PhotoExpired,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Oversized,
         Reason::NotJson,
         Reason::MissingEvent,
@@ -283,6 +287,7 @@ impl Reason {
         Reason::OrphanEngagement,
         Reason::PendingOverflow,
         Reason::FutureTime,
+        Reason::PhotoExpired,
     ];
 
     pub fn code(self) -> &'static str {
@@ -299,6 +304,7 @@ impl Reason {
             Reason::OrphanEngagement => "orphan_engagement",
             Reason::PendingOverflow => "pending_overflow",
             Reason::FutureTime => "future_time",
+            Reason::PhotoExpired => "photo_expired",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Pipeline health: status and problems, throughput, the social graph's size, sources
-//! (Kafka lag, generator state) and dead letters by reason with the latest ones.
+//! Pipeline health: status and problems, throughput, the social graph's size, the
+//! state's size by part, sources (Kafka lag, generator state) and dead letters by
+//! reason with the latest ones.
 
 use instabrand_shared::api::{DeadLetterView, Health};
 use instabrand_shared::ws::{Frame, Topic};
@@ -171,6 +172,28 @@ fn HealthView(health: Health) -> impl IntoView {
                     })}
                 </div>
             </section>
+        })}
+        // What the state holds, part by part: what grows, and by how much.
+        {(!h.state.is_empty()).then(|| {
+            let total: u64 = h.state.iter().map(|s| s.bytes).sum();
+            view! {
+                <section class="panel" data-test="state-sizes">
+                    <h2>"State by part"</h2>
+                    <p class="note">{format!(
+                        "About {} in all, estimated from lengths and capacities.",
+                        format::bytes(total))}</p>
+                    <div class="table-wrap"><table>
+                        <thead><tr><th>"Part"</th><th class="num">"Entries"</th><th class="num">"Memory"</th></tr></thead>
+                        <tbody>{h.state.iter().map(|s| view! {
+                            <tr>
+                                <td>{s.name.replace('_', " ")}</td>
+                                <td class="num">{format::grouped(s.entries)}</td>
+                                <td class="num">{format::bytes(s.bytes)}</td>
+                            </tr>
+                        }).collect_view()}</tbody>
+                    </table></div>
+                </section>
+            }
         })}
         {(!h.order.inputs.is_empty()).then(|| view! {
             <section class="panel" data-test="inputs">

@@ -25,7 +25,8 @@ use instabrand_shared::Millis;
 use instabrand_shared::time::MS_PER_SEC;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{Photo, PhotoId, Processor, UserId};
+use super::retention::PhotoStore;
+use super::{PhotoId, Processor, UserId};
 
 /// A materialized home timeline: (photo time, photo, owner), oldest first, at most `cap`
 /// entries. The owner rides along (free: it fills the padding) so unfollow can filter
@@ -118,6 +119,16 @@ impl Timeline {
         self.entries.len()
     }
 
+    /// Drops the entries older than `horizon` (photos past retention): the oldest.
+    fn expire_before(&mut self, horizon: Millis) {
+        while self.entries.front().is_some_and(|e| e.0 < horizon) {
+            self.entries.pop_front();
+        }
+        if self.entries.is_empty() {
+            self.newest = UNKNOWN;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -129,8 +140,8 @@ impl Timeline {
 }
 
 /// Inserts into a profile feed kept oldest first (photos mostly arrive in order).
-pub(super) fn insert_sorted(list: &mut Vec<PhotoId>, id: PhotoId, t: Millis, photos: &[Photo]) {
-    let key = |p: &PhotoId| (photos[p.0 as usize].created, *p);
+pub(super) fn insert_sorted(list: &mut Vec<PhotoId>, id: PhotoId, t: Millis, photos: &PhotoStore) {
+    let key = |p: &PhotoId| (photos.at(*p).created, *p);
     if list.last().is_none_or(|l| key(l) < (t, id)) {
         list.push(id);
     } else {
@@ -174,6 +185,34 @@ pub struct HomeFeeds {
 impl HomeFeeds {
     pub fn active_readers(&self) -> usize {
         self.last_read.len()
+    }
+
+    /// Entries of the materialized timelines, and the bytes they and the reader
+    /// bookkeeping take (estimated from capacities): O(readers).
+    pub(super) fn size(&self) -> (u64, u64) {
+        let entry = std::mem::size_of::<(Millis, PhotoId, UserId)>() as u64;
+        let mut entries = 0u64;
+        let mut bytes = 0u64;
+        for tl in self.timelines.values() {
+            entries += tl.len() as u64;
+            bytes += tl.entries.capacity() as u64 * entry;
+        }
+        let slots = |cap: usize, elem: usize| (cap as u64 * 8 / 7) * (elem as u64 + 1);
+        bytes += slots(
+            self.timelines.capacity(),
+            std::mem::size_of::<(UserId, Timeline)>(),
+        );
+        bytes += slots(self.last_read.capacity(), 16) + self.by_time.len() as u64 * 40;
+        bytes += slots(
+            self.fans.capacity(),
+            std::mem::size_of::<(UserId, Vec<UserId>)>(),
+        );
+        bytes += self
+            .fans
+            .values()
+            .map(|f| f.capacity() as u64 * 4)
+            .sum::<u64>();
+        (entries, bytes)
     }
 
     fn remove_fan(&mut self, followed: UserId, reader: UserId) {
@@ -233,14 +272,14 @@ impl ReaderLog {
 /// The photos of several users merged newest first: a heap holding each list's next
 /// photo, so the first `n` cost O(lists + n log lists) however many photos each has.
 struct NewestFirst<'a> {
-    photos: &'a [Photo],
+    photos: &'a PhotoStore,
     /// Each user's photos, oldest first, and how many of them are still to come.
     lists: Vec<(&'a [PhotoId], usize)>,
     heap: BinaryHeap<(Cursor, usize)>,
 }
 
 impl<'a> NewestFirst<'a> {
-    fn new(photos: &'a [Photo], lists: Vec<&'a [PhotoId]>) -> Self {
+    fn new(photos: &'a PhotoStore, lists: Vec<&'a [PhotoId]>) -> Self {
         let mut m = NewestFirst {
             photos,
             lists: lists.into_iter().map(|l| (l, l.len())).collect(),
@@ -257,8 +296,7 @@ impl<'a> NewestFirst<'a> {
         if *left > 0 {
             *left -= 1;
             let id = list[*left];
-            self.heap
-                .push(((self.photos[id.0 as usize].created, id), i));
+            self.heap.push(((self.photos.at(id).created, id), i));
         }
     }
 }
@@ -338,7 +376,7 @@ impl Processor {
         let entries: VecDeque<_> = self
             .sources_newest_first(user)
             .take(cap)
-            .map(|(t, id)| (t, id, photos[id.0 as usize].owner))
+            .map(|(t, id)| (t, id, photos.at(id).owner))
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
@@ -370,8 +408,17 @@ impl Processor {
         &self.feeds
     }
 
+    /// Drops the entries of photos past retention from every materialized timeline:
+    /// they are the oldest of each (O(readers) per expiry pass, a minute of event time
+    /// at most).
+    pub(super) fn expire_timelines(&mut self, horizon: Millis) {
+        for tl in self.feeds.timelines.values_mut() {
+            tl.expire_before(horizon);
+        }
+    }
+
     pub(super) fn fan_out(&mut self, owner: UserId, photo: PhotoId) {
-        let t = self.photos[photo.0 as usize].created;
+        let t = self.photos.at(photo).created;
         let cap = self.cfg.timeline_cap;
         let celebrity = self.is_celebrity(owner);
         let HomeFeeds {
@@ -430,7 +477,7 @@ impl Processor {
             let newest = own
                 .iter()
                 .rev()
-                .map(|p| (photos[p.0 as usize].created, *p, followed));
+                .map(|p| (photos.at(*p).created, *p, followed));
             tl.merge_newest_first(newest, cap);
         }
     }
@@ -461,7 +508,7 @@ impl Processor {
             .photos
             .iter()
             .rev()
-            .map(|p| (self.photos[p.0 as usize].created, *p))
+            .map(|p| (self.photos.at(*p).created, *p))
             .filter(|c| before.is_none_or(|b| *c < b));
         page(items, limit)
     }
@@ -494,7 +541,7 @@ impl Processor {
                 cu.photos
                     .iter()
                     .rev()
-                    .map(|p| (self.photos[p.0 as usize].created, *p))
+                    .map(|p| (self.photos.at(*p).created, *p))
                     .filter(older)
                     .take(limit + 1),
             );
@@ -504,9 +551,12 @@ impl Processor {
         page(items.into_iter(), limit)
     }
 
-    /// Whether the photo belongs in the user's home timeline (own, or followed owner).
+    /// Whether the photo belongs in the user's home timeline (own, or followed owner);
+    /// false once it is past retention.
     pub fn in_timeline_of(&self, user: UserId, photo: PhotoId) -> bool {
-        let owner = self.photos[photo.0 as usize].owner;
+        let Some(owner) = self.photos.get(photo).map(|p| p.owner) else {
+            return false;
+        };
         owner == user || self.user(user).following.contains(&owner)
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! `apply(event)` is plain synchronous Rust with no I/O and no clock but the stream's
 //! own: the same events in the same order always give the same state and the same
-//! deltas. It keeps the follower graph, photos with their likes (a set per photo) and
-//! comments, profile feeds, home timelines (materialized for recent readers with fan-out
+//! deltas. It keeps the follower graph, photos with their likes and comments for a
+//! retention window of event time (`retention`: memory follows users, follows,
+//! readers and the window, not the events seen), profile feeds, home timelines (materialized for recent readers with fan-out
 //! on write, built on read for everyone else, capped, celebrities merged at read time),
 //! per-brand metrics in
 //! per-minute and per-hour buckets with HyperLogLog reach, influencers and spike
@@ -15,6 +16,8 @@
 mod feeds;
 mod metrics;
 pub mod query;
+mod retention;
+mod sizes;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
@@ -31,6 +34,8 @@ use smallvec::SmallVec;
 use crate::hll::{Hll, hash64};
 pub use feeds::{Cursor, HomeFeeds, ReaderLog, Timeline, format_cursor, parse_cursor};
 pub use metrics::{BrandState, Counters, Windowed};
+pub use retention::{Generations, LikeSets, PhotoIndex, PhotoStore};
+use sizes::SizeCounters;
 
 /// Every limit of the processor (docs/semantics.md explains what they bound).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +93,13 @@ pub struct ProcessorConfig {
     pub hour_rollup_precision: u8,
     /// HyperLogLog precision (4..=14) of day buckets.
     pub day_rollup_precision: u8,
+    /// Photos are kept this long (event time, after the photo's own time), and with
+    /// them their likes and comments and their places in profile feeds, home
+    /// timelines, the map and brand lists (docs/semantics.md, "Retention"). A like or
+    /// comment on an older photo, and a photo upload older than this on arrival, is
+    /// dead-lettered `photo_expired`. Brand metrics are counted when events arrive and
+    /// are not affected. 0 keeps every photo (memory then grows with the stream).
+    pub photo_retention_secs: i64,
     /// Newest comments kept per photo (every comment is counted).
     pub comments_kept_per_photo: usize,
     /// Newest uploads kept for the map.
@@ -120,6 +132,7 @@ impl Default for ProcessorConfig {
             day_rollup_days: 730,
             hour_rollup_precision: 11,
             day_rollup_precision: 12,
+            photo_retention_secs: 7 * 24 * 3_600,
             comments_kept_per_photo: 20,
             map_points_kept: 20_000,
             brand_photos_kept: 2_000,
@@ -181,6 +194,11 @@ pub struct User {
     /// Followers removed since the sketch was built (HLL cannot delete).
     sketch_removals: u32,
     pub uploads: u64,
+    /// Time of the user's oldest upload ever seen (`Millis::MAX`: none), kept after
+    /// the photo expires: an engagement on a photo past retention that is older than
+    /// it points at a photo that never was (`orphan_engagement`), not at one that
+    /// expired (`photo_expired`).
+    pub first_upload: Millis,
     pub likes_received: u64,
     pub comments_received: u64,
 }
@@ -372,11 +390,18 @@ pub struct Processor {
     /// table's own memory instead of following a pointer to each candidate's name,
     /// which was a cache miss per lookup, two per event.
     user_index: FxHashMap<CompactString, UserId>,
-    pub(crate) photos: Vec<Photo>,
+    /// Photos kept (see `retention`).
+    pub(crate) photos: PhotoStore,
+    /// Rebuilt on restore.
     #[serde(skip)]
-    photo_index: FxHashMap<(UserId, Millis), PhotoId>,
-    /// (photo, liker) pairs: a repeated like counts once.
-    likes: FxHashSet<u64>,
+    photo_index: PhotoIndex,
+    /// (photo, liker) pairs of kept photos: a repeated like counts once.
+    likes: LikeSets,
+    /// Photos older than this have expired (`Millis::MIN` until the first expiry).
+    retained_from: Millis,
+    /// Running sums for `state_sizes` (recounted on restore).
+    #[serde(skip)]
+    sizes: SizeCounters,
     pub(crate) brands: Vec<BrandState>,
     #[serde(skip)]
     brand_index: FxHashMap<Box<str>, BrandId>,
@@ -415,9 +440,11 @@ impl Processor {
             feeds: HomeFeeds::default(),
             reached: Hll::new(),
             user_index: FxHashMap::default(),
-            photos: Vec::new(),
-            photo_index: FxHashMap::default(),
-            likes: FxHashSet::default(),
+            photos: PhotoStore::default(),
+            photo_index: PhotoIndex::default(),
+            likes: LikeSets::default(),
+            retained_from: Millis::MIN,
+            sizes: SizeCounters::default(),
             brands: Vec::new(),
             brand_index: FxHashMap::default(),
             influence_minutes: BTreeMap::new(),
@@ -455,10 +482,13 @@ impl Processor {
             p.user_index
                 .insert(CompactString::from(&*u.name), UserId(i as u32));
         }
-        for (i, ph) in p.photos.iter().enumerate() {
+        for (id, ph) in p.photos.iter() {
+            let keep_ms = p.retention_ms();
             p.photo_index
-                .insert((ph.owner, ph.created), PhotoId(i as u32));
+                .at_mut(ph.created, keep_ms)
+                .insert((ph.owner, ph.created), id);
         }
+        p.sizes = SizeCounters::recount(&p);
         for (i, b) in p.brands.iter_mut().enumerate() {
             p.brand_index.insert(b.name.clone(), BrandId(i as u16));
             // Minutes the clock has left were folded before the snapshot.
@@ -494,12 +524,29 @@ impl Processor {
         &self.users[id.0 as usize]
     }
 
+    /// A kept photo (panics on one past retention: see `try_photo`).
     pub fn photo(&self, id: PhotoId) -> &Photo {
-        &self.photos[id.0 as usize]
+        self.photos.at(id)
+    }
+
+    /// The photo, unless it has expired: for ids held across batches (the live hub).
+    pub fn try_photo(&self, id: PhotoId) -> Option<&Photo> {
+        self.photos.get(id)
     }
 
     pub fn photo_id(&self, owner: UserId, created: Millis) -> Option<PhotoId> {
-        self.photo_index.get(&(owner, created)).copied()
+        self.indexed_photo(owner, created)
+    }
+
+    /// The photo of `owner` at `created`, if kept. (The index may still hold photos
+    /// that expired in a generation not yet dropped: checked against the store.)
+    fn indexed_photo(&self, owner: UserId, created: Millis) -> Option<PhotoId> {
+        let id = *self.photo_index.at(created)?.get(&(owner, created))?;
+        self.photos.contains(id).then_some(id)
+    }
+
+    fn retention_ms(&self) -> i64 {
+        self.cfg.photo_retention_secs.saturating_mul(MS_PER_SEC)
     }
 
     pub fn brand_id(&self, name: &str) -> Option<BrandId> {
@@ -531,12 +578,17 @@ impl Processor {
             .max_time
             .is_some_and(|m| t < m - self.cfg.allowed_lateness_secs * MS_PER_SEC);
         self.advance_clock(t, &mut out);
+        // What the clock's move expired comes first; the event's own outcome follows.
+        let own = out.len();
         match event {
             Event::CreateUser(e) => {
                 let (id, _) = self.intern_user(&e.username, true);
                 let u = &mut self.users[id.0 as usize];
                 let first = u.created.is_none();
                 if first || u.full_name.as_deref() != Some(&*e.full_name) {
+                    let before = u.full_name.as_ref().map_or(0, |f| f.len()) as u64;
+                    self.sizes.user_text += e.full_name.len() as u64;
+                    self.sizes.user_text -= before;
                     u.full_name = Some(e.full_name.as_ref().into());
                     u.created = Some(u.created.map_or(e.created, |c| c.min(e.created)));
                     out.push(Delta::UserChanged(id));
@@ -544,7 +596,7 @@ impl Processor {
                     out.push(Delta::Duplicate);
                 }
             }
-            Event::PhotoUpload(p) => self.apply_photo(p, &mut out),
+            Event::PhotoUpload(p) => self.apply_photo(p, raw, &mut out),
             Event::Follow(e) => self.apply_follow(e, late, &mut out),
             Event::Unfollow(e) => self.apply_unfollow(e, &mut out),
             Event::Like(e) | Event::Comment(e) => {
@@ -552,7 +604,12 @@ impl Processor {
             }
         }
         self.count_outcome(event.kind(), &out);
-        if late && !out.iter().any(|d| matches!(d, Delta::Held)) {
+        // Late counts events applied late: not one still waiting, nor one dead-lettered.
+        if late
+            && !out[own..]
+                .iter()
+                .any(|d| matches!(d, Delta::Held | Delta::DeadLetter { .. }))
+        {
             self.stats.late_by_kind[event.kind() as usize] += 1;
         }
         out
@@ -608,6 +665,8 @@ impl Processor {
     }
 
     fn evict(&mut self, minute: i64) {
+        let horizon = self.horizon_at(minute);
+        self.expire_photos(horizon);
         let cfg = &self.cfg;
         let hour = minute.div_euclid(60);
         for b in self
@@ -638,11 +697,13 @@ impl Processor {
             follower_sketch: None,
             sketch_removals: 0,
             uploads: 0,
+            first_upload: Millis::MAX,
             likes_received: 0,
             comments_received: 0,
         });
         self.user_index.insert(CompactString::from(name), id);
         self.hashes.push(stable_hash(name));
+        self.sizes.user_text += name.len() as u64;
         if !registering {
             self.stats.implicit_users += 1;
         }
@@ -666,9 +727,13 @@ impl Processor {
         id
     }
 
-    fn apply_photo(&mut self, p: &PhotoUpload<'_>, out: &mut Deltas) {
+    fn apply_photo(&mut self, p: &PhotoUpload<'_>, raw: &[u8], out: &mut Deltas) {
+        if self.past_retention(p.created) {
+            self.expired_photo(p, raw, out);
+            return;
+        }
         let (owner, _) = self.intern_user(&p.username, false);
-        if self.photo_index.contains_key(&(owner, p.created)) {
+        if self.indexed_photo(owner, p.created).is_some() {
             out.push(Delta::Duplicate);
             return;
         }
@@ -679,8 +744,8 @@ impl Processor {
                 brands.push(id);
             }
         }
-        let id = PhotoId(self.photos.len() as u32);
-        self.photos.push(Photo {
+        self.sizes.photo_text += p.photo_link.len() as u64;
+        let id = self.photos.push(Photo {
             owner,
             created: p.created,
             brands: brands.clone(),
@@ -691,11 +756,15 @@ impl Processor {
             comments: 0,
             recent_comments: VecDeque::new(),
         });
-        self.photo_index.insert((owner, p.created), id);
+        let keep_ms = self.retention_ms();
+        self.photo_index
+            .at_mut(p.created, keep_ms)
+            .insert((owner, p.created), id);
         let followers = self.users[owner.0 as usize].followers.len() as u64;
         {
             let u = &mut self.users[owner.0 as usize];
             u.uploads += 1;
+            u.first_upload = u.first_upload.min(p.created);
             feeds::insert_sorted(&mut u.photos, id, p.created, &self.photos);
         }
         self.fan_out(owner, id);
@@ -728,6 +797,7 @@ impl Processor {
         if let Some(waiting) = self.pending.remove(&(owner, p.created)) {
             for w in waiting {
                 self.pending_order.remove(&(w.event.time(), w.seq));
+                self.sizes.pending_raw -= w.raw.len() as u64;
                 if let Event::Like(e) | Event::Comment(e) = &w.event {
                     let mut own = Deltas::new();
                     self.apply_engagement(w.event.kind(), e, &w.raw, &mut own);
@@ -760,15 +830,25 @@ impl Processor {
         }
         let max = self.cfg.recent_follows_max;
         self.recent_follows.remember(edge, at, horizon, max);
-        if !self.users[followed.0 as usize].followers.insert(follower) {
+        let followers = &mut self.users[followed.0 as usize].followers;
+        let slots = followers.capacity() as u64;
+        if !followers.insert(follower) {
             out.push(Delta::Duplicate);
             return;
         }
-        self.users[follower.0 as usize].following.insert(followed);
+        let grown = followers.capacity() as u64 - slots;
+        let following = &mut self.users[follower.0 as usize].following;
+        let slots = following.capacity() as u64;
+        following.insert(followed);
+        self.sizes.edges += 1;
+        self.sizes.edge_slots += grown + following.capacity() as u64 - slots;
         let hash = self.hashes[follower.0 as usize];
         let u = &mut self.users[followed.0 as usize];
         if let Some(s) = u.follower_sketch.as_mut() {
+            let before = s.heap_bytes() as u64;
             s.insert_hash(hash);
+            self.sizes.follower_sketch_bytes += s.heap_bytes() as u64;
+            self.sizes.follower_sketch_bytes -= before;
         }
         self.home_feeds_followed(follower, followed);
         if late {
@@ -785,7 +865,7 @@ impl Processor {
         let Some(clock) = self.clock() else { return };
         let photos = &self.users[followed.0 as usize].photos;
         for &ph in photos.iter().rev() {
-            let photo = &self.photos[ph.0 as usize];
+            let photo = self.photos.at(ph);
             if photo.created < since {
                 break;
             }
@@ -829,6 +909,7 @@ impl Processor {
             return;
         }
         self.users[follower.0 as usize].following.remove(&followed);
+        self.sizes.edges -= 1;
         let u = &mut self.users[followed.0 as usize];
         if u.follower_sketch.is_some() {
             u.sketch_removals += 1;
@@ -844,15 +925,35 @@ impl Processor {
         raw: &[u8],
         out: &mut Deltas,
     ) {
+        // Past retention its photo is gone: neither applied nor held, but
+        // dead-lettered, so it is not lost. Unless its owner had not posted yet by
+        // then: a photo that never was waits and is an orphan, as before.
+        if self.past_retention(e.photo)
+            && self
+                .user_index
+                .get(&*e.owner)
+                .is_some_and(|o| self.users[o.0 as usize].first_upload <= e.photo)
+        {
+            let detail = format!(
+                "{kind}: photo {}@{} is past retention (kept {} s; photos before {} have expired)",
+                e.owner,
+                instabrand_shared::time::format_naive(e.photo),
+                self.cfg.photo_retention_secs,
+                instabrand_shared::time::format_naive(self.retained_from),
+            );
+            self.dead_letter(Reason::PhotoExpired, detail, raw.into(), out);
+            return;
+        }
         let (owner, _) = self.intern_user(&e.owner, false);
         let (actor, _) = self.intern_user(&e.actor, false);
-        let Some(photo) = self.photo_index.get(&(owner, e.photo)).copied() else {
+        let Some(photo) = self.indexed_photo(owner, e.photo) else {
             self.hold(kind, e, raw, owner, out);
             return;
         };
         if kind == EventKind::Like {
-            let key = (photo.0 as u64) << 32 | actor.0 as u64;
-            if !self.likes.insert(key) {
+            let keep_ms = self.retention_ms();
+            let likes = self.likes.at_mut(e.photo, keep_ms);
+            if !likes.insert(retention::like_key(photo, actor)) {
                 out.push(Delta::Duplicate);
                 return;
             }
@@ -860,7 +961,7 @@ impl Processor {
         let clock = self.clock().unwrap_or(e.created);
         let mut c = Counters::default();
         {
-            let p = &mut self.photos[photo.0 as usize];
+            let p = self.photos.get_mut(photo).expect("indexed photos are kept");
             let o = &mut self.users[owner.0 as usize];
             if kind == EventKind::Like {
                 p.likes += 1;
@@ -870,17 +971,23 @@ impl Processor {
                 p.comments += 1;
                 o.comments_received += 1;
                 c.comments = 1;
+                let text: Box<str> = e.text.as_deref().unwrap_or("").into();
+                self.sizes.comments += 1;
+                self.sizes.comment_text += text.len() as u64;
                 p.recent_comments.push_back(Comment {
                     user: actor,
-                    text: e.text.as_deref().unwrap_or("").into(),
+                    text,
                     created: e.created,
                 });
                 while p.recent_comments.len() > self.cfg.comments_kept_per_photo {
-                    p.recent_comments.pop_front();
+                    if let Some(old) = p.recent_comments.pop_front() {
+                        self.sizes.comments -= 1;
+                        self.sizes.comment_text -= old.text.len() as u64;
+                    }
                 }
             }
         }
-        let brands = self.photos[photo.0 as usize].brands.clone();
+        let brands = self.photos.at(photo).brands.clone();
         self.prepare_reach(actor);
         for &b in &brands {
             self.count(Some(b), e.created, clock, c, actor);
@@ -890,6 +997,47 @@ impl Processor {
         out.push(Delta::Engaged { photo, actor, kind });
         for &b in &brands {
             self.check_spike(b, e.created, out);
+        }
+    }
+
+    /// Counts a dead letter by reason and hands its record on.
+    fn dead_letter(&mut self, reason: Reason, detail: String, raw: Box<[u8]>, out: &mut Deltas) {
+        *self.stats.dead_letters.entry(reason).or_default() += 1;
+        out.push(Delta::DeadLetter {
+            reason,
+            detail,
+            raw,
+        });
+    }
+
+    /// A photo upload already past retention when it arrives: it would expire at
+    /// once, so it is dead-lettered like a like on it would be (and counts nowhere,
+    /// not even in all-time totals: a replay of old data keeps its numbers only while
+    /// its clock is within retention of them). Likes and comments waiting for it go
+    /// with it.
+    fn expired_photo(&mut self, p: &PhotoUpload<'_>, raw: &[u8], out: &mut Deltas) {
+        let detail = format!(
+            "photo-upload: {}@{} is past retention (kept {} s; photos before {} have expired)",
+            p.username,
+            instabrand_shared::time::format_naive(p.created),
+            self.cfg.photo_retention_secs,
+            instabrand_shared::time::format_naive(self.retained_from),
+        );
+        self.dead_letter(Reason::PhotoExpired, detail, raw.into(), out);
+        // Remembered as an upload, so engagement on it is `photo_expired` too.
+        let (owner, _) = self.intern_user(&p.username, false);
+        let u = &mut self.users[owner.0 as usize];
+        u.first_upload = u.first_upload.min(p.created);
+        for w in self.pending.remove(&(owner, p.created)).unwrap_or_default() {
+            self.pending_order.remove(&(w.event.time(), w.seq));
+            self.sizes.pending_raw -= w.raw.len() as u64;
+            let detail = format!(
+                "{}: its photo {}@{} came past retention",
+                w.event.kind(),
+                p.username,
+                instabrand_shared::time::format_naive(p.created),
+            );
+            self.dead_letter(Reason::PhotoExpired, detail, w.raw, out);
         }
     }
 
@@ -924,6 +1072,7 @@ impl Processor {
         }
         .into_owned();
         self.pending_order.insert((e.created, seq), key);
+        self.sizes.pending_raw += raw.len() as u64;
         self.pending.entry(key).or_default().push(Pending {
             seq,
             event,
@@ -957,6 +1106,7 @@ impl Processor {
             return;
         };
         let p = list.remove(pos);
+        self.sizes.pending_raw -= p.raw.len() as u64;
         if list.is_empty() {
             self.pending.remove(&key);
         }
@@ -1039,7 +1189,11 @@ impl Processor {
         let hashes = &self.hashes;
         s.assign_hashes(u.followers.iter().map(|f| hashes[f.0 as usize]));
         let u = &mut self.users[id.0 as usize];
-        u.follower_sketch = Some(Box::new(s));
+        self.sizes.follower_sketch_bytes += s.heap_bytes() as u64;
+        match u.follower_sketch.replace(Box::new(s)) {
+            Some(old) => self.sizes.follower_sketch_bytes -= old.heap_bytes() as u64,
+            None => self.sizes.follower_sketches += 1,
+        }
         u.sketch_removals = 0;
     }
 
@@ -1141,5 +1295,7 @@ pub fn stable_hash(s: &str) -> u64 {
     hash64(h)
 }
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;

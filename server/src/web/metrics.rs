@@ -30,6 +30,8 @@ pub struct Metrics {
     resyncs: Counter,
     gauges: Family<Labels, Gauge<f64, AtomicU64>>,
     lag: Family<Labels, Gauge>,
+    state_entries: Family<Labels, Gauge>,
+    state_bytes: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -69,8 +71,22 @@ impl Default for Metrics {
             "Kafka consumer lag in messages, by topic/partition",
             lag.clone(),
         );
+        let state_entries = Family::<Labels, Gauge>::default();
+        registry.register(
+            "state_entries",
+            "Entries held by each part of the processor's state (users, follow_edges, photos, likes, timelines, sketches, pending…)",
+            state_entries.clone(),
+        );
+        let state_bytes = Family::<Labels, Gauge>::default();
+        registry.register(
+            "state_bytes",
+            "Estimated memory of each part of the processor's state, in bytes",
+            state_bytes.clone(),
+        );
         Metrics {
             registry,
+            state_entries,
+            state_bytes,
             applied,
             dead_letters,
             late,
@@ -152,6 +168,15 @@ pub async fn prometheus(State(state): State<Arc<AppState>>) -> Result<impl IntoR
         ),
     ] {
         m.gauges.get_or_create(&label("figure", name)).set(v);
+    }
+    for s in &h.state {
+        let part = label("part", &s.name);
+        m.state_entries
+            .get_or_create(&part)
+            .set(i64::try_from(s.entries).unwrap_or(i64::MAX));
+        m.state_bytes
+            .get_or_create(&part)
+            .set(i64::try_from(s.bytes).unwrap_or(i64::MAX));
     }
     for i in &h.order.inputs {
         for (figure, v) in [

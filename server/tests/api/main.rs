@@ -233,6 +233,19 @@ async fn the_original_brand_metrics_endpoint_keeps_its_shape() {
         metrics.contains("instabrand_events_applied_total{type=\"photo-upload\"} 1"),
         "{metrics}"
     );
+    // The state by part: the one photo, in entries and in bytes.
+    assert!(
+        metrics.contains("instabrand_state_entries{part=\"photos\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("instabrand_state_bytes{part=\"follow_edges\"}"),
+        "{metrics}"
+    );
+    let health: Health = app.get("/api/health").await;
+    let photos = health.state.iter().find(|s| s.name == "photos").unwrap();
+    assert_eq!(photos.entries, 1);
+    assert!(photos.bytes > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
