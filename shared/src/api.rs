@@ -82,6 +82,10 @@ pub struct BrandMetrics {
     pub share_of_voice: f64,
     /// Sum of the posters' follower counts.
     pub impressions: u64,
+    /// Photos in the period of the same length just before the window (0 for "all",
+    /// which has none): what the "rising" order compares against.
+    #[serde(default)]
+    pub previous_photos: u64,
     /// Activity (photos + likes + comments) per step across the window, oldest first,
     /// for a sparkline: up to 30 points (minutes for 5m and 1h, hours for 24h and all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

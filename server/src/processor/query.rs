@@ -28,6 +28,7 @@ fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
         engagement_rate: ratio(c.likes + c.comments, reach),
         share_of_voice: ratio(c.photos, total_photos),
         impressions: c.impressions,
+        previous_photos: 0,
         spark: Vec::new(),
     }
 }
@@ -50,6 +51,7 @@ impl Processor {
         let clock = self.clock_or_zero();
         let (from_ms, to_ms) = window_bounds(w, clock);
         let s = span(w, clock, false);
+        let previous = (w != Window::All).then(|| span(w, clock, true));
         let total = self.totals.counters(s).photos;
         let mut rows: Vec<BrandMetrics> = self
             .brands
@@ -58,6 +60,11 @@ impl Processor {
             .map(|b| {
                 let mut row = metrics_row(&b.name, &b.merged(s), total);
                 row.spark = b.spark(w, clock);
+                // Counters only (no sketch merge) for the "rising" order: at most 60
+                // minute buckets or 24 hour buckets per brand.
+                if let Some(prev) = previous {
+                    row.previous_photos = b.counters(prev).photos;
+                }
                 row
             })
             .collect();
@@ -157,6 +164,36 @@ impl Processor {
             top_posters: top,
             recent_points,
         })
+    }
+
+    /// The brand's series over `w` with each step's unique reach (its own sketch:
+    /// minutes for 5m and 1h, hours for 24h and all), for the CSV export. Minutes
+    /// older than the sketch retention have no sketch left and report 0.
+    pub fn series_with_reach(&self, name: &str, w: Window) -> Option<Vec<(SeriesPoint, u64)>> {
+        use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN};
+        let bs = self.brand(self.brand_id(name)?);
+        let (step, pts) = bs.series(w, self.clock_or_zero());
+        Some(
+            pts.into_iter()
+                .map(|(t, c)| {
+                    let k = t.div_euclid(step);
+                    let one = if step == MS_PER_HOUR {
+                        Span::Hours(k, k)
+                    } else {
+                        debug_assert_eq!(step, MS_PER_MIN);
+                        Span::Minutes(k, k)
+                    };
+                    let reach = bs.merged(one).reach.estimate() as u64;
+                    let point = SeriesPoint {
+                        minute_ms: t,
+                        photos: c.photos,
+                        likes: c.likes,
+                        comments: c.comments,
+                    };
+                    (point, reach)
+                })
+                .collect(),
+        )
     }
 
     fn influencer(&self, u: UserId, uploads: u64, likes: u64, comments: u64) -> Influencer {

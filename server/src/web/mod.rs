@@ -98,6 +98,8 @@ pub(crate) fn require_bearer(headers: &HeaderMap, expected: &str) -> Result<(), 
 pub fn app(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/leaderboard", get(rest::leaderboard))
+        .route("/leaderboard.csv", get(rest::leaderboard_csv))
+        .route("/influencers.csv", get(rest::influencers_csv))
         .route("/brands", get(rest::brands))
         .route("/brands/{brand}", get(rest::brand))
         .route("/brands/{brand}/series.csv", get(rest::brand_csv))
