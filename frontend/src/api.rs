@@ -8,6 +8,7 @@ use instabrand_shared::api::{
     ApiError, BrandInfo, CampaignRequest, DeadLetterView, FeedPage, GeneratorStatus, Influencer,
     UserFeeds, UserProfile, Window,
 };
+use instabrand_shared::ws::SortKey;
 use serde::de::DeserializeOwned;
 
 use crate::route::encode_component as enc;
@@ -102,6 +103,19 @@ pub async fn dead_letters(limit: u32, token: &str) -> Result<Vec<DeadLetterView>
 /// The series CSV of one brand, as a link target (downloaded by the browser itself).
 pub fn series_csv_href(brand: &str, window: Window) -> String {
     format!("/api/brands/{}/series.csv?window={window}", enc(brand))
+}
+
+/// The whole leaderboard of `window` as CSV, in the order the table shows.
+pub fn leaderboard_csv_href(window: Window, sort: SortKey) -> String {
+    format!(
+        "/api/leaderboard.csv?window={window}&sort={}",
+        sort.as_str()
+    )
+}
+
+/// The window's top influencers as CSV.
+pub fn influencers_csv_href(window: Window) -> String {
+    format!("/api/influencers.csv?window={window}&limit=100")
 }
 
 /// The bundled Natural Earth land outline (TopoJSON text), served next to the app.

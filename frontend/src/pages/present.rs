@@ -6,6 +6,7 @@
 //! resubscription and the map keeps its trail; every buffer behind them is bounded
 //! (see [`crate::live`]), so memory stays flat however long it runs.
 
+use instabrand_shared::ws::SortKey;
 use leptos::ev;
 use leptos::prelude::*;
 
@@ -65,7 +66,12 @@ pub fn Present() -> impl IntoView {
 
     let board = RwSignal::new(LeaderboardState::default());
     let loaded = RwSignal::new(false);
-    use_leaderboard(board, loaded, Signal::derive(|| 0));
+    use_leaderboard(
+        board,
+        loaded,
+        Signal::derive(|| 0),
+        Signal::derive(SortKey::default),
+    );
     let readout = RwSignal::new(MapReadout::default());
     let no_filter = Signal::derive(|| None::<String>);
     let shown = move |i: usize| move || current.get() == i;
