@@ -14,7 +14,7 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
+pub(super) fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
     let reach = w.reach.estimate() as u64;
     let c = &w.counters;
     BrandMetrics {

@@ -5,6 +5,7 @@
 //! other path (client-side routes fall back to `index.html`). Errors are JSON
 //! `{"error": "…"}` that never carry internals; the cause is logged.
 
+mod build;
 mod control;
 mod ingest;
 pub mod metrics;
@@ -101,6 +102,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/leaderboard.csv", get(rest::leaderboard_csv))
         .route("/influencers.csv", get(rest::influencers_csv))
         .route("/brands", get(rest::brands))
+        .route("/compare", get(rest::compare))
         .route("/brands/{brand}", get(rest::brand))
         .route("/brands/{brand}/series.csv", get(rest::brand_csv))
         .route("/influencers", get(rest::influencers))
@@ -111,6 +113,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/map", get(rest::map))
         .route("/alerts", get(rest::alerts))
         .route("/health", get(rest::health))
+        .route("/build", get(build::build))
         .route("/dead-letters", get(rest::dead_letters))
         .route(
             "/ingest",

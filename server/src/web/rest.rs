@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use instabrand_shared::api::Comparison;
 use instabrand_shared::api::{
     Alert, BrandDetail, BrandInfo, DeadLetterView, FeedPage, Health, Influencer, Leaderboard,
     MapPoint, OriginalBrandMetric, UserFeeds, UserProfile, Window,
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::ApiErr;
+use crate::processor::compare::{CompareError, Period};
 use crate::processor::{Processor, UserId};
 use crate::state::AppState;
 
@@ -165,6 +167,69 @@ pub async fn influencers_csv(
         ]);
     }
     csv_response(&format!("influencers-{w}-to-{}", file_time(clock)), &rows)
+}
+
+/// `GET /api/compare?brands=A,B[,…]&window=1h`: 2 to 5 brands over one window.
+///
+/// `brands` is read from the raw query: a brand's own comma (`Apple, Inc.`) arrives
+/// percent-encoded (`Apple%2C%20Inc.`), so splitting before decoding never cuts a
+/// name, while a decoded query could not tell the two apart.
+#[instrument(skip(state))]
+pub async fn compare(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    Query(q): Query<Params>,
+) -> Result<Json<Comparison>, ApiErr> {
+    let w = q.window()?;
+    let brands = raw
+        .as_deref()
+        .and_then(|r| raw_value(r, "brands"))
+        .map(decode_list)
+        .unwrap_or_default();
+    let p = read(&state);
+    let period = Period::window(&p, w);
+    p.compare(&brands, &period).map(Json).map_err(|e| match e {
+        CompareError::Unknown(_) => ApiErr::NotFound(e.to_string()),
+        CompareError::Count(_) => ApiErr::BadRequest(e.to_string()),
+    })
+}
+
+fn raw_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `Nike,Apple%2C%20Inc.` as `["Nike", "Apple, Inc."]`: split on `,`, then each item
+/// percent-decoded (`+` as a space, as forms send it); empty items dropped.
+fn decode_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let bytes = item.as_bytes();
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (bytes[i], hex) {
+                    (b'%', Some(v)) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    (b'+', _) => out.push(b' '),
+                    (b, _) => out.push(b),
+                }
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect()
 }
 
 /// `2026-12-03T1213Z`: the end of the window in a filename, so two exports of the
@@ -528,6 +593,16 @@ mod tests {
         }
         assert_eq!(csv_cell("Apple, Inc."), "Apple, Inc.");
         assert_eq!(csv_cell(""), "");
+    }
+
+    #[test]
+    fn a_list_splits_before_it_decodes_so_commas_in_names_survive() {
+        assert_eq!(
+            decode_list("Nike,Apple%2C%20Inc.,,Ben+%26+Jerry's"),
+            ["Nike", "Apple, Inc.", "Ben & Jerry's"]
+        );
+        assert_eq!(decode_list("100%"), ["100%"], "a bad escape stays as it is");
+        assert_eq!(raw_value("window=1h&brands=a,b", "brands"), Some("a,b"));
     }
 
     #[test]

@@ -174,3 +174,64 @@ async fn the_influencer_csv_neutralises_formulas_and_the_series_csv_has_reach() 
     let engagement: f64 = last[6].parse().unwrap();
     assert!((engagement - 1.0 / reach).abs() < 1e-6, "{last:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comparison_agrees_with_the_leaderboard_and_bounds_its_overlap() {
+    use instabrand_shared::api::Comparison;
+    let app = spawn_app().await;
+    let mut events = vec![];
+    for f in ["f1", "f2", "f3", "f4"] {
+        events.push(user(f, 0));
+    }
+    for (poster, fans) in [("pa", ["f1", "f2", "f3"]), ("pb", ["f2", "f3", "f4"])] {
+        events.push(user(poster, 0));
+        for f in fans {
+            events.push(follow(f, poster, 1));
+        }
+    }
+    events.extend([
+        photo("pa", "Apple, Inc.", 2),
+        photo("pb", "Nike", 3),
+        photo("pb", "Nike", 4),
+    ]);
+    app.ingest(&events).await;
+    let c: Comparison = app
+        .get("/api/compare?brands=Apple%2C%20Inc.,Nike&window=5m")
+        .await;
+    let lb: Leaderboard = app.get("/api/leaderboard?window=5m").await;
+    let names: Vec<_> = c.brands.iter().map(|b| b.metrics.brand.as_str()).collect();
+    assert_eq!(names, ["Apple, Inc.", "Nike"], "in the order asked for");
+    for b in &c.brands {
+        let row = lb.rows.iter().find(|r| r.brand == b.metrics.brand).unwrap();
+        assert_eq!(
+            (b.metrics.photos, b.metrics.reach, b.metrics.share_of_voice),
+            (row.photos, row.reach, row.share_of_voice)
+        );
+        assert_eq!(b.series.len(), 5, "one point per minute of the 5m window");
+        let photos: u64 = b.series.iter().map(|p| p.photos).sum();
+        assert_eq!(photos, b.metrics.photos);
+    }
+    let o = &c.overlaps[0];
+    assert_eq!((o.a.as_str(), o.b.as_str()), ("Apple, Inc.", "Nike"));
+    assert_eq!(o.overlap, o.reach_a + o.reach_b - o.union);
+    assert!(
+        o.overlap >= 1 && o.overlap <= o.reach_a.min(o.reach_b),
+        "{o:?}"
+    );
+    assert!(o.error >= 1, "an estimate always carries a bound: {o:?}");
+
+    for (query, status) in [
+        ("brands=Nike&window=5m", 400),
+        ("brands=Nike,Nike&window=5m", 400),
+        ("brands=Nike,Nobody&window=5m", 404),
+        ("brands=Nike,Apple%2C%20Inc.&window=2y", 400),
+    ] {
+        let res = app
+            .http
+            .get(app.url(&format!("/api/compare?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{query}");
+    }
+}
