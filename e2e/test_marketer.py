@@ -9,6 +9,8 @@ A server of its own with the generator off, fed a fixed set of events through
 import csv
 import io
 import json
+import os
+import shutil
 import time
 from urllib.parse import parse_qs, quote, urlparse
 
@@ -76,9 +78,13 @@ def ingest(srv, evs):
 
 
 @pytest.fixture(scope="module")
-def quiet():
+def quiet(tmp_path_factory):
+    # A copy of the dashboard, so the reload test can "rebuild" it without touching
+    # the one the other tests serve.
+    dist = tmp_path_factory.mktemp("dist")
+    shutil.copytree(os.environ.get("INSTABRAND_DIST", harness.ROOT / "dist"), dist, dirs_exist_ok=True)
     try:
-        srv = harness.start_server(env={"INSTABRAND_GENERATOR__ENABLED": "false"})
+        srv = harness.start_server(env={"INSTABRAND_GENERATOR__ENABLED": "false"}, dist=dist)
     except harness.StartError as e:
         pytest.fail(str(e))
     ingest(srv, events())
@@ -242,3 +248,80 @@ def test_the_leaderboard_and_influencer_csv_exports_parse_back_to_rest(tab, quie
     rest = quiet.get("/api/influencers?window=5m&limit=100")
     assert [r["username"] for r in influencers] == [i["username"] for i in rest]
     assert [int(r["score"]) for r in influencers] == [i["score"] for i in rest]
+
+
+PLAYLIST = "/present?views=overview,map:Nike,brand:Adidas,compare:Nike+Apple%2C%20Inc.,nonsense&every=3"
+NAMES = ["overview", "map:Nike", "brand:Adidas", "compare:Nike+Apple%2C%20Inc."]
+
+
+def present_state(driver):
+    return js(driver, "const p = document.querySelector('[data-test=present]');"
+                      "return p ? [p.dataset.viewName, p.dataset.paused] : [null, null]")
+
+
+def test_the_playlist_rotates_through_the_views_its_url_names_and_pauses_on_space(tab, quiet):
+    tab.get(quiet.url(PLAYLIST))
+    wait_for(lambda: present_state(tab)[0] == "overview", 15, message="the first view")
+    assert "nonsense" in js(tab, "return document.querySelector('[data-test=present-refused]').innerText")
+    seen = []
+    deadline = time.time() + 4 * 3 + 8
+    while time.time() < deadline and len(seen) < 5:
+        name = present_state(tab)[0]
+        if not seen or seen[-1] != name:
+            seen.append(name)
+            if name == "compare:Nike+Apple%2C%20Inc.":
+                wait_for(lambda: css(tab, "[data-test=compare-table] tr[data-brand]"), 3, message="the comparison")
+                shown_compare = js(tab, "return [...document.querySelectorAll('[data-test=compare-table] tr[data-brand]')]"
+                                        ".map(r => [r.dataset.brand, +r.querySelector('.photos').dataset.value,"
+                                        " +r.querySelector('.reach').dataset.value])"
+                                        ".concat([[...document.querySelectorAll('[data-test=overlap]')].map(o => +o.dataset.value)])")
+                screenshot(tab, "marketer-playlist-compare")
+            if name == "brand:Adidas":
+                wait_for(lambda: css(tab, "[data-test=present] [data-test=brand-cards]"), 3, message="the brand view")
+            if name == "map:Nike":
+                time.sleep(0.5)
+                screenshot(tab, "marketer-playlist-map-nike")
+        time.sleep(0.2)
+    assert seen == NAMES + ["overview"], seen
+
+    # The comparison's numbers are the REST API's.
+    compare = quiet.get("/api/compare?brands=Nike,Apple%2C%20Inc.&window=5m")
+    assert shown_compare == [[b["metrics"]["brand"], b["metrics"]["photos"], b["metrics"]["reach"]]
+                             for b in compare["brands"]] + [[o["overlap"] for o in compare["overlaps"]]]
+
+    body = tab.find_element(By.TAG_NAME, "body")
+    body.send_keys(" ")
+    wait_for(lambda: present_state(tab)[1] == "true", 3, message="space pauses")
+    held = present_state(tab)[0]
+    assert css(tab, "[data-test=present-paused]")
+    time.sleep(4.5)
+    assert present_state(tab) == [held, "true"], "a paused playlist stays on its view"
+    body.send_keys(Keys.ARROW_RIGHT)
+    nxt = NAMES[(NAMES.index(held) + 1) % 4]
+    wait_for(lambda: present_state(tab)[0] == nxt, 3, message="the right arrow steps forward")
+    body.send_keys(Keys.ARROW_LEFT)
+    wait_for(lambda: present_state(tab)[0] == held, 3, message="the left arrow steps back")
+    body.send_keys(" ")
+    wait_for(lambda: present_state(tab)[1] == "false", 3, message="space resumes")
+    wait_for(lambda: present_state(tab)[0] == nxt, 6, message="the rotation moves on after resuming")
+    assert js(tab, "return document.body.dataset.wakeLock") in ("held", "refused", "unavailable")
+    assert not console_errors(tab)
+
+
+def test_the_playlist_reloads_itself_when_the_server_reports_a_new_build(tab, quiet):
+    before = quiet.get("/api/build")["id"]
+    tab.get(quiet.url("/present?views=overview&buildcheck=1"))
+    wait_for(lambda: present_state(tab)[0] == "overview", 15, message="presentation mode")
+    js(tab, "window.__sameDocument = true")
+    time.sleep(2.5)
+    assert js(tab, "return window.__sameDocument === true"), "no reload while the build is the same"
+    # A new dashboard build: Trunk writes a new index.html.
+    index = harness.Path(quiet.static_dir) / "index.html"
+    original = index.read_text()
+    try:
+        index.write_text(original + "\n<!-- rebuilt -->\n")
+        assert quiet.get("/api/build")["id"] != before
+        wait_for(lambda: js(tab, "return window.__sameDocument === undefined"), 10, message="a reload")
+        wait_for(lambda: present_state(tab)[0] == "overview", 15, message="presentation mode again")
+    finally:
+        index.write_text(original)

@@ -5,8 +5,8 @@
 
 use gloo_net::http::{Request, Response};
 use instabrand_shared::api::{
-    ApiError, BrandInfo, CampaignRequest, DeadLetterView, FeedPage, GeneratorStatus, Influencer,
-    UserFeeds, UserProfile, Window,
+    ApiError, BrandInfo, BuildInfo, CampaignRequest, Comparison, DeadLetterView, FeedPage,
+    GeneratorStatus, Influencer, UserFeeds, UserProfile, Window,
 };
 use instabrand_shared::ws::SortKey;
 use serde::de::DeserializeOwned;
@@ -60,6 +60,25 @@ async fn get<T: DeserializeOwned>(url: &str) -> Result<T, ApiFailure> {
 
 pub async fn brands() -> Result<Vec<BrandInfo>, ApiFailure> {
     get("/api/brands").await
+}
+
+/// What the server serves now: a wall screen reloads when this changes.
+pub async fn build() -> Result<BuildInfo, ApiFailure> {
+    get("/api/build").await
+}
+
+/// 2 to 5 brands side by side over `window`.
+pub async fn compare(brands: &[String], window: Window) -> Result<Comparison, ApiFailure> {
+    get(&compare_path("/api/compare", brands, window)).await
+}
+
+/// `brands` as one list parameter, each name encoded on its own so its commas stay
+/// inside it (the server splits before decoding).
+fn compare_path(base: &str, brands: &[String], window: Window) -> String {
+    format!(
+        "{base}?brands={}&window={window}",
+        crate::route::encode_list(brands)
+    )
 }
 
 pub async fn influencers(window: Window, limit: u32) -> Result<Vec<Influencer>, ApiFailure> {
