@@ -103,6 +103,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/influencers.csv", get(rest::influencers_csv))
         .route("/brands", get(rest::brands))
         .route("/compare", get(rest::compare))
+        .route("/compare.csv", get(rest::compare_csv))
         .route("/brands/{brand}", get(rest::brand))
         .route("/brands/{brand}/series.csv", get(rest::brand_csv))
         .route("/influencers", get(rest::influencers))

@@ -194,6 +194,54 @@ pub async fn compare(
     })
 }
 
+/// The comparison's series as CSV: one row per step and brand.
+#[instrument(skip(state))]
+pub async fn compare_csv(
+    State(state): State<Arc<AppState>>,
+    raw: RawQuery,
+    q: Query<Params>,
+) -> Result<impl IntoResponse, ApiErr> {
+    let Json(c) = compare(State(state), raw, q).await?;
+    let mut rows = vec![
+        [
+            "time_utc",
+            "brand",
+            "photos",
+            "likes",
+            "comments",
+            "reach",
+            "engagement_rate",
+            "share_of_voice",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for b in &c.brands {
+        for p in &b.series {
+            rows.push(vec![
+                instabrand_shared::time::format_naive(p.at_ms),
+                csv_cell(&b.metrics.brand).into_owned(),
+                p.photos.to_string(),
+                p.likes.to_string(),
+                p.comments.to_string(),
+                p.reach.to_string(),
+                format!("{:.6}", p.engagement_rate),
+                format!("{:.6}", p.share_of_voice),
+            ]);
+        }
+    }
+    let names: Vec<&str> = c.brands.iter().map(|b| b.metrics.brand.as_str()).collect();
+    csv_response(
+        &format!(
+            "compare-{}-{}-to-{}",
+            names.join("-vs-"),
+            c.window,
+            file_time(c.to_ms)
+        ),
+        &rows,
+    )
+}
+
 fn raw_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')

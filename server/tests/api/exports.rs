@@ -220,6 +220,29 @@ async fn a_comparison_agrees_with_the_leaderboard_and_bounds_its_overlap() {
     );
     assert!(o.error >= 1, "an estimate always carries a bound: {o:?}");
 
+    let res = app
+        .http
+        .get(app.url("/api/compare.csv?brands=Apple%2C%20Inc.,Nike&window=5m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["content-disposition"],
+        "attachment; filename=\"compare-Apple__Inc.-vs-Nike-5m-to-2017-06-12T1000Z.csv\""
+    );
+    let body = res.text().await.unwrap();
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(body.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 10, "5 steps × 2 brands");
+    let nike_photos: u64 = rows
+        .iter()
+        .filter(|r| &r[1] == "Nike")
+        .map(|r| r[2].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(nike_photos, 2);
+
     for (query, status) in [
         ("brands=Nike&window=5m", 400),
         ("brands=Nike,Nike&window=5m", 400),
