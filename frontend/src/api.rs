@@ -72,6 +72,11 @@ pub async fn compare(brands: &[String], window: Window) -> Result<Comparison, Ap
     get(&compare_path("/api/compare", brands, window)).await
 }
 
+/// The comparison's series as CSV, as a link target.
+pub fn compare_csv_href(brands: &[String], window: Window) -> String {
+    compare_path("/api/compare.csv", brands, window)
+}
+
 /// `brands` as one list parameter, each name encoded on its own so its commas stay
 /// inside it (the server splits before decoding).
 fn compare_path(base: &str, brands: &[String], window: Window) -> String {

@@ -25,8 +25,8 @@ use crate::components::header::Header;
 use crate::dom;
 use crate::live::{ALERT_CAPACITY, AlertLog};
 use crate::pages::{
-    brand::BrandPage, feeds::FeedsPage, health::HealthPage, map::MapPage, overview::Overview,
-    present::Present,
+    brand::BrandPage, compare::ComparePage, feeds::FeedsPage, health::HealthPage, map::MapPage,
+    overview::Overview, present::Present,
 };
 use crate::route::{Route, query_param, set_param};
 use crate::ws::{self, ConnState};
@@ -225,6 +225,7 @@ fn App() -> impl IntoView {
                 Route::Feed(user) => view! { <FeedsPage user=user/> }.into_any(),
                 Route::Health => view! { <HealthPage/> }.into_any(),
                 Route::Present => view! { <Present/> }.into_any(),
+                Route::Compare => view! { <ComparePage/> }.into_any(),
                 Route::NotFound(path) => view! {
                     <section class="panel empty" data-test="not-found">
                         <h1>"Nothing here"</h1>

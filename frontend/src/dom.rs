@@ -198,3 +198,41 @@ fn mark_wake_lock(state: &str) {
         let _ = body.set_attribute("data-wake-lock", state);
     }
 }
+
+/// Downloads what a canvas shows as a PNG named `filename` (a data URL on a
+/// temporary link: no server round trip, and the chart as drawn, at device pixels).
+pub fn download_canvas_png(canvas: &HtmlCanvasElement, filename: &str) {
+    let Ok(url) = canvas.to_data_url_with_type("image/png") else {
+        return;
+    };
+    let Ok(link) = document()
+        .create_element("a")
+        .map(|e| e.unchecked_into::<web_sys::HtmlAnchorElement>())
+    else {
+        return;
+    };
+    link.set_href(&url);
+    link.set_download(filename);
+    link.click();
+}
+
+/// A file name made of what it holds, spelled as the server's CSV names are: ASCII
+/// letters, digits, `-` and `.` kept, anything else `_` (quotes, slashes and commas in
+/// brand names would break the name or the path).
+pub fn file_stem(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}

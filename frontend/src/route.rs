@@ -13,6 +13,8 @@ pub enum Route {
     Feed(Option<String>),
     Health,
     Present,
+    /// Brands side by side; which ones is in the query (`?brands=A,B`).
+    Compare,
     NotFound(String),
 }
 
@@ -28,6 +30,7 @@ impl Route {
             ["feed", user] => Route::Feed(Some(decode_component(user))),
             ["health"] => Route::Health,
             ["present"] => Route::Present,
+            ["compare"] => Route::Compare,
             _ => Route::NotFound(path.to_string()),
         }
     }
@@ -41,6 +44,7 @@ impl Route {
             Route::Feed(Some(u)) => format!("/feed/{}", encode_component(u)),
             Route::Health => "/health".into(),
             Route::Present => "/present".into(),
+            Route::Compare => "/compare".into(),
             Route::NotFound(p) => p.clone(),
         }
     }

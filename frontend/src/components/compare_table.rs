@@ -49,8 +49,15 @@ pub fn CompareTable(brands: Vec<String>) -> impl IntoView {
     view! {
         <div class="compare" data-test="compare-table">
             {move || error.get().map(|e| view! { <p class="panel error" role="alert">{e}</p> })}
-            {move || data.get().map(|c| view! {
-                <table>
+            {move || data.get().map(|c| summary(&c))}
+        </div>
+    }
+}
+
+/// The brands' numbers over the whole period and each pair's shared audience.
+pub fn summary(c: &Comparison) -> impl IntoView + use<> {
+    view! {
+                <div class="table-wrap"><table>
                     <thead><tr>
                         <th>"Brand"</th><th class="num">"Photos"</th><th class="num">"Likes"</th>
                         <th class="num">"Comments"</th><th class="num">"Reach"</th>
@@ -72,7 +79,7 @@ pub fn CompareTable(brands: Vec<String>) -> impl IntoView {
                             }
                         }).collect_view()}
                     </tbody>
-                </table>
+                </table></div>
                 <ul class="overlaps">
                     {c.overlaps.iter().map(|o| view! {
                         <li data-test="overlap" data-value=o.overlap data-error=o.error>
@@ -81,7 +88,5 @@ pub fn CompareTable(brands: Vec<String>) -> impl IntoView {
                         </li>
                     }).collect_view()}
                 </ul>
-            })}
-        </div>
     }
 }

@@ -23,6 +23,9 @@ pub fn LeaderboardTable(
     /// Column heads are buttons that put their order into the URL (`?sort=reach`).
     #[prop(default = false)]
     sortable: bool,
+    /// Brands ticked for a comparison; `None`: no tick boxes.
+    #[prop(optional)]
+    picked: Option<RwSignal<Vec<String>>>,
 ) -> impl IntoView {
     let ctx = ctx();
     // A column head: a button when the table can be re-sorted, `aria-sort` on the
@@ -76,6 +79,7 @@ pub fn LeaderboardTable(
                 <table class="leaderboard" data-test="leaderboard">
                     <thead>
                         <tr>
+                            {picked.map(|_| view! { <th class="pick"><span class="sr-only">"Compare"</span></th> })}
                             <th class="num">"#"</th>
                             <th>"Brand"</th>
                             {head(SortKey::Photos, "Photos", "Photos tagged with the brand")}
@@ -94,7 +98,7 @@ pub fn LeaderboardTable(
                         <For
                             each=move || brands.get()
                             key=|brand| brand.clone()
-                            children=move |brand| view! { <Row board=board brand=brand rising=rising_shown/> }
+                            children=move |brand| view! { <Row board=board brand=brand rising=rising_shown picked=picked/> }
                         />
                     </tbody>
                 </table>
@@ -115,6 +119,7 @@ fn Row(
     board: RwSignal<LeaderboardState>,
     brand: String,
     rising: impl Fn() -> bool + Send + Sync + Copy + 'static,
+    picked: Option<RwSignal<Vec<String>>>,
 ) -> impl IntoView {
     let ctx = ctx();
     let row = {
@@ -206,6 +211,26 @@ fn Row(
     };
     view! {
         <tr data-brand=brand.clone()>
+            {picked.map(|picked| {
+                let b = brand.clone();
+                let checked = {
+                    let b = b.clone();
+                    move || picked.with(|p| p.contains(&b))
+                };
+                view! {
+                    <td class="pick">
+                        <input type="checkbox" data-test="pick" aria-label=format!("Compare {brand}")
+                            prop:checked=checked
+                            on:change=move |_| picked.update(|p| {
+                                if let Some(i) = p.iter().position(|x| *x == b) {
+                                    p.remove(i);
+                                } else if p.len() < crate::playlist::MAX_COMPARED {
+                                    p.push(b.clone());
+                                }
+                            })/>
+                    </td>
+                }
+            })}
             <td class="num rank">{move || row.with(|r| r.as_ref().map(|(rank, _)| *rank).unwrap_or(0))}{arrow}</td>
             <td class="brand">
                 <span class="swatch" style:background=color.clone()></span>

@@ -91,6 +91,7 @@ pub fn BrandPage(brand: String) -> impl IntoView {
     let color = brand_color(&brand);
     let csv = move || api::series_csv_href(&brand_for_csv(&ctx), ctx.window.get());
     let title = brand.clone();
+    let png_brand = brand.clone();
     view! {
         <div class="page brand" data-test="brand-page">
             <div class="page-head">
@@ -104,7 +105,18 @@ pub fn BrandPage(brand: String) -> impl IntoView {
             </Show>
             <div class="grid">
                 <section class="panel wide">
-                    <h2>"Activity over the window"</h2>
+                    <div class="panel-head">
+                        <h2>"Activity over the window"</h2>
+                        <button class="button" data-test="chart-png" on:click=move |_| {
+                            if let Some(c) = chart_ref.get_untracked() {
+                                let to = detail.with_untracked(|d| d.as_ref().map_or(0, |d| d.to_ms));
+                                let name = crate::dom::file_stem(&[
+                                    &png_brand, "chart", ctx.window.get_untracked().as_str(), "to", &format::file_time(to),
+                                ]);
+                                crate::dom::download_canvas_png(&c, &format!("{name}.png"));
+                            }
+                        }>"Download PNG"</button>
+                    </div>
                     <canvas node_ref=chart_ref class="chart" data-test="series-chart"
                         role="img" aria-label="Photos, likes and comments per step"></canvas>
                 </section>

@@ -87,6 +87,8 @@ pub fn Overview() -> impl IntoView {
         ctx.set_query("page", shown.as_deref(), HistoryMode::Push);
     };
     use_leaderboard(board, loaded, page.into(), sort.into());
+    // Brands ticked in the table, for the compare page (at most five).
+    let picked = RwSignal::new(Vec::<String>::new());
     let pages = move || board.with(|b| b.total_brands.div_ceil(u64::from(PAGE_ROWS)).max(1) as u32);
     let pager_text = move || {
         board.with(|b| {
@@ -131,12 +133,17 @@ pub fn Overview() -> impl IntoView {
                 <section class="panel wide">
                     <div class="panel-head">
                         <h2>"Leaderboard"</h2>
+                        <Show when=move || picked.with(|p| p.len() >= 2)>
+                            <a class="button" data-test="compare-picked"
+                                href=move || format!("/compare?brands={}", crate::route::encode_list(&picked.get()))>
+                                {move || format!("Compare {}", picked.with(Vec::len))}</a>
+                        </Show>
                         <a class="button" download data-test="leaderboard-csv"
                             href=move || api::leaderboard_csv_href(ctx.window.get(), sort.get())>"Export CSV"</a>
                         <a class="button" download data-test="influencers-csv"
                             href=move || api::influencers_csv_href(ctx.window.get())>"Influencers CSV"</a>
                     </div>
-                    <LeaderboardTable board=board loaded=loaded sort=sort sortable=true/>
+                    <LeaderboardTable board=board loaded=loaded sort=sort sortable=true picked=picked/>
                     <Show when=move || { pages() > 1 }>
                         <div class="pager" data-test="pager">
                             <button disabled=move || page.get() == 0
