@@ -325,3 +325,71 @@ def test_the_playlist_reloads_itself_when_the_server_reports_a_new_build(tab, qu
         wait_for(lambda: present_state(tab)[0] == "overview", 15, message="presentation mode again")
     finally:
         index.write_text(original)
+
+
+CAPTURE_DOWNLOADS = """
+window.__downloads = [];
+HTMLAnchorElement.prototype.click = function () {
+  window.__downloads.push([this.download, this.href.slice(0, 22), this.href.length]);
+};
+"""
+
+
+def test_a_brand_chart_downloads_as_png_and_its_series_csv_has_reach(tab, quiet):
+    tab.get(quiet.url("/brand/" + quote("Apple, Inc.", safe="") + "?window=5m"))
+    wait_for(lambda: css(tab, "[data-test=brand-cards]"), 20, message="the brand page")
+    time.sleep(0.5)
+    js(tab, CAPTURE_DOWNLOADS)
+    js(tab, "document.querySelector('[data-test=chart-png]').click()")
+    [(name, head, size)] = js(tab, "return window.__downloads")
+    assert name == "Apple__Inc.-chart-5m-to-2017-06-12T1008Z.png", name
+    assert head == "data:image/png;base64," and size > 1000
+    rows = get_csv(quiet, js(tab, "return document.querySelector('[data-test=csv-link]').href"))
+    assert list(rows[0].keys()) == ["time_utc", "brand", "photos", "likes", "comments", "reach", "engagement_rate"]
+    assert sum(int(r["photos"]) for r in rows) == BRANDS["Apple, Inc."][1]
+    assert int(rows[-1]["reach"]) > 0
+
+
+def test_three_brands_picked_in_the_leaderboard_compare_as_rest_says(tab, quiet):
+    tab.get(quiet.url("/?window=5m"))
+    wait_for(lambda: len(table_brands(tab)) == len(BRANDS), 20, message="the leaderboard")
+    picks = ["Nike", "Apple, Inc.", "Lego"]
+    for b in picks:
+        js(tab, "document.querySelector(`tr[data-brand=\"${arguments[0]}\"] [data-test=pick]`).click()", b)
+    wait_for(lambda: css(tab, "[data-test=compare-picked]"), 5, message="the compare link")
+    js(tab, "document.querySelector('[data-test=compare-picked]').click()")
+    wait_for(lambda: urlparse(tab.current_url).path == "/compare", 5, message="the compare page")
+    assert parse_qs(urlparse(tab.current_url).query)["brands"] == [",".join(picks)]
+    wait_for(lambda: len(css(tab, "[data-test=compare-table] tr[data-brand]")) == 3, 15, message="three brands compared")
+    rest = quiet.get("/api/compare?brands=" + ",".join(quote(b, safe="") for b in picks) + "&window=5m")
+    shown = js(tab, "return [...document.querySelectorAll('[data-test=compare-table] tr[data-brand]')]"
+                    ".map(r => [r.dataset.brand, +r.querySelector('.photos').dataset.value, +r.querySelector('.reach').dataset.value])")
+    assert shown == [[b["metrics"]["brand"], b["metrics"]["photos"], b["metrics"]["reach"]] for b in rest["brands"]]
+    overlaps = js(tab, "return [...document.querySelectorAll('[data-test=overlap]')].map(o => [+o.dataset.value, +o.dataset.error])")
+    assert overlaps == [[o["overlap"], o["error"]] for o in rest["overlaps"]]
+    assert len(overlaps) == 3, "every pair of three"
+    js(tab, "document.querySelector('[data-test=compare-metric] button[data-metric=reach]').click()")
+    wait_for(lambda: query(tab).get("metric") == "reach", 5, message="metric=reach in the URL")
+    time.sleep(0.5)
+    screenshot(tab, "marketer-compare-three-brands")
+
+    js(tab, CAPTURE_DOWNLOADS)
+    js(tab, "document.querySelector('[data-test=trend-png]').click()")
+    [(name, head, _)] = js(tab, "return window.__downloads")
+    assert name == "compare-Nike-vs-Apple__Inc.-vs-Lego-reach-5m-to-2017-06-12T1008Z.png", name
+    assert head == "data:image/png;base64,"
+
+    rows = get_csv(quiet, js(tab, "return document.querySelector('[data-test=compare-csv]').href"))
+    for b in rest["brands"]:
+        mine = [r for r in rows if r["brand"] == b["metrics"]["brand"]]
+        assert len(mine) == len(b["series"]) == 5
+        assert sum(int(r["photos"]) for r in mine) == b["metrics"]["photos"]
+        assert [int(r["reach"]) for r in mine] == [p["reach"] for p in b["series"]]
+
+    # The copied link reopens the same comparison.
+    copied = tab.current_url
+    tab.get(quiet.url("/"))
+    tab.get(copied)
+    wait_for(lambda: len(css(tab, "[data-test=compare-table] tr[data-brand]")) == 3, 15, message="the copied comparison")
+    assert js(tab, "return document.querySelector('[data-test=compare-metric] button[aria-pressed=true]').dataset.metric") == "reach"
+    assert not console_errors(tab)
