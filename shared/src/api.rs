@@ -192,6 +192,11 @@ pub struct BrandDetail {
     /// Per-minute points (per-hour for 24h and all), oldest first.
     pub series: Vec<SeriesPoint>,
     pub series_step_ms: Millis,
+    /// The same steps over the previous period of the same length, oldest first (none
+    /// for "all"): the brand chart draws it faintly behind the current one. Its last
+    /// step is complete; `series`' last step is the one in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_series: Vec<SeriesPoint>,
     pub top_posters: Vec<Influencer>,
     /// The brand's most recent photos, for its map.
     pub recent_points: Vec<MapPoint>,

@@ -33,6 +33,17 @@ pub(super) fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandM
     }
 }
 
+/// How long a window is (`None` for "all", which has no previous period).
+fn window_length_ms(w: Window) -> Option<i64> {
+    use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN};
+    match w {
+        Window::M5 => Some(5 * MS_PER_MIN),
+        Window::H1 => Some(60 * MS_PER_MIN),
+        Window::H24 => Some(24 * MS_PER_HOUR),
+        Window::All => None,
+    }
+}
+
 impl Processor {
     fn clock_or_zero(&self) -> i64 {
         self.clock().unwrap_or(0)
@@ -117,15 +128,23 @@ impl Processor {
         let (from_ms, to_ms) = window_bounds(w, clock);
         let bs = self.brand(b);
         let (step, pts) = bs.series(w, clock);
-        let series = pts
-            .into_iter()
-            .map(|(t, c)| SeriesPoint {
-                minute_ms: t,
-                photos: c.photos,
-                likes: c.likes,
-                comments: c.comments,
-            })
-            .collect();
+        let as_points = |pts: Vec<(i64, super::metrics::Counters)>| -> Vec<SeriesPoint> {
+            pts.into_iter()
+                .map(|(t, c)| SeriesPoint {
+                    minute_ms: t,
+                    photos: c.photos,
+                    likes: c.likes,
+                    comments: c.comments,
+                })
+                .collect()
+        };
+        let series = as_points(pts);
+        // The previous period is the same window ending one window length earlier:
+        // the series of a clock moved back by that length.
+        let previous_series = match window_length_ms(w) {
+            Some(len) => as_points(bs.series(w, clock - len).1),
+            None => Vec::new(),
+        };
         let in_window: Vec<PhotoId> = bs
             .recent_photos
             .iter()
@@ -161,6 +180,7 @@ impl Processor {
             previous: (w != Window::All).then(|| self.brand_metrics(b, w, true)),
             series,
             series_step_ms: step,
+            previous_series,
             top_posters: top,
             recent_points,
         })

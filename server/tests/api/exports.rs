@@ -258,3 +258,22 @@ async fn a_comparison_agrees_with_the_leaderboard_and_bounds_its_overlap() {
         assert_eq!(res.status(), status, "{query}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brand_detail_carries_the_previous_periods_series_for_its_chart() {
+    use instabrand_shared::api::BrandDetail;
+    let app = spawn_app().await;
+    rising_stream(&app).await;
+    let d: BrandDetail = app.get("/api/brands/Nike?window=5m").await;
+    let previous = d.previous.unwrap();
+    assert_eq!(d.previous_series.len(), d.series.len());
+    let photos: u64 = d.previous_series.iter().map(|p| p.photos).sum();
+    assert_eq!((photos, previous.photos), (3, 3));
+    let gap = d.series[0].minute_ms - d.previous_series[0].minute_ms;
+    assert_eq!(gap, 5 * 60_000, "the same steps, one window earlier");
+    let all: BrandDetail = app.get("/api/brands/Nike?window=all").await;
+    assert!(
+        all.previous_series.is_empty(),
+        "all time has no previous period"
+    );
+}
