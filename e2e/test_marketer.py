@@ -393,3 +393,15 @@ def test_three_brands_picked_in_the_leaderboard_compare_as_rest_says(tab, quiet)
     wait_for(lambda: len(css(tab, "[data-test=compare-table] tr[data-brand]")) == 3, 15, message="the copied comparison")
     assert js(tab, "return document.querySelector('[data-test=compare-metric] button[aria-pressed=true]').dataset.metric") == "reach"
     assert not console_errors(tab)
+
+
+def test_the_brand_chart_draws_the_previous_period_and_marks_the_partial_step(tab, quiet):
+    tab.get(quiet.url("/brand/Nike?window=5m"))
+    wait_for(lambda: css(tab, "[data-test=series-chart][data-previous-photos]"), 20, message="the chart")
+    detail = quiet.get("/api/brands/Nike?window=5m")
+    chart = tab.find_element(By.CSS_SELECTOR, "[data-test=series-chart]")
+    assert int(chart.get_attribute("data-previous-photos")) == detail["previous"]["photos"] == BRANDS["Nike"][0]
+    assert int(chart.get_attribute("data-partial-ms")) == detail["series"][-1]["minute_ms"]
+    time.sleep(0.3)
+    screenshot(tab, "marketer-brand-previous-period")
+    assert not console_errors(tab)

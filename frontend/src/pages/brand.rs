@@ -54,10 +54,33 @@ pub fn BrandPage(brand: String) -> impl IntoView {
         let have_land = land.get();
         detail.with(|d| {
             let Some(d) = d else { return };
-            if let Some(c) = chart_ref.get()
-                && let Err(e) = series::draw(&c, &d.series)
-            {
-                tracing::warn!(%e, "series chart");
+            if let Some(c) = chart_ref.get() {
+                let shift = d.to_ms - d.from_ms;
+                // The window's length, whole steps: the previous period lands on the
+                // current steps.
+                let shift = if d.previous_series.is_empty() {
+                    0
+                } else {
+                    d.series.first().map_or(shift, |s| {
+                        s.minute_ms - d.previous_series.first().map_or(0, |p| p.minute_ms)
+                    })
+                };
+                if let Err(e) = series::draw(&c, &d.series, &d.previous_series, shift) {
+                    tracing::warn!(%e, "series chart");
+                }
+                // For the end-to-end tests: what the chart holds.
+                let _ = c.set_attribute(
+                    "data-previous-photos",
+                    &d.previous_series
+                        .iter()
+                        .map(|p| p.photos)
+                        .sum::<u64>()
+                        .to_string(),
+                );
+                let _ = c.set_attribute(
+                    "data-partial-ms",
+                    &d.series.last().map_or(0, |p| p.minute_ms).to_string(),
+                );
             }
             if let Some(c) = map_ref.get() {
                 let rings = if have_land {
@@ -118,7 +141,7 @@ pub fn BrandPage(brand: String) -> impl IntoView {
                         }>"Download PNG"</button>
                     </div>
                     <canvas node_ref=chart_ref class="chart" data-test="series-chart"
-                        role="img" aria-label="Photos, likes and comments per step"></canvas>
+                        role="img" aria-label="Photos, likes and comments per step; the previous period faint behind; the last step shaded while in progress"></canvas>
                 </section>
                 <div class="side">
                     <section class="panel">
