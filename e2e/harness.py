@@ -131,11 +131,12 @@ def wait_for(predicate, timeout=20.0, interval=0.2, message="condition", errors=
     )
 
 
-def start_server(port=0, env=None):
+def start_server(port=0, env=None, dist=None):
     """Starts the server (on a free port unless given, with `env` added to its
-    environment); returns a Server once its API answers."""
+    environment, serving the dashboard from `dist` if given); returns a Server once
+    its API answers."""
     binary = Path(os.environ.get("INSTABRAND_BIN", ROOT / "target" / "release" / "instabrand")).resolve()
-    dist = Path(os.environ.get("INSTABRAND_DIST", ROOT / "dist")).resolve()
+    dist = Path(dist or os.environ.get("INSTABRAND_DIST", ROOT / "dist")).resolve()
     if not binary.exists():
         raise StartError(f"no server binary at {binary}: cargo build --release -p instabrand-server")
     if not (dist / "index.html").exists():
@@ -154,6 +155,7 @@ def start_server(port=0, env=None):
         raise StartError(f"server did not report its address:\n{e}") from None
     srv = Server(base, proc, lines)
     srv.data_dir = data_dir
+    srv.static_dir = dist
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

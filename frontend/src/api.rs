@@ -5,9 +5,10 @@
 
 use gloo_net::http::{Request, Response};
 use instabrand_shared::api::{
-    ApiError, BrandInfo, CampaignRequest, DeadLetterView, FeedPage, GeneratorStatus, Influencer,
-    UserFeeds, UserProfile, Window,
+    ApiError, BrandInfo, BuildInfo, CampaignRequest, Comparison, DeadLetterView, FeedPage,
+    GeneratorStatus, Influencer, UserFeeds, UserProfile, Window,
 };
+use instabrand_shared::ws::SortKey;
 use serde::de::DeserializeOwned;
 
 use crate::route::encode_component as enc;
@@ -61,6 +62,30 @@ pub async fn brands() -> Result<Vec<BrandInfo>, ApiFailure> {
     get("/api/brands").await
 }
 
+/// What the server serves now: a wall screen reloads when this changes.
+pub async fn build() -> Result<BuildInfo, ApiFailure> {
+    get("/api/build").await
+}
+
+/// 2 to 5 brands side by side over `window`.
+pub async fn compare(brands: &[String], window: Window) -> Result<Comparison, ApiFailure> {
+    get(&compare_path("/api/compare", brands, window)).await
+}
+
+/// The comparison's series as CSV, as a link target.
+pub fn compare_csv_href(brands: &[String], window: Window) -> String {
+    compare_path("/api/compare.csv", brands, window)
+}
+
+/// `brands` as one list parameter, each name encoded on its own so its commas stay
+/// inside it (the server splits before decoding).
+fn compare_path(base: &str, brands: &[String], window: Window) -> String {
+    format!(
+        "{base}?brands={}&window={window}",
+        crate::route::encode_list(brands)
+    )
+}
+
 pub async fn influencers(window: Window, limit: u32) -> Result<Vec<Influencer>, ApiFailure> {
     get(&format!("/api/influencers?window={window}&limit={limit}")).await
 }
@@ -102,6 +127,19 @@ pub async fn dead_letters(limit: u32, token: &str) -> Result<Vec<DeadLetterView>
 /// The series CSV of one brand, as a link target (downloaded by the browser itself).
 pub fn series_csv_href(brand: &str, window: Window) -> String {
     format!("/api/brands/{}/series.csv?window={window}", enc(brand))
+}
+
+/// The whole leaderboard of `window` as CSV, in the order the table shows.
+pub fn leaderboard_csv_href(window: Window, sort: SortKey) -> String {
+    format!(
+        "/api/leaderboard.csv?window={window}&sort={}",
+        sort.as_str()
+    )
+}
+
+/// The window's top influencers as CSV.
+pub fn influencers_csv_href(window: Window) -> String {
+    format!("/api/influencers.csv?window={window}&limit=100")
 }
 
 /// The bundled Natural Earth land outline (TopoJSON text), served next to the app.

@@ -4,6 +4,13 @@
 //! Routing is a signal holding the parsed [`Route`], changed by `history.pushState` on
 //! same-origin link clicks and by the browser's back and forward buttons. A few dozen
 //! lines here replace a router crate and keep the wasm small.
+//!
+//! The view's state lives in the URL's query string, so a copied link reopens the same
+//! view and back and forward step through changes: `window` on every page, and per
+//! page `sort` and `page` (overview), `brand` (map), `views` and `every` (present).
+//! Pages read those from [`Ctx::search`] and change them with [`Ctx::set_query`]. The
+//! window is also kept while moving between pages (a link to `/map` does not carry
+//! it), so the app writes it back into every URL it lands on.
 
 use instabrand_shared::api::Window;
 use instabrand_shared::ws::{Frame, Topic};
@@ -18,13 +25,25 @@ use crate::components::header::Header;
 use crate::dom;
 use crate::live::{ALERT_CAPACITY, AlertLog};
 use crate::pages::{
-    brand::BrandPage, feeds::FeedsPage, health::HealthPage, map::MapPage, overview::Overview,
-    present::Present,
+    brand::BrandPage, compare::ComparePage, feeds::FeedsPage, health::HealthPage, map::MapPage,
+    overview::Overview, present::Present,
 };
-use crate::route::Route;
+use crate::route::{Route, query_param, set_param};
 use crate::ws::{self, ConnState};
 
 const WINDOW_KEY: &str = "instabrand.window";
+
+/// Whether a change of the URL's state is a step back and forward can return to (a
+/// choice the user made) or a correction of the same step (filling in the window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryMode {
+    Push,
+    Replace,
+}
+
+fn window_in(search: &str) -> Option<Window> {
+    query_param(search, "window").and_then(|w| w.parse().ok())
+}
 
 /// State every page may read; all fields are signals, so the struct is `Copy`.
 #[derive(Clone, Copy)]
@@ -59,12 +78,46 @@ impl Ctx {
 
     fn sync_from_location(&self) {
         self.route.set(Route::parse(&dom::location_path()));
-        self.search.set(dom::location_search());
+        let search = dom::location_search();
+        if let Some(w) = window_in(&search) {
+            self.window.set(w);
+        }
+        self.search.set(search);
     }
 
+    /// A window chosen by the user: a new history entry, so back returns to the last
+    /// one; the table starts again at its first page.
     pub fn set_window(&self, w: Window) {
         dom::storage_set(WINDOW_KEY, w.as_str());
+        let search = self.search.with_untracked(|s| {
+            let s = set_param(s, "window", Some(w.as_str()));
+            set_param(&s, "page", None)
+        });
+        self.go_to_search(&search, HistoryMode::Push);
         self.window.set(w);
+    }
+
+    /// Sets (or with `None` removes) one query parameter of the current URL.
+    pub fn set_query(&self, name: &str, value: Option<&str>, mode: HistoryMode) {
+        let search = self.search.with_untracked(|s| set_param(s, name, value));
+        self.go_to_search(&search, mode);
+    }
+
+    /// Replaces the query string, keeping the path.
+    pub fn go_to_search(&self, search: &str, mode: HistoryMode) {
+        if self.search.with_untracked(|s| s == search) {
+            return;
+        }
+        let href = format!("{}{search}", dom::location_path());
+        if let Ok(history) = dom::window().history() {
+            let _ = match mode {
+                HistoryMode::Push => history.push_state_with_url(&JsValue::NULL, "", Some(&href)),
+                HistoryMode::Replace => {
+                    history.replace_state_with_url(&JsValue::NULL, "", Some(&href))
+                }
+            };
+        }
+        self.search.set(search.to_string());
     }
 }
 
@@ -78,9 +131,10 @@ fn App() -> impl IntoView {
         route: RwSignal::new(Route::parse(&dom::location_path())),
         search: RwSignal::new(dom::location_search()),
         conn: RwSignal::new(ConnState::Connecting),
+        // A link's window wins over the one remembered on this machine.
         window: RwSignal::new(
-            dom::storage_get(WINDOW_KEY)
-                .and_then(|w| w.parse().ok())
+            window_in(&dom::location_search())
+                .or_else(|| dom::storage_get(WINDOW_KEY).and_then(|w| w.parse().ok()))
                 .unwrap_or_default(),
         ),
         alerts: RwSignal::new(AlertLog::new(ALERT_CAPACITY)),
@@ -130,6 +184,19 @@ fn App() -> impl IntoView {
     });
     let _ = window_event_listener(ev::keydown, move |e: web_sys::KeyboardEvent| on_key(ctx, e));
 
+    // Every URL the app lands on names the window it shows, so copying it from any
+    // page keeps the window; a replacement, not a step of history.
+    Effect::new(move |_| {
+        let w = ctx.window.get();
+        let search = ctx.search.get();
+        if window_in(&search) != Some(w) {
+            ctx.go_to_search(
+                &set_param(&search, "window", Some(w.as_str())),
+                HistoryMode::Replace,
+            );
+        }
+    });
+
     // The presentation view is dark and header-less; the class lives on <body> so the
     // page background follows too.
     Effect::new(move |_| {
@@ -158,6 +225,7 @@ fn App() -> impl IntoView {
                 Route::Feed(user) => view! { <FeedsPage user=user/> }.into_any(),
                 Route::Health => view! { <HealthPage/> }.into_any(),
                 Route::Present => view! { <Present/> }.into_any(),
+                Route::Compare => view! { <ComparePage/> }.into_any(),
                 Route::NotFound(path) => view! {
                     <section class="panel empty" data-test="not-found">
                         <h1>"Nothing here"</h1>

@@ -124,3 +124,115 @@ pub fn report_wasm_memory() {
         let _ = body.set_attribute("data-wasm-memory-bytes", &bytes.to_string());
     }
 }
+
+thread_local! {
+    /// The screen wake lock while one is held (a `WakeLockSentinel`).
+    static WAKE_LOCK: std::cell::RefCell<Option<JsValue>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Asks the browser to keep the screen on (the Screen Wake Lock API) where it can, and
+/// again after the browser let it go (it does when the tab is hidden). The outcome is
+/// published as `data-wake-lock` on `<body>`: `held`, `refused` or `unavailable`.
+///
+/// Through `Reflect` rather than web-sys' `WakeLock`: web-sys marks that API unstable,
+/// and enabling `web_sys_unstable_apis` would be a build-wide flag for one call.
+pub fn keep_screen_awake() {
+    let held = WAKE_LOCK.with_borrow(|s| {
+        s.as_ref().is_some_and(|sentinel| {
+            !js_sys::Reflect::get(sentinel, &"released".into())
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true)
+        })
+    });
+    if held || document().hidden() {
+        return;
+    }
+    // `navigator` through Reflect too: web-sys' `Navigator` feature pulls in bindings
+    // for all of it.
+    let navigator =
+        js_sys::Reflect::get(&window(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    let lock = js_sys::Reflect::get(&navigator, &"wakeLock".into()).unwrap_or(JsValue::UNDEFINED);
+    let request = js_sys::Reflect::get(&lock, &"request".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    let Some(request) = request.filter(|_| !lock.is_undefined()) else {
+        mark_wake_lock("unavailable");
+        return;
+    };
+    let Ok(promise) = request
+        .call1(&lock, &"screen".into())
+        .and_then(|p| p.dyn_into::<js_sys::Promise>())
+    else {
+        mark_wake_lock("refused");
+        return;
+    };
+    wasm_bindgen_futures::spawn_local(async move {
+        match wasm_bindgen_futures::JsFuture::from(promise).await {
+            Ok(sentinel) => {
+                WAKE_LOCK.set(Some(sentinel));
+                mark_wake_lock("held");
+            }
+            // Refused: no user activation yet, a battery saver, a permissions policy.
+            Err(_) => mark_wake_lock("refused"),
+        }
+    });
+}
+
+/// Lets the screen sleep again (leaving presentation mode).
+pub fn release_screen() {
+    if let Some(sentinel) = WAKE_LOCK.take()
+        && let Some(release) = js_sys::Reflect::get(&sentinel, &"release".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    {
+        let _ = release.call0(&sentinel);
+    }
+    if let Some(body) = document().body() {
+        let _ = body.remove_attribute("data-wake-lock");
+    }
+}
+
+fn mark_wake_lock(state: &str) {
+    if let Some(body) = document().body() {
+        let _ = body.set_attribute("data-wake-lock", state);
+    }
+}
+
+/// Downloads what a canvas shows as a PNG named `filename` (a data URL on a
+/// temporary link: no server round trip, and the chart as drawn, at device pixels).
+pub fn download_canvas_png(canvas: &HtmlCanvasElement, filename: &str) {
+    let Ok(url) = canvas.to_data_url_with_type("image/png") else {
+        return;
+    };
+    let Ok(link) = document()
+        .create_element("a")
+        .map(|e| e.unchecked_into::<web_sys::HtmlAnchorElement>())
+    else {
+        return;
+    };
+    link.set_href(&url);
+    link.set_download(filename);
+    link.click();
+}
+
+/// A file name made of what it holds, spelled as the server's CSV names are: ASCII
+/// letters, digits, `-` and `.` kept, anything else `_` (quotes, slashes and commas in
+/// brand names would break the name or the path).
+pub fn file_stem(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}

@@ -136,6 +136,12 @@ pub fn timestamp(ms: Millis) -> String {
 }
 
 /// `HH:MM` of an event time (UTC), for chart axes and alert lists.
+/// `2017-06-12T1008Z`: a moment in a file name, as the server's CSV names write it.
+pub fn file_time(ms: Millis) -> String {
+    let t = timestamp(ms);
+    format!("{}T{}{}Z", &t[..10], &t[11..13], &t[14..16])
+}
+
 pub fn clock(ms: Millis) -> String {
     let t = timestamp(ms);
     t[11..16].to_string()
@@ -144,6 +150,11 @@ pub fn clock(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_time_names_the_minute_in_utc() {
+        assert_eq!(file_time(1_497_262_127_000), "2017-06-12T1008Z");
+    }
 
     #[test]
     fn counts_are_compact_and_never_overflow_their_column() {

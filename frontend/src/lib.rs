@@ -14,6 +14,7 @@ pub mod format;
 pub mod geo;
 pub mod live;
 pub mod palette;
+pub mod playlist;
 pub mod route;
 
 #[cfg(target_arch = "wasm32")]

@@ -16,9 +16,12 @@ pub fn brand_hue(brand: &str) -> u32 {
 
 /// A CSS colour bright enough to read on the dark map and the light tables.
 pub fn brand_color(brand: &str) -> String {
-    let h = fnv1a(brand);
-    let lightness = 52 + (h >> 9) % 12;
-    format!("hsl({} 78% {}%)", brand_hue(brand), lightness)
+    format!("hsl({} 78% {}%)", brand_hue(brand), brand_lightness(brand))
+}
+
+/// Lightness in percent, 52–63, varied by the hash so equal hues still differ.
+pub fn brand_lightness(brand: &str) -> u32 {
+    52 + (fnv1a(brand) >> 9) % 12
 }
 
 #[cfg(test)]

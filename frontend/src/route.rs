@@ -13,6 +13,8 @@ pub enum Route {
     Feed(Option<String>),
     Health,
     Present,
+    /// Brands side by side; which ones is in the query (`?brands=A,B`).
+    Compare,
     NotFound(String),
 }
 
@@ -28,6 +30,7 @@ impl Route {
             ["feed", user] => Route::Feed(Some(decode_component(user))),
             ["health"] => Route::Health,
             ["present"] => Route::Present,
+            ["compare"] => Route::Compare,
             _ => Route::NotFound(path.to_string()),
         }
     }
@@ -41,6 +44,7 @@ impl Route {
             Route::Feed(Some(u)) => format!("/feed/{}", encode_component(u)),
             Route::Health => "/health".into(),
             Route::Present => "/present".into(),
+            Route::Compare => "/compare".into(),
             Route::NotFound(p) => p.clone(),
         }
     }
@@ -91,6 +95,71 @@ pub fn query_param(search: &str, name: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| decode_component(&v.replace('+', " ")))
+}
+
+/// The raw (still percent-encoded) value of `name`, for values that are lists of
+/// encoded items: a `,` inside a brand name arrives as `%2C`, so splitting the raw
+/// value on `,` never cuts a name.
+pub fn raw_param<'a>(search: &'a str, name: &str) -> Option<&'a str> {
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `brands=Nike,Apple%2C%20Inc.` as `["Nike", "Apple, Inc."]`; empty items dropped.
+pub fn list_param(search: &str, name: &str) -> Vec<String> {
+    raw_param(search, name)
+        .map(|raw| {
+            raw.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| decode_component(&s.replace('+', " ")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Items joined with `,`, each encoded on its own: the value for [`set_raw_param`].
+pub fn encode_list<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(|s| encode_component(s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `search` with `name` set to `value` (encoded here), or removed when `None`;
+/// other parameters keep their place, a new one goes last. Returns `""` or `?…`.
+pub fn set_param(search: &str, name: &str, value: Option<&str>) -> String {
+    set_raw_param(search, name, value.map(encode_component).as_deref())
+}
+
+/// [`set_param`] with a value that is already encoded (a list from [`encode_list`]).
+pub fn set_raw_param(search: &str, name: &str, raw: Option<&str>) -> String {
+    let mut pairs: Vec<String> = Vec::new();
+    let mut placed = false;
+    for pair in search.trim_start_matches('?').split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if key != name {
+            pairs.push(pair.to_string());
+        } else if let (Some(v), false) = (raw, placed) {
+            pairs.push(format!("{name}={v}"));
+            placed = true;
+        }
+    }
+    if let (Some(v), false) = (raw, placed) {
+        pairs.push(format!("{name}={v}"));
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +217,42 @@ mod tests {
         );
         assert_eq!(query_param("?flag", "flag").as_deref(), Some(""));
         assert_eq!(query_param("", "every"), None);
+    }
+
+    #[test]
+    fn a_parameter_is_replaced_in_place_added_last_or_removed() {
+        assert_eq!(set_param("", "window", Some("1h")), "?window=1h");
+        assert_eq!(
+            set_param("?window=5m&sort=reach", "window", Some("24h")),
+            "?window=24h&sort=reach"
+        );
+        assert_eq!(
+            set_param("?window=5m", "brand", Some("Apple, Inc.")),
+            "?window=5m&brand=Apple%2C%20Inc."
+        );
+        assert_eq!(set_param("?window=5m&page=2", "page", None), "?window=5m");
+        assert_eq!(set_param("?page=2", "page", None), "");
+        assert_eq!(
+            set_param("?a=1&a=2", "a", Some("3")),
+            "?a=3",
+            "duplicates collapse"
+        );
+    }
+
+    #[test]
+    fn a_list_of_brands_with_commas_survives_the_query_string() {
+        let brands = ["Apple, Inc.", "Ben & Jerry's", "Nike"];
+        let search = set_raw_param("?window=1h", "brands", Some(&encode_list(&brands)));
+        assert_eq!(
+            search,
+            "?window=1h&brands=Apple%2C%20Inc.,Ben%20%26%20Jerry's,Nike"
+        );
+        assert_eq!(list_param(&search, "brands"), brands);
+        assert_eq!(query_param(&search, "window").as_deref(), Some("1h"));
+        assert!(list_param("?brands=", "brands").is_empty());
+        assert_eq!(
+            list_param("?brands=nike,,adidas", "brands"),
+            ["nike", "adidas"]
+        );
     }
 }

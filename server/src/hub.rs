@@ -562,7 +562,15 @@ pub fn page(lb: &Leaderboard, view: TableView) -> Vec<TableRow> {
     order.sort_unstable_by(cmp);
     order[start..]
         .iter()
-        .map(|&i| at_display_precision(&lb.rows[i]))
+        .map(|&i| {
+            let mut row = at_display_precision(&lb.rows[i]);
+            // "All time" has no previous period: a change equal to the photos would
+            // only cost bytes in every frame (the table hides the column there).
+            if lb.window == Window::All {
+                row.rising = 0;
+            }
+            row
+        })
         .collect()
 }
 

@@ -64,6 +64,64 @@ impl FromStr for Window {
     }
 }
 
+/// `GET /api/build`: what the server serves. `id` changes with a new dashboard build
+/// or a new server binary; a page that saw another id reloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BuildInfo {
+    pub id: String,
+    pub version: String,
+}
+
+/// `GET /api/compare?brands=A,B[,…]&window=1h`: 2 to 5 brands over the same period,
+/// step by step, and the audience overlap of every pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Comparison {
+    pub window: Window,
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    /// Minutes for 5m and 1h, hours for 24h and all.
+    pub series_step_ms: Millis,
+    /// In the order asked for.
+    pub brands: Vec<ComparedBrand>,
+    /// Every pair of the brands, in the order asked for (a before b).
+    pub overlaps: Vec<Overlap>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ComparedBrand {
+    /// Over the whole period (share of voice against all photos in it).
+    pub metrics: BrandMetrics,
+    pub series: Vec<ComparedPoint>,
+}
+
+/// One step of one brand: its counts, its unique reach in that step alone, and its
+/// share of all photos posted in the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ComparedPoint {
+    pub at_ms: Millis,
+    pub photos: u64,
+    pub likes: u64,
+    pub comments: u64,
+    pub reach: u64,
+    pub engagement_rate: f64,
+    pub share_of_voice: f64,
+}
+
+/// The audience two brands share, by inclusion–exclusion of their reach sketches:
+/// `overlap = reach_a + reach_b - union`, where `union` is the estimate of the two
+/// sketches merged. Each of the three is an estimate; `error` bounds the overlap's
+/// error (two standard errors of each estimate, added, so about 95 % or better).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Overlap {
+    pub a: String,
+    pub b: String,
+    pub reach_a: u64,
+    pub reach_b: u64,
+    pub union: u64,
+    pub overlap: u64,
+    pub error: u64,
+}
+
 /// One brand's metrics over one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct BrandMetrics {
@@ -82,6 +140,10 @@ pub struct BrandMetrics {
     pub share_of_voice: f64,
     /// Sum of the posters' follower counts.
     pub impressions: u64,
+    /// Photos in the period of the same length just before the window (0 for "all",
+    /// which has none): what the "rising" order compares against.
+    #[serde(default)]
+    pub previous_photos: u64,
     /// Activity (photos + likes + comments) per step across the window, oldest first,
     /// for a sparkline: up to 30 points (minutes for 5m and 1h, hours for 24h and all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -241,6 +303,11 @@ pub struct BrandDetail {
     /// Per-minute points (per-hour for 24h and all), oldest first.
     pub series: Vec<SeriesPoint>,
     pub series_step_ms: Millis,
+    /// The same steps over the previous period of the same length, oldest first (none
+    /// for "all"): the brand chart draws it faintly behind the current one. Its last
+    /// step is complete; `series`' last step is the one in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_series: Vec<SeriesPoint>,
     pub top_posters: Vec<Influencer>,
     /// The brand's most recent photos, for its map.
     pub recent_points: Vec<MapPoint>,

@@ -52,6 +52,10 @@ pub const DEFAULT_TABLE_ROWS: u32 = 20;
 /// docs/live.md) holds for pages up to this size.
 pub const MAX_TABLE_ROWS: u32 = 100;
 
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 fn default_rows() -> u32 {
     DEFAULT_TABLE_ROWS
 }
@@ -80,6 +84,47 @@ pub enum SortKey {
     Comments,
     Reach,
     Engagement,
+    /// Photos now minus photos in the previous period of the same length: who gains
+    /// the most, in photos, not in percent (a brand going from 1 to 3 photos is not
+    /// rising faster than one going from 500 to 800).
+    Rising,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 6] = [
+        SortKey::Photos,
+        SortKey::Likes,
+        SortKey::Comments,
+        SortKey::Reach,
+        SortKey::Engagement,
+        SortKey::Rising,
+    ];
+
+    /// The name in URLs and query strings (`?sort=reach`), as serde spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Photos => "photos",
+            SortKey::Likes => "likes",
+            SortKey::Comments => "comments",
+            SortKey::Reach => "reach",
+            SortKey::Engagement => "engagement",
+            SortKey::Rising => "rising",
+        }
+    }
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SortKey::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown sort {s:?}: use photos, likes, comments, reach, engagement or rising"
+                )
+            })
+    }
 }
 
 impl SortKey {
@@ -107,6 +152,7 @@ impl Ranked for BrandMetrics {
             SortKey::Comments => self.comments as f64,
             SortKey::Reach => self.reach as f64,
             SortKey::Engagement => self.engagement_rate,
+            SortKey::Rising => self.photos as f64 - self.previous_photos as f64,
         }
     }
     fn brand(&self) -> &str {
@@ -122,6 +168,7 @@ impl Ranked for TableRow {
             SortKey::Comments => self.comments as f64,
             SortKey::Reach => self.reach as f64,
             SortKey::Engagement => self.engagement_rate,
+            SortKey::Rising => self.rising as f64,
         }
     }
     fn brand(&self) -> &str {
@@ -141,6 +188,10 @@ pub struct TableRow {
     pub reach: u64,
     pub engagement_rate: f64,
     pub share_of_voice: f64,
+    /// Photos now minus photos in the previous period of the same length, its
+    /// magnitude shown as `format::compact` shows counts.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rising: i64,
     /// Closed steps only. Left out of a delta when it did not move.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spark: Vec<u64>,
@@ -183,6 +234,10 @@ pub fn at_display_precision(m: &BrandMetrics) -> TableRow {
         reach: compact(m.reach),
         engagement_rate: percent(m.engagement_rate),
         share_of_voice: percent(m.share_of_voice),
+        rising: {
+            let change = m.photos as i64 - m.previous_photos as i64;
+            change.signum() * compact(change.unsigned_abs()) as i64
+        },
         spark,
     }
 }

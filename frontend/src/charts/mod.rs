@@ -5,6 +5,8 @@
 pub mod sparkline;
 
 #[cfg(target_arch = "wasm32")]
+pub mod compare;
+#[cfg(target_arch = "wasm32")]
 pub mod series;
 #[cfg(target_arch = "wasm32")]
 pub mod worldmap;

@@ -1,5 +1,7 @@
 //! A brand's time series over its window: photos, likes and comments per step, drawn
-//! with plotters on a canvas.
+//! with plotters on a canvas; the previous period of the same length faintly behind
+//! it (shifted onto the same axis), and the last step, still in progress, marked as
+//! partial (shaded, its segment faded) so a drop there is not read as a fall.
 
 use instabrand_shared::api::SeriesPoint;
 use plotters::prelude::*;
@@ -16,8 +18,14 @@ pub const PHOTOS: RGBColor = RGBColor(0x4f, 0xc3, 0xf7);
 pub const LIKES: RGBColor = RGBColor(0xff, 0x7a, 0x90);
 pub const COMMENTS: RGBColor = RGBColor(0xff, 0xd1, 0x66);
 
-/// Paints the series; an empty series paints an empty frame with a note.
-pub fn draw(canvas: &HtmlCanvasElement, series: &[SeriesPoint]) -> Result<(), String> {
+/// Paints the series (and `previous`, the period before, shifted by `shift_ms` onto
+/// the same steps); an empty series paints an empty frame with a note.
+pub fn draw(
+    canvas: &HtmlCanvasElement,
+    series: &[SeriesPoint],
+    previous: &[SeriesPoint],
+    shift_ms: i64,
+) -> Result<(), String> {
     let Some((ctx, width, _)) = dom::prepare_canvas(canvas) else {
         return Ok(()); // hidden
     };
@@ -43,6 +51,7 @@ pub fn draw(canvas: &HtmlCanvasElement, series: &[SeriesPoint]) -> Result<(), St
     let x1 = last.minute_ms.max(x0 + 60_000);
     let y_max = series
         .iter()
+        .chain(previous)
         .map(|p| p.photos.max(p.likes).max(p.comments))
         .max()
         .unwrap_or(0)
@@ -69,7 +78,25 @@ pub fn draw(canvas: &HtmlCanvasElement, series: &[SeriesPoint]) -> Result<(), St
         .draw()
         .map_err(|e| e.to_string())?;
 
+    // The step in progress: shaded from the last closed step to the end.
+    if series.len() >= 2 {
+        let start = series[series.len() - 2].minute_ms;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(start, 0), (x1, y_top)],
+                INK.mix(0.06).filled(),
+            )))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                "partial",
+                (start, y_top),
+                font(11.0).color(&INK.mix(0.6)),
+            )))
+            .map_err(|e| e.to_string())?;
+    }
     let width_px = px(2.0);
+    let closed = series.len().saturating_sub(1).max(1);
     for (name, color, pick) in [
         (
             "photos",
@@ -79,9 +106,30 @@ pub fn draw(canvas: &HtmlCanvasElement, series: &[SeriesPoint]) -> Result<(), St
         ("likes", LIKES, |p: &SeriesPoint| p.likes),
         ("comments", COMMENTS, |p: &SeriesPoint| p.comments),
     ] {
+        // Behind: the previous period, thin and faint, on the current steps.
+        if !previous.is_empty() {
+            chart
+                .draw_series(LineSeries::new(
+                    previous
+                        .iter()
+                        .map(|p| (p.minute_ms + shift_ms, pick(p)))
+                        .filter(|(t, _)| *t >= x0 && *t <= x1),
+                    color.mix(0.3).stroke_width(px(1.0)),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        // The partial step's segment faded: it only ever rises until the step closes.
+        if series.len() >= 2 {
+            chart
+                .draw_series(LineSeries::new(
+                    series[closed - 1..].iter().map(|p| (p.minute_ms, pick(p))),
+                    color.mix(0.45).stroke_width(width_px),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
         chart
             .draw_series(LineSeries::new(
-                series.iter().map(|p| (p.minute_ms, pick(p))),
+                series[..closed].iter().map(|p| (p.minute_ms, pick(p))),
                 color.stroke_width(width_px),
             ))
             .map_err(|e| e.to_string())?

@@ -20,6 +20,7 @@ pub fn Header() -> impl IntoView {
             <nav aria-label="Pages">
                 {link("/", "Overview", |r| matches!(r, Route::Overview | Route::Brand(_)))}
                 {link("/map", "Map", |r| matches!(r, Route::Map))}
+                {link("/compare", "Compare", |r| matches!(r, Route::Compare))}
                 {link("/feed", "Feeds", |r| matches!(r, Route::Feed(_)))}
                 {link("/health", "Health", |r| matches!(r, Route::Health))}
                 {link("/present", "Present", |r| matches!(r, Route::Present))}

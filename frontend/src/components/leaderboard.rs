@@ -1,9 +1,10 @@
 //! The brand leaderboard table: one row per brand with photos, likes, comments,
 //! unique reach, engagement rate, share of voice and a sparkline of recent activity.
 
-use instabrand_shared::ws::TableRow;
+use instabrand_shared::ws::{SortKey, TableRow};
 use leptos::prelude::*;
 
+use crate::app::{HistoryMode, ctx};
 use crate::charts::sparkline;
 use crate::format;
 use crate::live::LeaderboardState;
@@ -16,7 +17,41 @@ pub fn LeaderboardTable(
     /// False until the first frame arrived: "waiting" differs from "no brands".
     loaded: RwSignal<bool>,
     #[prop(default = usize::MAX)] limit: usize,
+    /// The order the rows come in (marked on its column).
+    #[prop(into, default = Signal::derive(SortKey::default))]
+    sort: Signal<SortKey>,
+    /// Column heads are buttons that put their order into the URL (`?sort=reach`).
+    #[prop(default = false)]
+    sortable: bool,
+    /// Brands ticked for a comparison; `None`: no tick boxes.
+    #[prop(optional)]
+    picked: Option<RwSignal<Vec<String>>>,
 ) -> impl IntoView {
+    let ctx = ctx();
+    // A column head: a button when the table can be re-sorted, `aria-sort` on the
+    // column it is ordered by.
+    let head = move |key: SortKey, label: &'static str, title: &'static str| {
+        let aria = move || (sort.get() == key).then_some("descending");
+        let inner = if sortable {
+            view! {
+                <button class="sort" data-sort=key.as_str()
+                    on:click=move |_| {
+                        let value = (key != SortKey::default()).then_some(key.as_str());
+                        let search = ctx.search.with_untracked(|s| {
+                            let s = crate::route::set_param(s, "sort", value);
+                            crate::route::set_param(&s, "page", None)
+                        });
+                        ctx.go_to_search(&search, HistoryMode::Push);
+                    }>{label}</button>
+            }
+            .into_any()
+        } else {
+            label.into_any()
+        };
+        view! { <th class="num" title=title aria-sort=aria>{inner}</th> }
+    };
+    // "All time" has no previous period to rise against.
+    let rising_shown = move || ctx.window.get() != instabrand_shared::api::Window::All;
     // Rows are keyed by brand and update their own cells in place, so ten frames a
     // second change text, not DOM rows: re-creating every changed row leaked memory
     // on a wall screen and cost layout work.
@@ -44,13 +79,17 @@ pub fn LeaderboardTable(
                 <table class="leaderboard" data-test="leaderboard">
                     <thead>
                         <tr>
+                            {picked.map(|_| view! { <th class="pick"><span class="sr-only">"Compare"</span></th> })}
                             <th class="num">"#"</th>
                             <th>"Brand"</th>
-                            <th class="num" title="Photos tagged with the brand">"Photos"</th>
-                            <th class="num">"Likes"</th>
-                            <th class="num">"Comments"</th>
-                            <th class="num" title="Distinct users reached (estimate)">"Reach"</th>
-                            <th class="num" title="(likes + comments) / reach">"Engagement"</th>
+                            {head(SortKey::Photos, "Photos", "Photos tagged with the brand")}
+                            {head(SortKey::Likes, "Likes", "Likes on the brand's photos")}
+                            {head(SortKey::Comments, "Comments", "Comments on the brand's photos")}
+                            {head(SortKey::Reach, "Reach", "Distinct users reached (estimate)")}
+                            {head(SortKey::Engagement, "Engagement", "(likes + comments) / reach")}
+                            <Show when=rising_shown>
+                                {head(SortKey::Rising, "Rising", "Photos against the previous period of the same length")}
+                            </Show>
                             <th title="Brand photos / all photos in the window">"Share of voice"</th>
                             <th class="spark-col">"Activity"</th>
                         </tr>
@@ -59,7 +98,7 @@ pub fn LeaderboardTable(
                         <For
                             each=move || brands.get()
                             key=|brand| brand.clone()
-                            children=move |brand| view! { <Row board=board brand=brand/> }
+                            children=move |brand| view! { <Row board=board brand=brand rising=rising_shown picked=picked/> }
                         />
                     </tbody>
                 </table>
@@ -72,8 +111,17 @@ pub fn LeaderboardTable(
 /// step in progress, drawn dashed.
 const CLOSED_WIDTH: f64 = 94.0;
 
+/// How long an arrow shows that a row moved up or down the table.
+const MOVED_SHOWN_MS: f64 = 30_000.0;
+
 #[component]
-fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
+fn Row(
+    board: RwSignal<LeaderboardState>,
+    brand: String,
+    rising: impl Fn() -> bool + Send + Sync + Copy + 'static,
+    picked: Option<RwSignal<Vec<String>>>,
+) -> impl IntoView {
+    let ctx = ctx();
     let row = {
         let brand = brand.clone();
         Memo::new(move |_| {
@@ -96,6 +144,46 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
                     .unwrap_or_default()
             })
         }
+    };
+    // Places gained (positive) or lost since the rank before, and when: an arrow
+    // beside the rank for a while after a live frame moved the row.
+    let moved = RwSignal::new(None::<(i64, f64)>);
+    let last_rank = StoredValue::new(None::<usize>);
+    Effect::new(move |_| {
+        let Some(rank) = row.with(|r| r.as_ref().map(|(rank, _)| *rank)) else {
+            return;
+        };
+        if let Some(before) = last_rank.get_value()
+            && before != rank
+        {
+            moved.set(Some((before as i64 - rank as i64, crate::dom::now_ms())));
+        }
+        last_rank.set_value(Some(rank));
+    });
+    let arrow = move || match moved.get() {
+        Some((d, at)) if ctx.now.get() - at < MOVED_SHOWN_MS => {
+            let (class, text) = if d > 0 {
+                ("moved up", format!("▲{d}"))
+            } else {
+                ("moved down", format!("▼{}", -d))
+            };
+            Some(view! { <span class=class data-test="rank-move">{text}</span> })
+        }
+        _ => None,
+    };
+    let change = move || row.with(|r| r.as_ref().map_or(0, |(_, m)| m.rising));
+    let change_text = move || {
+        let c = change();
+        match c.signum() {
+            1 => format!("▲ +{}", format::compact(c.unsigned_abs())),
+            -1 => format!("▼ −{}", format::compact(c.unsigned_abs())),
+            _ => "±0".to_string(),
+        }
+    };
+    let change_class = move || match change().signum() {
+        1 => "num rising up",
+        -1 => "num rising down",
+        _ => "num rising",
     };
     let color = brand_color(&brand);
     let href = Route::Brand(brand.clone()).href();
@@ -123,7 +211,27 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
     };
     view! {
         <tr data-brand=brand.clone()>
-            <td class="num rank">{move || row.with(|r| r.as_ref().map(|(rank, _)| *rank).unwrap_or(0))}</td>
+            {picked.map(|picked| {
+                let b = brand.clone();
+                let checked = {
+                    let b = b.clone();
+                    move || picked.with(|p| p.contains(&b))
+                };
+                view! {
+                    <td class="pick">
+                        <input type="checkbox" data-test="pick" aria-label=format!("Compare {brand}")
+                            prop:checked=checked
+                            on:change=move |_| picked.update(|p| {
+                                if let Some(i) = p.iter().position(|x| *x == b) {
+                                    p.remove(i);
+                                } else if p.len() < crate::playlist::MAX_COMPARED {
+                                    p.push(b.clone());
+                                }
+                            })/>
+                    </td>
+                }
+            })}
+            <td class="num rank">{move || row.with(|r| r.as_ref().map(|(rank, _)| *rank).unwrap_or(0))}{arrow}</td>
             <td class="brand">
                 <span class="swatch" style:background=color.clone()></span>
                 <a href=href>{brand.clone()}</a>
@@ -133,6 +241,10 @@ fn Row(board: RwSignal<LeaderboardState>, brand: String) -> impl IntoView {
             <td class="num comments" data-value=value(|m| m.comments)>{cell(|m| format::compact(m.comments))}</td>
             <td class="num reach" data-value=value(|m| m.reach)>{cell(|m| format::compact(m.reach))}</td>
             <td class="num engagement">{cell(|m| format::percent(m.engagement_rate))}</td>
+            <Show when=rising>
+                <td class=change_class data-value=move || change().to_string()
+                    title="photos against the previous period of the same length">{change_text}</td>
+            </Show>
             <td class="share">
                 <div class="share-cell">
                     <span class="bar"><span style:width=share_width style:background=color.clone()></span></span>

@@ -1,6 +1,7 @@
 //! Pieces shared by several pages.
 
 pub mod alerts;
+pub mod compare_table;
 pub mod controls;
 pub mod header;
 pub mod influencers;

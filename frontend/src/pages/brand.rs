@@ -54,10 +54,33 @@ pub fn BrandPage(brand: String) -> impl IntoView {
         let have_land = land.get();
         detail.with(|d| {
             let Some(d) = d else { return };
-            if let Some(c) = chart_ref.get()
-                && let Err(e) = series::draw(&c, &d.series)
-            {
-                tracing::warn!(%e, "series chart");
+            if let Some(c) = chart_ref.get() {
+                let shift = d.to_ms - d.from_ms;
+                // The window's length, whole steps: the previous period lands on the
+                // current steps.
+                let shift = if d.previous_series.is_empty() {
+                    0
+                } else {
+                    d.series.first().map_or(shift, |s| {
+                        s.minute_ms - d.previous_series.first().map_or(0, |p| p.minute_ms)
+                    })
+                };
+                if let Err(e) = series::draw(&c, &d.series, &d.previous_series, shift) {
+                    tracing::warn!(%e, "series chart");
+                }
+                // For the end-to-end tests: what the chart holds.
+                let _ = c.set_attribute(
+                    "data-previous-photos",
+                    &d.previous_series
+                        .iter()
+                        .map(|p| p.photos)
+                        .sum::<u64>()
+                        .to_string(),
+                );
+                let _ = c.set_attribute(
+                    "data-partial-ms",
+                    &d.series.last().map_or(0, |p| p.minute_ms).to_string(),
+                );
             }
             if let Some(c) = map_ref.get() {
                 let rings = if have_land {
@@ -91,6 +114,7 @@ pub fn BrandPage(brand: String) -> impl IntoView {
     let color = brand_color(&brand);
     let csv = move || api::series_csv_href(&brand_for_csv(&ctx), ctx.window.get());
     let title = brand.clone();
+    let png_brand = brand.clone();
     view! {
         <div class="page brand" data-test="brand-page">
             <div class="page-head">
@@ -104,9 +128,20 @@ pub fn BrandPage(brand: String) -> impl IntoView {
             </Show>
             <div class="grid">
                 <section class="panel wide">
-                    <h2>"Activity over the window"</h2>
+                    <div class="panel-head">
+                        <h2>"Activity over the window"</h2>
+                        <button class="button" data-test="chart-png" on:click=move |_| {
+                            if let Some(c) = chart_ref.get_untracked() {
+                                let to = detail.with_untracked(|d| d.as_ref().map_or(0, |d| d.to_ms));
+                                let name = crate::dom::file_stem(&[
+                                    &png_brand, "chart", ctx.window.get_untracked().as_str(), "to", &format::file_time(to),
+                                ]);
+                                crate::dom::download_canvas_png(&c, &format!("{name}.png"));
+                            }
+                        }>"Download PNG"</button>
+                    </div>
                     <canvas node_ref=chart_ref class="chart" data-test="series-chart"
-                        role="img" aria-label="Photos, likes and comments per step"></canvas>
+                        role="img" aria-label="Photos, likes and comments per step; the previous period faint behind; the last step shaded while in progress"></canvas>
                 </section>
                 <div class="side">
                     <section class="panel">

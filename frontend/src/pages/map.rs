@@ -5,7 +5,7 @@
 use instabrand_shared::api::BrandInfo;
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::app::{HistoryMode, ctx};
 use crate::components::live_map::{LiveMap, MapReadout};
 use crate::palette::brand_color;
 use crate::route::query_param;
@@ -19,11 +19,13 @@ pub fn MapPage() -> impl IntoView {
         .with_untracked(|s| query_param(s, "bench"))
         .and_then(|n| n.parse::<usize>().ok())
         .map(|n| n.clamp(1, 200_000));
-    let initial_filter = ctx
-        .search
-        .with_untracked(|s| query_param(s, "brand"))
-        .filter(|b| !b.is_empty());
-    let filter = RwSignal::new(initial_filter);
+    // The filter is the URL's `?brand=`: a copied link shows the same brand, and back
+    // returns to the previous filter.
+    let filter = Memo::new(move |_| {
+        ctx.search
+            .with(|s| query_param(s, "brand"))
+            .filter(|b| !b.is_empty())
+    });
     let readout = RwSignal::new(MapReadout::default());
     let brands = RwSignal::new(Vec::<BrandInfo>::new());
     leptos::task::spawn_local(async move {
@@ -39,7 +41,7 @@ pub fn MapPage() -> impl IntoView {
                 <label class="filter">"Brand "
                     <select data-test="map-filter" on:change=move |e| {
                         let v = event_target_value(&e);
-                        filter.set((!v.is_empty()).then_some(v));
+                        ctx.set_query("brand", (!v.is_empty()).then_some(v.as_str()), HistoryMode::Push);
                     }>
                         <option value="" selected=move || filter.with(Option::is_none)>"All brands"</option>
                         {move || brands.get().into_iter().map(|b| {

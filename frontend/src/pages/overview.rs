@@ -4,7 +4,8 @@
 use instabrand_shared::ws::{Frame, SortKey, Topic};
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::api;
+use crate::app::{HistoryMode, ctx};
 use crate::components::alerts::AlertsPanel;
 use crate::components::influencers::InfluencersPanel;
 use crate::components::leaderboard::LeaderboardTable;
@@ -12,6 +13,7 @@ use crate::components::window_picker::WindowPicker;
 use crate::dom;
 use crate::format;
 use crate::live::LeaderboardState;
+use crate::route::query_param;
 use crate::ws;
 
 /// Subscribes to the leaderboard of the app's chosen window and keeps it in `board`;
@@ -25,6 +27,7 @@ pub fn use_leaderboard(
     board: RwSignal<LeaderboardState>,
     loaded: RwSignal<bool>,
     page: Signal<u32>,
+    sort: Signal<SortKey>,
 ) {
     let ctx = ctx();
     ws::use_topic(
@@ -34,7 +37,7 @@ pub fn use_leaderboard(
             loaded.set(false);
             Some(Topic::Leaderboard {
                 window: ctx.window.get(),
-                sort: SortKey::Photos,
+                sort: sort.get(),
                 offset: page.get() * PAGE_ROWS,
                 rows: PAGE_ROWS,
             })
@@ -64,13 +67,28 @@ pub fn Overview() -> impl IntoView {
     let ctx = ctx();
     let board = RwSignal::new(LeaderboardState::default());
     let loaded = RwSignal::new(false);
-    let page = RwSignal::new(0u32);
-    // Another window starts at its first page.
-    Effect::new(move |_| {
-        ctx.window.track();
-        page.set(0);
+    // Order and page live in the URL (`?sort=reach&page=2`, pages counted from 1), so
+    // a shared link opens the same slice of the table.
+    let sort = Memo::new(move |_| {
+        ctx.search
+            .with(|s| query_param(s, "sort"))
+            .and_then(|k| k.parse::<SortKey>().ok())
+            .unwrap_or_default()
     });
-    use_leaderboard(board, loaded, page.into());
+    let page = Memo::new(move |_| {
+        ctx.search
+            .with(|s| query_param(s, "page"))
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(1)
+            .saturating_sub(1)
+    });
+    let go_to_page = move |p: u32| {
+        let shown = (p > 0).then(|| (p + 1).to_string());
+        ctx.set_query("page", shown.as_deref(), HistoryMode::Push);
+    };
+    use_leaderboard(board, loaded, page.into(), sort.into());
+    // Brands ticked in the table, for the compare page (at most five).
+    let picked = RwSignal::new(Vec::<String>::new());
     let pages = move || board.with(|b| b.total_brands.div_ceil(u64::from(PAGE_ROWS)).max(1) as u32);
     let pager_text = move || {
         board.with(|b| {
@@ -113,15 +131,26 @@ pub fn Overview() -> impl IntoView {
             </div>
             <div class="grid">
                 <section class="panel wide">
-                    <h2>"Leaderboard"</h2>
-                    <LeaderboardTable board=board loaded=loaded/>
+                    <div class="panel-head">
+                        <h2>"Leaderboard"</h2>
+                        <Show when=move || picked.with(|p| p.len() >= 2)>
+                            <a class="button" data-test="compare-picked"
+                                href=move || format!("/compare?brands={}", crate::route::encode_list(&picked.get()))>
+                                {move || format!("Compare {}", picked.with(Vec::len))}</a>
+                        </Show>
+                        <a class="button" download data-test="leaderboard-csv"
+                            href=move || api::leaderboard_csv_href(ctx.window.get(), sort.get())>"Export CSV"</a>
+                        <a class="button" download data-test="influencers-csv"
+                            href=move || api::influencers_csv_href(ctx.window.get())>"Influencers CSV"</a>
+                    </div>
+                    <LeaderboardTable board=board loaded=loaded sort=sort sortable=true picked=picked/>
                     <Show when=move || { pages() > 1 }>
                         <div class="pager" data-test="pager">
                             <button disabled=move || page.get() == 0
-                                on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"◀ Previous"</button>
+                                on:click=move |_| go_to_page(page.get_untracked().saturating_sub(1))>"◀ Previous"</button>
                             <span class="num" data-test="pager-range">{pager_text}</span>
                             <button disabled=move || page.get() + 1 >= pages()
-                                on:click=move |_| page.update(|p| *p += 1)>"Next ▶"</button>
+                                on:click=move |_| go_to_page(page.get_untracked() + 1)>"Next ▶"</button>
                         </div>
                     </Show>
                 </section>

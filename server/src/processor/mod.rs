@@ -13,6 +13,7 @@
 //! Sources, stores and the web layer are adapters around it; `query` turns its state
 //! into API bodies.
 
+pub mod compare;
 mod feeds;
 mod metrics;
 pub mod query;

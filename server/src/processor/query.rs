@@ -215,7 +215,7 @@ fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
-fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
+pub(super) fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
     let reach = w.reach.estimate() as u64;
     let c = &w.counters;
     BrandMetrics {
@@ -229,7 +229,19 @@ fn metrics_row(name: &str, w: &Windowed, total_photos: u64) -> BrandMetrics {
         engagement_rate: ratio(c.likes + c.comments, reach),
         share_of_voice: ratio(c.photos, total_photos),
         impressions: c.impressions,
+        previous_photos: 0,
         spark: Vec::new(),
+    }
+}
+
+/// How long a window is (`None` for "all", which has no previous period).
+fn window_length_ms(w: Window) -> Option<i64> {
+    use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN};
+    match w {
+        Window::M5 => Some(5 * MS_PER_MIN),
+        Window::H1 => Some(60 * MS_PER_MIN),
+        Window::H24 => Some(24 * MS_PER_HOUR),
+        Window::All => None,
     }
 }
 
@@ -310,6 +322,7 @@ impl Processor {
         let clock = self.clock_or_zero();
         let (from_ms, to_ms) = window_bounds(w, clock);
         let s = span(w, clock, false);
+        let previous = (w != Window::All).then(|| span(w, clock, true));
         let total = self.totals.counters(s).photos;
         let mut rows: Vec<BrandMetrics> = self
             .brands
@@ -318,6 +331,11 @@ impl Processor {
             .map(|b| {
                 let mut row = metrics_row(&b.name, &b.merged(s), total);
                 row.spark = b.spark(w, clock);
+                // Counters only (no sketch merge) for the "rising" order: at most 60
+                // minute buckets or 24 hour buckets per brand.
+                if let Some(prev) = previous {
+                    row.previous_photos = b.counters(prev).photos;
+                }
                 row
             })
             .collect();
@@ -370,15 +388,23 @@ impl Processor {
         let (from_ms, to_ms) = window_bounds(w, clock);
         let bs = self.brand(b);
         let (step, pts) = bs.series(w, clock);
-        let series = pts
-            .into_iter()
-            .map(|(t, c)| SeriesPoint {
-                minute_ms: t,
-                photos: c.photos,
-                likes: c.likes,
-                comments: c.comments,
-            })
-            .collect();
+        let as_points = |pts: Vec<(i64, super::metrics::Counters)>| -> Vec<SeriesPoint> {
+            pts.into_iter()
+                .map(|(t, c)| SeriesPoint {
+                    minute_ms: t,
+                    photos: c.photos,
+                    likes: c.likes,
+                    comments: c.comments,
+                })
+                .collect()
+        };
+        let series = as_points(pts);
+        // The previous period is the same window ending one window length earlier:
+        // the series of a clock moved back by that length.
+        let previous_series = match window_length_ms(w) {
+            Some(len) => as_points(bs.series(w, clock - len).1),
+            None => Vec::new(),
+        };
         let in_window: Vec<PhotoId> = bs
             .recent_photos
             .iter()
@@ -414,9 +440,40 @@ impl Processor {
             previous: (w != Window::All).then(|| self.brand_metrics(b, w, true)),
             series,
             series_step_ms: step,
+            previous_series,
             top_posters: top,
             recent_points,
         })
+    }
+
+    /// The brand's series over `w` with each step's unique reach (its own sketch:
+    /// minutes for 5m and 1h, hours for 24h and all), for the CSV export. Minutes
+    /// older than the sketch retention have no sketch left and report 0.
+    pub fn series_with_reach(&self, name: &str, w: Window) -> Option<Vec<(SeriesPoint, u64)>> {
+        use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN};
+        let bs = self.brand(self.brand_id(name)?);
+        let (step, pts) = bs.series(w, self.clock_or_zero());
+        Some(
+            pts.into_iter()
+                .map(|(t, c)| {
+                    let k = t.div_euclid(step);
+                    let one = if step == MS_PER_HOUR {
+                        Span::Hours(k, k)
+                    } else {
+                        debug_assert_eq!(step, MS_PER_MIN);
+                        Span::Minutes(k, k)
+                    };
+                    let reach = bs.merged(one).reach.estimate() as u64;
+                    let point = SeriesPoint {
+                        minute_ms: t,
+                        photos: c.photos,
+                        likes: c.likes,
+                        comments: c.comments,
+                    };
+                    (point, reach)
+                })
+                .collect(),
+        )
     }
 
     fn influencer(&self, u: UserId, uploads: u64, likes: u64, comments: u64) -> Influencer {

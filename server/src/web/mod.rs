@@ -5,6 +5,7 @@
 //! other path (client-side routes fall back to `index.html`). Errors are JSON
 //! `{"error": "…"}` that never carry internals; the cause is logged.
 
+mod build;
 mod control;
 mod ingest;
 pub mod metrics;
@@ -98,7 +99,11 @@ pub(crate) fn require_bearer(headers: &HeaderMap, expected: &str) -> Result<(), 
 pub fn app(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/leaderboard", get(rest::leaderboard))
+        .route("/leaderboard.csv", get(rest::leaderboard_csv))
+        .route("/influencers.csv", get(rest::influencers_csv))
         .route("/brands", get(rest::brands))
+        .route("/compare", get(rest::compare))
+        .route("/compare.csv", get(rest::compare_csv))
         .route("/brands/{brand}", get(rest::brand))
         .route("/brands/{brand}/series.csv", get(rest::brand_csv))
         .route("/brands/{brand}/series", get(rest::brand_series))
@@ -111,6 +116,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/map", get(rest::map))
         .route("/alerts", get(rest::alerts))
         .route("/health", get(rest::health))
+        .route("/build", get(build::build))
         .route("/dead-letters", get(rest::dead_letters))
         .route(
             "/ingest",

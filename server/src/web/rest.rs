@@ -3,19 +3,22 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use instabrand_shared::Millis;
+use instabrand_shared::api::Comparison;
 use instabrand_shared::api::{
     Alert, BrandDetail, BrandInfo, BrandSeries, DeadLetterView, FeedPage, Health, Influencer,
     Leaderboard, MapPoint, OriginalBrandMetric, Resolution, SeriesComparison, UserFeeds,
     UserProfile, Window,
 };
+use instabrand_shared::ws::SortKey;
 use serde::Deserialize;
 use tracing::instrument;
 
 use super::ApiErr;
+use crate::processor::compare::{CompareError, Period};
 use crate::processor::query::{RangeError, RangeRequest};
 use crate::processor::{Processor, UserId};
 use crate::state::AppState;
@@ -27,6 +30,7 @@ pub struct Params {
     before: Option<String>,
     prefix: Option<String>,
     brand: Option<String>,
+    sort: Option<String>,
 }
 
 /// A range series request: `from` and `to` as RFC 3339 (or `YYYY-MM-DD HH:MM:SS`,
@@ -95,6 +99,14 @@ impl Params {
         }
     }
 
+    /// `None`: the leaderboard's own order (photos, then engagement).
+    fn sort(&self) -> Result<Option<SortKey>, ApiErr> {
+        self.sort
+            .as_deref()
+            .map(|s| s.parse().map_err(ApiErr::BadRequest))
+            .transpose()
+    }
+
     fn limit(&self, state: &AppState, default: usize) -> usize {
         self.limit
             .unwrap_or(default)
@@ -117,7 +129,260 @@ pub async fn leaderboard(
     Query(q): Query<Params>,
 ) -> Result<Json<Leaderboard>, ApiErr> {
     let w = q.window()?;
-    Ok(Json(read(&state).leaderboard(w)))
+    let sort = q.sort()?;
+    Ok(Json(sorted_leaderboard(&read(&state), w, sort)))
+}
+
+/// The leaderboard of `w`, in `sort` order when one is asked for: the same order the
+/// live table's pages are cut in ([`SortKey::compare`]), so REST and screen agree.
+fn sorted_leaderboard(p: &Processor, w: Window, sort: Option<SortKey>) -> Leaderboard {
+    let mut lb = p.leaderboard(w);
+    if let Some(key) = sort {
+        lb.rows.sort_by(|a, b| key.compare(a, b));
+    }
+    lb
+}
+
+/// The whole leaderboard as CSV, every brand in the window, in the order asked for.
+#[instrument(skip(state))]
+pub async fn leaderboard_csv(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Params>,
+) -> Result<impl IntoResponse, ApiErr> {
+    let w = q.window()?;
+    let sort = q.sort()?;
+    let lb = sorted_leaderboard(&read(&state), w, sort);
+    let mut rows = vec![
+        [
+            "rank",
+            "brand",
+            "photos",
+            "likes",
+            "comments",
+            "reach",
+            "engagement_rate",
+            "share_of_voice",
+            "previous_photos",
+            "change",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (i, r) in lb.rows.iter().enumerate() {
+        rows.push(vec![
+            (i + 1).to_string(),
+            csv_cell(&r.brand).into_owned(),
+            r.photos.to_string(),
+            r.likes.to_string(),
+            r.comments.to_string(),
+            r.reach.to_string(),
+            format!("{:.6}", r.engagement_rate),
+            format!("{:.6}", r.share_of_voice),
+            r.previous_photos.to_string(),
+            (r.photos as i64 - r.previous_photos as i64).to_string(),
+        ]);
+    }
+    let by = sort
+        .map(|k| format!("-by-{}", k.as_str()))
+        .unwrap_or_default();
+    csv_response(
+        &format!("leaderboard-{w}{by}-to-{}", file_time(lb.to_ms)),
+        &rows,
+    )
+}
+
+/// The top influencers of a window as CSV (`limit`, default 100).
+#[instrument(skip(state))]
+pub async fn influencers_csv(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<Params>,
+) -> Result<impl IntoResponse, ApiErr> {
+    let w = q.window()?;
+    let n = q.limit(&state, 100);
+    let (list, clock) = {
+        let p = read(&state);
+        (p.influencers(w, n), p.clock().unwrap_or(0))
+    };
+    let mut rows = vec![
+        [
+            "rank",
+            "username",
+            "uploads",
+            "likes_received",
+            "comments_received",
+            "score",
+            "followers",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (i, u) in list.iter().enumerate() {
+        rows.push(vec![
+            (i + 1).to_string(),
+            csv_cell(&u.username).into_owned(),
+            u.uploads.to_string(),
+            u.likes_received.to_string(),
+            u.comments_received.to_string(),
+            u.score.to_string(),
+            u.followers.to_string(),
+        ]);
+    }
+    csv_response(&format!("influencers-{w}-to-{}", file_time(clock)), &rows)
+}
+
+/// `GET /api/compare?brands=A,B[,…]&window=1h`: 2 to 5 brands over one window.
+///
+/// `brands` is read from the raw query: a brand's own comma (`Apple, Inc.`) arrives
+/// percent-encoded (`Apple%2C%20Inc.`), so splitting before decoding never cuts a
+/// name, while a decoded query could not tell the two apart.
+#[instrument(skip(state))]
+pub async fn compare(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    Query(q): Query<Params>,
+) -> Result<Json<Comparison>, ApiErr> {
+    let w = q.window()?;
+    let brands = raw
+        .as_deref()
+        .and_then(|r| raw_value(r, "brands"))
+        .map(decode_list)
+        .unwrap_or_default();
+    let p = read(&state);
+    let period = Period::window(&p, w);
+    p.compare(&brands, &period).map(Json).map_err(|e| match e {
+        CompareError::Unknown(_) => ApiErr::NotFound(e.to_string()),
+        CompareError::Count(_) => ApiErr::BadRequest(e.to_string()),
+    })
+}
+
+/// The comparison's series as CSV: one row per step and brand.
+#[instrument(skip(state))]
+pub async fn compare_csv(
+    State(state): State<Arc<AppState>>,
+    raw: RawQuery,
+    q: Query<Params>,
+) -> Result<impl IntoResponse, ApiErr> {
+    let Json(c) = compare(State(state), raw, q).await?;
+    let mut rows = vec![
+        [
+            "time_utc",
+            "brand",
+            "photos",
+            "likes",
+            "comments",
+            "reach",
+            "engagement_rate",
+            "share_of_voice",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for b in &c.brands {
+        for p in &b.series {
+            rows.push(vec![
+                instabrand_shared::time::format_naive(p.at_ms),
+                csv_cell(&b.metrics.brand).into_owned(),
+                p.photos.to_string(),
+                p.likes.to_string(),
+                p.comments.to_string(),
+                p.reach.to_string(),
+                format!("{:.6}", p.engagement_rate),
+                format!("{:.6}", p.share_of_voice),
+            ]);
+        }
+    }
+    let names: Vec<&str> = c.brands.iter().map(|b| b.metrics.brand.as_str()).collect();
+    csv_response(
+        &format!(
+            "compare-{}-{}-to-{}",
+            names.join("-vs-"),
+            c.window,
+            file_time(c.to_ms)
+        ),
+        &rows,
+    )
+}
+
+fn raw_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `Nike,Apple%2C%20Inc.` as `["Nike", "Apple, Inc."]`: split on `,`, then each item
+/// percent-decoded (`+` as a space, as forms send it); empty items dropped.
+fn decode_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let bytes = item.as_bytes();
+            let mut out = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (bytes[i], hex) {
+                    (b'%', Some(v)) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    (b'+', _) => out.push(b' '),
+                    (b, _) => out.push(b),
+                }
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .collect()
+}
+
+/// `2026-12-03T1213Z`: the end of the window in a filename, so two exports of the
+/// same table taken at different times do not overwrite each other.
+fn file_time(ms: i64) -> String {
+    let t = instabrand_shared::time::format_naive(ms);
+    format!("{}T{}{}Z", &t[..10], &t[11..13], &t[14..16])
+}
+
+/// Only ASCII letters and digits (plus `-` and `.`) survive in a filename: brand
+/// names carry quotes, slashes and commas that would break the header or the path.
+fn safe_filename(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A CSV download: `rows` (already neutralised with [`csv_cell`]) as
+/// `attachment; filename="<stem>.csv"`.
+fn csv_response(stem: &str, rows: &[Vec<String>]) -> Result<impl IntoResponse + use<>, ApiErr> {
+    let mut wr = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        wr.write_record(r).map_err(|e| ApiErr::Internal(e.into()))?;
+    }
+    let body = wr
+        .into_inner()
+        .map_err(|e| ApiErr::Internal(anyhow::anyhow!("{e}")))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.csv\"", safe_filename(stem)),
+            ),
+        ],
+        body,
+    ))
 }
 
 /// The original system's endpoint, shape unchanged (default window).
@@ -201,6 +466,8 @@ pub async fn series(
 }
 
 /// The brand's series as CSV, for a spreadsheet.
+/// The brand's series as CSV, for a spreadsheet: per step (minutes for 5m and 1h,
+/// hours for 24h and all) its counts, unique reach and engagement rate.
 #[instrument(skip(state))]
 pub async fn brand_csv(
     State(state): State<Arc<AppState>>,
@@ -208,42 +475,46 @@ pub async fn brand_csv(
     Query(q): Query<Params>,
 ) -> Result<impl IntoResponse, ApiErr> {
     let w = q.window()?;
-    let d = read(&state)
-        .brand_detail(&brand, w, 0, 0)
-        .ok_or_else(|| ApiErr::NotFound(format!("no photos of {brand:?} yet")))?;
-    let mut wr = csv::Writer::from_writer(Vec::new());
-    let write = |wr: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
-        wr.write_record(["time_utc", "brand", "photos", "likes", "comments"])?;
-        for p in &d.series {
-            wr.write_record([
-                instabrand_shared::time::format_naive(p.minute_ms),
-                csv_cell(&brand).into_owned(),
-                p.photos.to_string(),
-                p.likes.to_string(),
-                p.comments.to_string(),
-            ])?;
-        }
-        Ok(())
+    let (series, clock) = {
+        let p = read(&state);
+        let s = p
+            .series_with_reach(&brand, w)
+            .ok_or_else(|| ApiErr::NotFound(format!("no photos of {brand:?} yet")))?;
+        (s, p.clock().unwrap_or(0))
     };
-    write(&mut wr).map_err(|e| ApiErr::Internal(e.into()))?;
-    let body = wr
-        .into_inner()
-        .map_err(|e| ApiErr::Internal(anyhow::anyhow!("{e}")))?;
-    let safe: String = brand
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    Ok((
-        StatusCode::OK,
+    let mut rows = vec![
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{safe}-{w}.csv\""),
-            ),
-        ],
-        body,
-    ))
+            "time_utc",
+            "brand",
+            "photos",
+            "likes",
+            "comments",
+            "reach",
+            "engagement_rate",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (p, reach) in &series {
+        let engagement = if *reach == 0 {
+            0.0
+        } else {
+            (p.likes + p.comments) as f64 / *reach as f64
+        };
+        rows.push(vec![
+            instabrand_shared::time::format_naive(p.minute_ms),
+            csv_cell(&brand).into_owned(),
+            p.photos.to_string(),
+            p.likes.to_string(),
+            p.comments.to_string(),
+            reach.to_string(),
+            format!("{engagement:.6}"),
+        ]);
+    }
+    csv_response(
+        &format!("{brand}-series-{w}-to-{}", file_time(clock)),
+        &rows,
+    )
 }
 
 /// A cell a spreadsheet will show as text: one starting with `=`, `+`, `-`, `@`, a
@@ -467,6 +738,16 @@ mod tests {
         }
         assert_eq!(csv_cell("Apple, Inc."), "Apple, Inc.");
         assert_eq!(csv_cell(""), "");
+    }
+
+    #[test]
+    fn a_list_splits_before_it_decodes_so_commas_in_names_survive() {
+        assert_eq!(
+            decode_list("Nike,Apple%2C%20Inc.,,Ben+%26+Jerry's"),
+            ["Nike", "Apple, Inc.", "Ben & Jerry's"]
+        );
+        assert_eq!(decode_list("100%"), ["100%"], "a bad escape stays as it is");
+        assert_eq!(raw_value("window=1h&brands=a,b", "brands"), Some("a,b"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Integration tests: the real application on port 0, driven over HTTP and WebSocket.
 
+mod exports;
 mod helpers;
 mod security;
 mod series;
