@@ -143,10 +143,31 @@ struct Input {
     /// Wall time of the last delivery (or of the input's creation).
     last_arrival: Millis,
     position: LogPosition,
+    /// The event types it has delivered (a bit per tie rank).
+    kinds: u8,
 }
 
 impl Input {
     /// Whether it holds the others back at wall time `now`.
+    /// What it may still deliver as its watermark allows: a log of one event type (a
+    /// Kafka partition of one topic) keeps event-time order within a second, so only
+    /// the watermark's (second, type, milliseconds) may still come; one of several
+    /// types (a file, the generator, HTTP ingest) writes a second's events in any
+    /// order of type, so all of its current second may still come.
+    fn limit(&self) -> Option<OrderKey> {
+        let w = self.watermark?;
+        Some(if self.kinds.count_ones() > 1 {
+            OrderKey {
+                sec: w.sec,
+                rank: 0,
+                ms: Millis::MIN,
+                tie: 0,
+            }
+        } else {
+            w
+        })
+    }
+
     fn holds_back(&self, cfg: &AlignConfig, now: Millis) -> bool {
         let patience = match self.position {
             LogPosition::AtEnd => return false,
@@ -208,10 +229,9 @@ impl<T> Ord for Entry<T> {
 pub enum Bound {
     /// Some input may still deliver anything: nothing goes.
     Nothing,
-    /// Everything before this key's second: the input with this watermark may still
-    /// deliver more of that second, in any order of type and milliseconds (the wire
-    /// has second precision, and the tie order within a second is ours, not the
-    /// log's), so all of its second waits until it moves on or reaches its end.
+    /// Everything before this key's second, type and milliseconds: the input with this
+    /// limit ([`Input::limit`]) may still deliver more events equal to it in those
+    /// three (for an input of several event types, anything of its current second).
     Before(OrderKey),
     /// No input holds anything back.
     All,
@@ -221,7 +241,7 @@ impl Bound {
     fn admits(self, key: &OrderKey) -> bool {
         match self {
             Bound::Nothing => false,
-            Bound::Before(b) => key.sec < b.sec,
+            Bound::Before(b) => (key.sec, key.rank, key.ms) < (b.sec, b.rank, b.ms),
             Bound::All => true,
         }
     }
@@ -270,6 +290,7 @@ impl<T> Aligner<T> {
             held: 0,
             last_arrival: now,
             position: LogPosition::Open,
+            kinds: 0,
         });
         self.index.insert(name.into(), id);
         id
@@ -279,6 +300,7 @@ impl<T> Aligner<T> {
     pub fn push(&mut self, input: InputId, key: OrderKey, item: T, now: Millis) {
         let i = &mut self.inputs[input];
         i.watermark = Some(i.watermark.map_or(key, |w| w.max(key)));
+        i.kinds |= 1 << key.rank.min(7);
         i.held += 1;
         i.last_arrival = now;
         self.seq += 1;
@@ -324,7 +346,7 @@ impl<T> Aligner<T> {
             if !i.holds_back(&self.cfg, now) {
                 continue;
             }
-            match (i.watermark, bound) {
+            match (i.limit(), bound) {
                 (None, _) => return Bound::Nothing,
                 (Some(w), Bound::Before(b)) if b <= w => {}
                 (Some(w), _) => bound = Bound::Before(w),
@@ -453,6 +475,34 @@ mod tests {
         let out = run(&mut a, &[("follow/0", 40, Follow, "follow@40")], 2);
         assert_eq!(out, ["follow@20"]);
         assert_eq!(a.held(), 2);
+    }
+
+    #[test]
+    fn an_input_of_several_types_holds_its_whole_second_one_of_one_type_only_its_key() {
+        // A file (several event types) sends a second's photo, then in its next batch
+        // a follow of the same second: the follow still goes first.
+        let mut a = Aligner::new(cfg());
+        let file = a.input("file", 0);
+        a.set_position(file, LogPosition::Behind);
+        a.push(file, key(5, Follow), "follow@5a", 0);
+        a.push(file, key(5, PhotoUpload), "photo@5", 0);
+        let mut out = Vec::new();
+        a.release(0, |_, s| out.push(s));
+        assert!(out.is_empty(), "more of second 5 may come, of any type");
+        a.push(file, key(5, CreateUser), "user@5", 1);
+        a.push(file, key(6, Like), "like@6", 1);
+        a.release(1, |_, s| out.push(s));
+        assert_eq!(out, ["user@5", "follow@5a", "photo@5"]);
+        // A partition of one topic keeps its order within a second: what is before its
+        // watermark's (second, type, milliseconds) goes.
+        let mut a = Aligner::new(cfg());
+        let likes = a.input("like/0", 0);
+        a.set_position(likes, LogPosition::Behind);
+        a.push(likes, key(5, Like), "like@5", 0);
+        a.push(likes, key(6, Like), "like@6", 0);
+        let mut out = Vec::new();
+        a.release(0, |_, s| out.push(s));
+        assert_eq!(out, ["like@5"]);
     }
 
     #[test]

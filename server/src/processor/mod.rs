@@ -133,7 +133,7 @@ impl Default for ProcessorConfig {
             day_rollup_days: 730,
             hour_rollup_precision: 11,
             day_rollup_precision: 12,
-            photo_retention_secs: 7 * 24 * 3_600,
+            photo_retention_secs: 30 * 24 * 3_600,
             comments_kept_per_photo: 20,
             map_points_kept: 20_000,
             brand_photos_kept: 2_000,
