@@ -112,22 +112,13 @@ pub fn decode_entry(entry: &[u8]) -> impl Iterator<Item = Result<Item<'_>, Strin
     })
 }
 
-/// Every event decoded once already; the configured limits may have changed since.
-const NO_LIMITS: DecodeLimits = DecodeLimits {
-    max_message_bytes: usize::MAX,
-    max_name_bytes: usize::MAX,
-    max_brand_bytes: usize::MAX,
-    max_brands: usize::MAX,
-    max_text_bytes: usize::MAX,
-};
-
 /// Applies a changelog entry's events to `p` as the pipeline did; how many.
 pub fn replay_entry(p: &mut Processor, entry: &[u8]) -> Result<u64, String> {
     let mut n = 0;
     for item in decode_entry(entry) {
         match item? {
             Item::Event(hint, bytes) => {
-                let event = decode(bytes, hint, &NO_LIMITS).map_err(|e| e.to_string())?;
+                let event = decode(bytes, hint, &DecodeLimits::NONE).map_err(|e| e.to_string())?;
                 p.apply(&event, bytes);
                 n += 1;
             }

@@ -35,14 +35,6 @@ pub struct Rebuilt {
     pub took: Duration,
 }
 
-const NO_LIMITS: DecodeLimits = DecodeLimits {
-    max_message_bytes: usize::MAX,
-    max_name_bytes: usize::MAX,
-    max_brand_bytes: usize::MAX,
-    max_brands: usize::MAX,
-    max_text_bytes: usize::MAX,
-};
-
 /// Where each source stands after the archived events, from their origins.
 #[derive(Default)]
 struct Ends {
@@ -101,7 +93,7 @@ impl Ends {
 fn apply_second(p: &mut Processor, rows: &mut Vec<(OrderKey, Option<EventKind>, bytes::Bytes)>) {
     rows.sort_by_key(|r| r.0);
     for (_, hint, raw) in rows.drain(..) {
-        if let Ok(ev) = decode(&raw, hint, &NO_LIMITS) {
+        if let Ok(ev) = decode(&raw, hint, &DecodeLimits::NONE) {
             p.apply(&ev, &raw);
         }
     }
@@ -126,7 +118,7 @@ pub fn rebuild(
     for row in reader {
         let row = row.with_context(|| format!("reading the archive {from}"))?;
         let hint = EventKind::parse(&row.event);
-        let key = match decode(&row.raw, hint, &NO_LIMITS) {
+        let key = match decode(&row.raw, hint, &DecodeLimits::NONE) {
             Ok(ev) => OrderKey::of(&ev, &row.raw),
             Err(_) => {
                 undecodable += 1;

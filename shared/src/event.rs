@@ -355,6 +355,18 @@ pub struct DecodeLimits {
     pub max_text_bytes: usize,
 }
 
+impl DecodeLimits {
+    /// No limits: for records that decoded once already (a checkpoint's changelog, the
+    /// archive), which must decode again whatever the limits are now.
+    pub const NONE: DecodeLimits = DecodeLimits {
+        max_message_bytes: usize::MAX,
+        max_name_bytes: usize::MAX,
+        max_brand_bytes: usize::MAX,
+        max_brands: usize::MAX,
+        max_text_bytes: usize::MAX,
+    };
+}
+
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {

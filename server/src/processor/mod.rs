@@ -288,14 +288,7 @@ impl From<Pending> for PendingRaw {
 impl TryFrom<PendingRaw> for Pending {
     type Error = String;
     fn try_from(p: PendingRaw) -> Result<Self, String> {
-        let limits = instabrand_shared::DecodeLimits {
-            max_message_bytes: usize::MAX,
-            max_name_bytes: usize::MAX,
-            max_brand_bytes: usize::MAX,
-            max_brands: usize::MAX,
-            max_text_bytes: usize::MAX,
-        };
-        let event = instabrand_shared::decode(&p.raw, None, &limits)
+        let event = instabrand_shared::decode(&p.raw, None, &instabrand_shared::DecodeLimits::NONE)
             .map_err(|e| e.to_string())?
             .into_owned();
         Ok(Pending {
