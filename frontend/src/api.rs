@@ -5,8 +5,8 @@
 
 use gloo_net::http::{Request, Response};
 use instabrand_shared::api::{
-    ApiError, BrandInfo, BuildInfo, CampaignRequest, Comparison, DeadLetterView, FeedPage,
-    GeneratorStatus, Influencer, UserFeeds, UserProfile, Window,
+    ApiError, BrandInfo, BrandSeries, BuildInfo, CampaignRequest, Comparison, DeadLetterView,
+    FeedPage, GeneratorStatus, Influencer, SeriesComparison, UserFeeds, UserProfile, Window,
 };
 use instabrand_shared::ws::SortKey;
 use serde::de::DeserializeOwned;
@@ -84,6 +84,38 @@ fn compare_path(base: &str, brands: &[String], window: Window) -> String {
         "{base}?brands={}&window={window}",
         crate::route::encode_list(brands)
     )
+}
+
+/// The `from=…&to=…` for `range`: a preset first asks the server for its stream clock
+/// (`/api/health`), since presets count back from event time, not the browser's.
+pub async fn range_query(range: &crate::range::Range) -> Result<String, ApiFailure> {
+    #[derive(serde::Deserialize)]
+    struct Clock {
+        stream_clock_ms: instabrand_shared::time::Millis,
+    }
+    let clock = if range.needs_clock() {
+        get::<Clock>("/api/health").await?.stream_clock_ms
+    } else {
+        0
+    };
+    Ok(range.query(clock))
+}
+
+/// One brand over a range (`query` from [`range_query`]), at the server's resolution.
+pub async fn brand_series(brand: &str, query: &str) -> Result<BrandSeries, ApiFailure> {
+    get(&format!("/api/brands/{}/series?{query}", enc(brand))).await
+}
+
+/// Several brands over one range, on the same buckets.
+pub async fn series_comparison(
+    brands: &[String],
+    query: &str,
+) -> Result<SeriesComparison, ApiFailure> {
+    get(&format!(
+        "/api/series?brands={}&{query}",
+        crate::route::encode_list(brands)
+    ))
+    .await
 }
 
 pub async fn influencers(window: Window, limit: u32) -> Result<Vec<Influencer>, ApiFailure> {

@@ -7,7 +7,9 @@
 //!
 //! The view's state lives in the URL's query string, so a copied link reopens the same
 //! view and back and forward step through changes: `window` on every page, and per
-//! page `sort` and `page` (overview), `brand` (map), `views` and `every` (present).
+//! page `sort` and `page` (overview), `brand` (map), `views` and `every` (present),
+//! `brands` and `metric` (compare), and a range, `range=7d` or `from=…&to=…` (brand and
+//! compare, see [`crate::range`]).
 //! Pages read those from [`Ctx::search`] and change them with [`Ctx::set_query`]. The
 //! window is also kept while moving between pages (a link to `/map` does not carry
 //! it), so the app writes it back into every URL it lands on.
@@ -89,12 +91,28 @@ impl Ctx {
     /// one; the table starts again at its first page.
     pub fn set_window(&self, w: Window) {
         dom::storage_set(WINDOW_KEY, w.as_str());
+        // A window chosen drops any range, so the buttons work as before on the
+        // pages that also take a range.
         let search = self.search.with_untracked(|s| {
             let s = set_param(s, "window", Some(w.as_str()));
-            set_param(&s, "page", None)
+            crate::range::Range::write(None, &set_param(&s, "page", None))
         });
         self.go_to_search(&search, HistoryMode::Push);
         self.window.set(w);
+    }
+
+    /// The range in the URL, if any (brand and compare pages).
+    pub fn range(&self) -> Memo<Option<crate::range::Range>> {
+        let search = self.search;
+        Memo::new(move |_| search.with(|s| crate::range::Range::from_search(s)))
+    }
+
+    /// A range chosen (or with `None`, dropped): a step of history like a window.
+    pub fn set_range(&self, range: Option<&crate::range::Range>) {
+        let search = self
+            .search
+            .with_untracked(|s| crate::range::Range::write(range, s));
+        self.go_to_search(&search, HistoryMode::Push);
     }
 
     /// Sets (or with `None` removes) one query parameter of the current URL.

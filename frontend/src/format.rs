@@ -147,9 +147,32 @@ pub fn clock(ms: Millis) -> String {
     t[11..16].to_string()
 }
 
+/// A chart's time label: `HH:MM` within about a day, else the date (`06-12`), with
+/// its hour where a few days need it (`06-12 10h`).
+pub fn axis_time(ms: Millis, span_ms: Millis) -> String {
+    let t = timestamp(ms);
+    let day = instabrand_shared::time::MS_PER_DAY;
+    if span_ms <= 36 * instabrand_shared::time::MS_PER_HOUR {
+        t[11..16].to_string()
+    } else if span_ms <= 10 * day {
+        format!("{} {}h", &t[5..10], &t[11..13])
+    } else {
+        t[..10].to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_labels_name_the_hour_within_a_day_then_the_day() {
+        let t = 1_497_262_127_000; // 2017-06-12 10:08:47
+        let h = instabrand_shared::time::MS_PER_HOUR;
+        assert_eq!(axis_time(t, h), "10:08");
+        assert_eq!(axis_time(t, 7 * 24 * h), "06-12 10h");
+        assert_eq!(axis_time(t, 90 * 24 * h), "2017-06-12");
+    }
 
     #[test]
     fn a_file_time_names_the_minute_in_utc() {

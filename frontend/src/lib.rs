@@ -15,6 +15,7 @@ pub mod geo;
 pub mod live;
 pub mod palette;
 pub mod playlist;
+pub mod range;
 pub mod route;
 
 #[cfg(target_arch = "wasm32")]

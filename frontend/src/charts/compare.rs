@@ -63,7 +63,7 @@ pub fn draw(canvas: &HtmlCanvasElement, lines: &[Line<'_>], scale: Scale) -> Res
         .configure_mesh()
         .x_labels(6)
         .y_labels(5)
-        .x_label_formatter(&|ms| format::clock(*ms))
+        .x_label_formatter(&|ms| format::axis_time(*ms, x1 - x0))
         .y_label_formatter(&|v| match scale {
             Scale::Count => format::compact(v.round() as u64),
             Scale::Fraction => format::percent(*v),

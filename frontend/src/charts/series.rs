@@ -19,12 +19,15 @@ pub const LIKES: RGBColor = RGBColor(0xff, 0x7a, 0x90);
 pub const COMMENTS: RGBColor = RGBColor(0xff, 0xd1, 0x66);
 
 /// Paints the series (and `previous`, the period before, shifted by `shift_ms` onto
-/// the same steps); an empty series paints an empty frame with a note.
+/// the same steps); an empty series paints an empty frame with a note. `partial`: the
+/// last step is still filling (a window always; a range only when it holds the
+/// stream's clock).
 pub fn draw(
     canvas: &HtmlCanvasElement,
     series: &[SeriesPoint],
     previous: &[SeriesPoint],
     shift_ms: i64,
+    partial: bool,
 ) -> Result<(), String> {
     let Some((ctx, width, _)) = dom::prepare_canvas(canvas) else {
         return Ok(()); // hidden
@@ -69,7 +72,7 @@ pub fn draw(
         .configure_mesh()
         .x_labels(6)
         .y_labels(5)
-        .x_label_formatter(&|ms| format::clock(*ms))
+        .x_label_formatter(&|ms| format::axis_time(*ms, x1 - x0))
         .y_label_formatter(&|v| format::compact(*v))
         .label_style(font(12.0))
         .axis_style(GRID)
@@ -79,7 +82,7 @@ pub fn draw(
         .map_err(|e| e.to_string())?;
 
     // The step in progress: shaded from the last closed step to the end.
-    if series.len() >= 2 {
+    if partial && series.len() >= 2 {
         let start = series[series.len() - 2].minute_ms;
         chart
             .draw_series(std::iter::once(Rectangle::new(
@@ -96,7 +99,11 @@ pub fn draw(
             .map_err(|e| e.to_string())?;
     }
     let width_px = px(2.0);
-    let closed = series.len().saturating_sub(1).max(1);
+    let closed = if partial {
+        series.len().saturating_sub(1).max(1)
+    } else {
+        series.len()
+    };
     for (name, color, pick) in [
         (
             "photos",
@@ -119,7 +126,7 @@ pub fn draw(
                 .map_err(|e| e.to_string())?;
         }
         // The partial step's segment faded: it only ever rises until the step closes.
-        if series.len() >= 2 {
+        if partial && series.len() >= 2 {
             chart
                 .draw_series(LineSeries::new(
                     series[closed - 1..].iter().map(|p| (p.minute_ms, pick(p))),

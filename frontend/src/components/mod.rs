@@ -8,4 +8,5 @@ pub mod influencers;
 pub mod leaderboard;
 pub mod live_map;
 pub mod photo;
+pub mod range_picker;
 pub mod window_picker;

@@ -9,6 +9,8 @@ use crate::app::ctx;
 #[component]
 pub fn WindowPicker() -> impl IntoView {
     let ctx = ctx();
+    // With a range chosen no window button is lit: the range is what shows.
+    let range = ctx.range();
     view! {
         <div class="picker" role="group" aria-label="Time window" data-test="window-picker">
             {Window::ALL
@@ -16,7 +18,7 @@ pub fn WindowPicker() -> impl IntoView {
                 .map(|w| {
                     view! {
                         <button
-                            aria-pressed=move || (ctx.window.get() == w).to_string()
+                            aria-pressed=move || (ctx.window.get() == w && range.with(Option::is_none)).to_string()
                             title=w.label()
                             on:click=move |_| ctx.set_window(w)
                         >
