@@ -105,7 +105,7 @@ pub fn run_file(
     loop {
         if events % 4096 == 0 {
             if let Some(w) = writer.as_mut() {
-                w.maybe_checkpoint(&p)?;
+                w.maybe_checkpoint()?;
             }
             // As the pipeline drains the web layer's reads before a batch.
             for _ in 0..per_batch {
@@ -179,6 +179,8 @@ pub fn run_file(
 /// appends them to the changelog and asks the compactor when it is due.
 struct BackgroundWriter {
     every: Option<Duration>,
+    /// As `state.max_unlogged_events`: past it a checkpoint is due at once.
+    max_unlogged: usize,
     last: Instant,
     log: Vec<crate::checkpoint::Logged>,
     saver: crate::store::BackgroundSaver<Vec<crate::checkpoint::Logged>>,
@@ -206,13 +208,9 @@ impl BackgroundWriter {
                 }
             }
         });
-        let policy = {
-            let d = crate::config::StateConfig::default();
-            crate::checkpoint::CompactPolicy {
-                min_bytes: d.compact_min_bytes,
-                ratio: d.compact_ratio,
-            }
-        };
+        // The server's defaults: the bench has no configuration file.
+        let defaults = crate::config::StateConfig::default();
+        let policy = crate::checkpoint::CompactPolicy::of(&defaults);
         let saver = crate::store::BackgroundSaver::start(
             "checkpoint",
             move |events: Vec<crate::checkpoint::Logged>| {
@@ -234,6 +232,7 @@ impl BackgroundWriter {
         );
         BackgroundWriter {
             every,
+            max_unlogged: defaults.max_unlogged_events,
             last: Instant::now(),
             log: Vec::new(),
             saver,
@@ -243,8 +242,8 @@ impl BackgroundWriter {
         }
     }
 
-    fn maybe_checkpoint(&mut self, _p: &Processor) -> io::Result<()> {
-        let full = self.log.len() >= crate::config::StateConfig::default().max_unlogged_events;
+    fn maybe_checkpoint(&mut self) -> io::Result<()> {
+        let full = self.log.len() >= self.max_unlogged;
         let due = self.every.is_some_and(|e| self.last.elapsed() >= e);
         if !full && (!due || self.saver.busy()) {
             return Ok(());

@@ -154,6 +154,13 @@ pub struct CompactPolicy {
 }
 
 impl CompactPolicy {
+    pub fn of(cfg: &crate::config::StateConfig) -> Self {
+        CompactPolicy {
+            min_bytes: cfg.compact_min_bytes,
+            ratio: cfg.compact_ratio,
+        }
+    }
+
     pub fn due(&self, sizes: &StoreSizes) -> bool {
         sizes.log_bytes >= self.min_bytes
             && sizes.log_bytes as f64 >= self.ratio * sizes.base_bytes as f64
@@ -277,10 +284,7 @@ pub struct CheckpointWriter {
 impl CheckpointWriter {
     pub fn start(state: Arc<AppState>, store: StateStore) -> Self {
         let store = Arc::new(store);
-        let policy = CompactPolicy {
-            min_bytes: state.config.state.compact_min_bytes,
-            ratio: state.config.state.compact_ratio,
-        };
+        let policy = CompactPolicy::of(&state.config.state);
         let compactor = {
             let state = state.clone();
             Compactor::start(

@@ -98,6 +98,28 @@ impl fmt::Display for Origin {
     }
 }
 
+impl Origin {
+    /// The origin a `Display` string names (as archived with each event), for the
+    /// sources whose positions it determines; `None` for the others.
+    pub fn parse(s: &str) -> Option<Origin> {
+        if let Some(rest) = s.strip_prefix("kafka:") {
+            let (tp, offset) = rest.rsplit_once('@')?;
+            let (topic, partition) = tp.rsplit_once('/')?;
+            return Some(Origin::Kafka {
+                topic: topic.into(),
+                partition: partition.parse().ok()?,
+                offset: offset.parse().ok()?,
+            });
+        }
+        if let Some(offset) = s.strip_prefix("file:byte ") {
+            return Some(Origin::File {
+                offset: offset.parse().ok()?,
+            });
+        }
+        (s == "generator").then_some(Origin::Generator)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Record {
     pub bytes: Bytes,

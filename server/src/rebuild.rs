@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::align::OrderKey;
 use crate::archive::{ArchiveLocation, ArchiveReader, S3Config};
+use crate::pipeline::Origin;
 use crate::processor::{Processor, ProcessorConfig};
 use crate::store::{Positions, StateStore};
 
@@ -45,23 +46,25 @@ struct Ends {
 
 impl Ends {
     fn note(&mut self, source: &str) {
-        if let Some(rest) = source.strip_prefix("kafka:")
-            && let Some((tp, offset)) = rest.rsplit_once('@')
-            && let Ok(offset) = offset.parse::<i64>()
-        {
-            let next = offset + 1;
-            let e = self.kafka.entry(tp.to_string()).or_insert(json!(next));
-            if e.as_i64().is_some_and(|o| o < next) {
-                *e = json!(next);
+        match Origin::parse(source) {
+            Some(Origin::Kafka {
+                topic,
+                partition,
+                offset,
+            }) => {
+                let next = offset + 1;
+                let e = self
+                    .kafka
+                    .entry(format!("{topic}/{partition}"))
+                    .or_insert(json!(next));
+                if e.as_i64().is_some_and(|o| o < next) {
+                    *e = json!(next);
+                }
             }
-        } else if let Some(offset) = source
-            .strip_prefix("file:byte ")
-            .and_then(|o| o.parse::<u64>().ok())
-        {
             // The file source's origin is the offset after its line.
-            self.file = Some(self.file.unwrap_or(0).max(offset));
-        } else if source == "generator" {
-            self.generator += 1;
+            Some(Origin::File { offset }) => self.file = Some(self.file.unwrap_or(0).max(offset)),
+            Some(Origin::Generator) => self.generator += 1,
+            _ => {}
         }
     }
 
