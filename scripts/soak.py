@@ -212,8 +212,8 @@ def file_start_ms(path):
 
 
 def store_bytes(data):
-    f = data / "state.redb"
-    return f.stat().st_size if f.exists() else 0
+    """The store on disk: state.redb (changelog, positions) and its base file(s)."""
+    return sum(f.stat().st_size for f in data.glob("state.redb*") if f.is_file())
 
 
 def fmt_time(ms):

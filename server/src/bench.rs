@@ -199,18 +199,19 @@ impl BackgroundWriter {
         let written = std::sync::Arc::new(std::sync::Mutex::new((0, 0, None)));
         let outcome = written.clone();
         let compacted = written.clone();
-        let compactor = crate::checkpoint::Compactor::start(store.clone(), cfg.clone(), move |c| {
-            let mut o = compacted.lock().expect("bench lock poisoned");
-            match c {
-                Ok(_) => o.1 += 1,
-                Err(e) => {
-                    o.2.get_or_insert(e);
-                }
-            }
-        });
         // The server's defaults: the bench has no configuration file.
         let defaults = crate::config::StateConfig::default();
         let policy = crate::checkpoint::CompactPolicy::of(&defaults);
+        let compactor =
+            crate::checkpoint::Compactor::start(store.clone(), cfg.clone(), policy, move |c| {
+                let mut o = compacted.lock().expect("bench lock poisoned");
+                match c {
+                    Ok(_) => o.1 += 1,
+                    Err(e) => {
+                        o.2.get_or_insert(e);
+                    }
+                }
+            });
         let saver = crate::store::BackgroundSaver::start(
             "checkpoint",
             move |events: Vec<crate::checkpoint::Logged>| {
@@ -220,8 +221,9 @@ impl BackgroundWriter {
                 match saved {
                     Ok(sizes) => {
                         o.0 += 1;
-                        if policy.due(&sizes) {
-                            compactor.request();
+                        drop(o);
+                        if !entry.is_empty() {
+                            compactor.logged(sizes.last_entry, entry, sizes);
                         }
                     }
                     Err(e) => {

@@ -7,8 +7,8 @@
 //! "Order"), and derives each source's position from the archived origins (the next
 //! Kafka offset per partition, the file offset after the last line, the generator's
 //! count), so the server resumes exactly after what the rebuilt state holds. The old
-//! store file is kept beside the new one (`<file>.damaged-<unix seconds>`), never
-//! deleted.
+//! store (its file and base files) is kept beside the new one, in a folder
+//! `<file>.damaged-<unix seconds>`, never deleted.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -139,24 +139,12 @@ pub fn rebuild(
     apply_second(&mut p, &mut rows);
     let positions = ends.positions();
     let base = p.snapshot().context("encoding the rebuilt state")?;
-    let kept_old = if store_path.exists() {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut name = store_path.as_os_str().to_owned();
-        name.push(format!(".damaged-{secs}"));
-        let kept = PathBuf::from(name);
-        std::fs::rename(store_path, &kept).with_context(|| {
-            format!(
-                "moving the old state store {} aside to {}",
-                store_path.display(),
-                kept.display()
-            )
-        })?;
-        Some(kept)
-    } else {
-        None
-    };
+    let kept_old = crate::store::move_aside(store_path).with_context(|| {
+        format!(
+            "moving the old state store {} aside (with its base files)",
+            store_path.display()
+        )
+    })?;
     let store = StateStore::open(store_path)?;
     store.reset(&base, &positions)?;
     Ok(Rebuilt {

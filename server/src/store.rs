@@ -1,22 +1,29 @@
 //! The state store: a base snapshot of the processor's state plus a changelog of the
-//! events applied since, saved together with the sources' positions in redb.
+//! events applied since, saved together with the sources' positions.
 //!
 //! A checkpoint appends one changelog entry (the events applied since the previous
 //! checkpoint, in applied order), the events held for ordering, and the positions, in
-//! one write transaction: its cost follows the rate of change, not the size of the
+//! one redb write transaction: its cost follows the rate of change, not the size of the
 //! state, and applying never stops to serialize the state. The processor is a
 //! deterministic function of the events in order, so base + changelog is the state.
-//! In the background the changelog is compacted: a second thread restores the base,
-//! replays the entries, writes the result as the new base and deletes those entries
-//! ([`crate::checkpoint`]). redb is a pure-Rust, crash-safe (copy-on-write B-tree,
-//! checksummed commits) embedded store, so a kill -9 mid-write leaves the previous
-//! checkpoint, and it reuses freed pages; when the file still grows past twice what it
-//! holds, it is compacted in place.
+//! In the background the changelog is compacted ([`crate::checkpoint`]): a new base is
+//! streamed into a file of its own beside the redb file (`state.redb.base-<n>`,
+//! written to a temporary name, synced, renamed), then one transaction points the
+//! store at it and deletes the entries it covers, and the old base file goes. redb is a
+//! pure-Rust, crash-safe (copy-on-write B-tree, checksummed commits) embedded store,
+//! so a kill -9 mid-write leaves the previous checkpoint; the base file carries its
+//! length and CRC-32 in that transaction, so a damaged one is found, not decoded.
+//!
+//! Why the base lives outside redb: a copy-on-write B-tree keeps the old base's pages
+//! until the new one commits and then keeps the file at its high-water mark, so a
+//! store of base + changelog grew to several times what it held. A file per base is
+//! written once, read once at start, and deleted whole.
 //!
 //! A damaged file or one written in another format is reported with what to do
 //! (`instabrand rebuild`), never dropped.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -26,17 +33,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 pub type Positions = BTreeMap<String, serde_json::Value>;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// The base snapshot, in chunks (numbered from 0).
-const BASE: TableDefinition<u32, &[u8]> = TableDefinition::new("base");
 /// Changelog entries after the base, by sequence number.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// Where formats up to v4 kept one whole snapshot; only read to say what it is.
 const OLD_CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
 
 /// Bumped whenever the layout or the snapshot's encoding changes.
-pub const FORMAT: &[u8] = b"instabrand-state-v5";
-/// Large values are split: redb keeps a value in one allocation.
-const CHUNK: usize = 16 << 20;
+pub const FORMAT: &[u8] = b"instabrand-state-v6";
 
 /// What to do when the store cannot be used, shown with every such error.
 pub const REBUILD_HINT: &str = "The events are still in the archive and in Kafka: rebuild the state with \
@@ -97,6 +100,9 @@ pub struct StoreSizes {
     pub log_entries: u64,
     /// The file on disk.
     pub file_bytes: u64,
+    /// The number of the newest changelog entry (or of the last one the base covers;
+    /// 0: none yet). Entries are numbered from 1 without gaps.
+    pub last_entry: u64,
 }
 
 impl StoreSizes {
@@ -188,6 +194,10 @@ impl StateStore {
         };
         let base = self.read_base(&txn)?;
         let log = self.read_log(&txn, u64::MAX)?;
+        // At start nothing else writes: a base file the store does not point at was
+        // replaced, or left half-written by a crash.
+        let keep = self.base_ref(&meta)?.map(|r| r.0);
+        self.remove_stale_bases(keep.as_deref());
         Ok(Some(Loaded {
             base,
             log,
@@ -208,24 +218,83 @@ impl StateStore {
         }
     }
 
+    /// The current base file's name (`None`: no base yet), length and CRC-32.
+    fn base_ref(
+        &self,
+        meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<Option<(String, u64, u32)>, StoreError> {
+        let Some(name) = meta.get("base_file").map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let name = String::from_utf8_lossy(name.value()).into_owned();
+        let len = u64_of(meta.get("base_bytes").map_err(|e| self.err(e))?);
+        let crc = u64_of(meta.get("base_crc").map_err(|e| self.err(e))?) as u32;
+        Ok(Some((name, len, crc)))
+    }
+
     fn read_base(&self, txn: &redb::ReadTransaction) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = match txn.open_table(BASE) {
+        let meta = match txn.open_table(META) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.err(e)),
         };
-        if table.is_empty().map_err(|e| self.err(e))? {
+        let Some((name, len, crc)) = self.base_ref(&meta)? else {
             return Ok(None);
+        };
+        let path = self.sibling(&name);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            StoreError::damaged(&self.path, format_args!("its base {}: {e}", path.display()))
+        })?;
+        if bytes.len() as u64 != len || crc32fast::hash(&bytes) != crc {
+            return Err(StoreError::damaged(
+                &self.path,
+                format_args!(
+                    "its base {} does not match its length and checksum",
+                    path.display()
+                ),
+            ));
         }
-        let mut base = Vec::new();
-        for (expected, chunk) in table.iter().map_err(|e| self.err(e))?.enumerate() {
-            let (k, v) = chunk.map_err(|e| self.err(e))?;
-            if k.value() as usize != expected {
-                return Err(StoreError::damaged(&self.path, "a base chunk is missing"));
+        Ok(Some(bytes))
+    }
+
+    /// A file beside the store's.
+    fn sibling(&self, name: &str) -> PathBuf {
+        self.path.with_file_name(name)
+    }
+
+    /// Base files are `<store file name>.base-<generation>`.
+    fn base_prefix(&self) -> String {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        format!("{name}.base-")
+    }
+
+    /// Base files (and unfinished `.tmp` ones) beside the store: name and size.
+    fn base_files(&self) -> Vec<(String, u64)> {
+        let prefix = self.base_prefix();
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+        let Ok(entries) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let len = e.metadata().ok()?.len();
+                name.starts_with(&prefix).then_some((name, len))
+            })
+            .collect()
+    }
+
+    /// Deletes base files other than `keep`: ones a compaction replaced, or left
+    /// unfinished by a crash before its transaction committed.
+    fn remove_stale_bases(&self, keep: Option<&str>) {
+        for (name, _) in self.base_files() {
+            if Some(name.as_str()) != keep
+                && let Err(e) = std::fs::remove_file(self.sibling(&name))
+            {
+                tracing::warn!(file = %name, error = %e, "could not delete an old base file");
             }
-            base.extend_from_slice(v.value());
         }
-        Ok(Some(base))
     }
 
     fn read_log(
@@ -261,12 +330,13 @@ impl StateStore {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
             meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
+            let mut last = match log.last().map_err(|e| self.err(e))? {
+                Some((k, _)) => k.value(),
+                None => u64_of(meta.get("base_seq").map_err(|e| self.err(e))?),
+            };
             if !entry.is_empty() {
-                let next = match log.last().map_err(|e| self.err(e))? {
-                    Some((k, _)) => k.value() + 1,
-                    None => u64_of(meta.get("base_seq").map_err(|e| self.err(e))?) + 1,
-                };
-                log.insert(next, entry).map_err(|e| self.err(e))?;
+                last += 1;
+                log.insert(last, entry).map_err(|e| self.err(e))?;
                 let total =
                     u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?) + entry.len() as u64;
                 meta.insert("log_bytes", total.to_le_bytes().as_slice())
@@ -280,6 +350,7 @@ impl StateStore {
                 log_bytes: u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?),
                 log_entries: log.len().map_err(|e| self.err(e))?,
                 file_bytes: self.file_bytes(),
+                last_entry: last,
             }
         };
         txn.commit().map_err(|e| self.err(e))?;
@@ -306,39 +377,90 @@ impl StateStore {
     }
 
     /// Makes `base` (the state after the entries through `through`) the new base and
-    /// deletes those entries, in one transaction.
+    /// deletes those entries.
     pub fn install_base(&self, through: u64, base: &[u8]) -> Result<StoreSizes, StoreError> {
+        self.install_base_with(through, |w| w.write_all(base))
+    }
+
+    /// As [`Self::install_base`], the base streamed by `write` into its file: no copy of
+    /// it is held in memory. The file is synced and renamed before one transaction
+    /// points the store at it and deletes the entries it covers; only then does the
+    /// old base go. A crash at any point leaves the previous base or the new one.
+    pub fn install_base_with(
+        &self,
+        through: u64,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<StoreSizes, StoreError> {
+        let io_err = |what: &str, e: std::io::Error| StoreError::Db {
+            path: self.path.display().to_string(),
+            detail: format!("{what}: {e}"),
+        };
+        let generation = {
+            let txn = self.read()?;
+            match txn.open_table(META) {
+                Ok(meta) => u64_of(meta.get("base_gen").map_err(|e| self.err(e))?) + 1,
+                Err(redb::TableError::TableDoesNotExist(_)) => 1,
+                Err(e) => return Err(self.err(e)),
+            }
+        };
+        let name = format!("{}{generation}", self.base_prefix());
+        let tmp = self.sibling(&format!("{name}.tmp"));
+        let (len, crc) = {
+            let file = std::fs::File::create(&tmp).map_err(|e| io_err("creating a base", e))?;
+            let mut out = Checksummed {
+                inner: std::io::BufWriter::with_capacity(1 << 20, file),
+                crc: crc32fast::Hasher::new(),
+                len: 0,
+            };
+            write(&mut out).map_err(|e| io_err("writing a base", e))?;
+            let file = out
+                .inner
+                .into_inner()
+                .map_err(|e| io_err("writing a base", e.into_error()))?;
+            file.sync_all().map_err(|e| io_err("syncing a base", e))?;
+            (out.len, out.crc.finalize())
+        };
+        std::fs::rename(&tmp, self.sibling(&name)).map_err(|e| io_err("naming a base", e))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The rename itself must survive a power cut before redb points at it.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("syncing the data dir", e))?;
+        }
         let db = self.db();
         let txn = db.begin_write().map_err(|e| self.err(e))?;
         let sizes = {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let mut chunks = txn.open_table(BASE).map_err(|e| self.err(e))?;
             let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
-            chunks.retain(|_, _| false).map_err(|e| self.err(e))?;
-            for (i, c) in base.chunks(CHUNK).enumerate() {
-                chunks.insert(i as u32, c).map_err(|e| self.err(e))?;
-            }
             log.retain_in(..=through, |_, _| false)
                 .map_err(|e| self.err(e))?;
             let mut rest = 0u64;
             for e in log.iter().map_err(|e| self.err(e))? {
                 rest += e.map_err(|e| self.err(e))?.1.value().len() as u64;
             }
-            meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
-            meta.insert("base_seq", through.to_le_bytes().as_slice())
-                .map_err(|e| self.err(e))?;
-            meta.insert("base_bytes", (base.len() as u64).to_le_bytes().as_slice())
-                .map_err(|e| self.err(e))?;
-            meta.insert("log_bytes", rest.to_le_bytes().as_slice())
-                .map_err(|e| self.err(e))?;
+            let mut put =
+                |k: &str, v: &[u8]| meta.insert(k, v).map(|_| ()).map_err(|e| self.err(e));
+            put("format", FORMAT)?;
+            put("base_file", name.as_bytes())?;
+            put("base_gen", &generation.to_le_bytes())?;
+            put("base_seq", &through.to_le_bytes())?;
+            put("base_bytes", &len.to_le_bytes())?;
+            put("base_crc", &u64::from(crc).to_le_bytes())?;
+            put("log_bytes", &rest.to_le_bytes())?;
             StoreSizes {
-                base_bytes: base.len() as u64,
+                base_bytes: len,
                 log_bytes: rest,
                 log_entries: log.len().map_err(|e| self.err(e))?,
                 file_bytes: 0,
+                last_entry: log
+                    .last()
+                    .map_err(|e| self.err(e))?
+                    .map_or(through, |(k, _)| k.value()),
             }
         };
         txn.commit().map_err(|e| self.err(e))?;
+        drop(db);
+        self.remove_stale_bases(Some(&name));
         Ok(StoreSizes {
             file_bytes: self.file_bytes(),
             ..sizes
@@ -376,27 +498,41 @@ impl StateStore {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(StoreSizes::default()),
             Err(e) => return Err(self.err(e)),
         };
-        let log_entries = match txn.open_table(LOG) {
-            Ok(t) => t.len().map_err(|e| self.err(e))?,
-            Err(_) => 0,
+        let (log_entries, last) = match txn.open_table(LOG) {
+            Ok(t) => (
+                t.len().map_err(|e| self.err(e))?,
+                t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value()),
+            ),
+            Err(_) => (0, None),
         };
+        let base_seq = u64_of(meta.get("base_seq").map_err(|e| self.err(e))?);
         Ok(StoreSizes {
             base_bytes: u64_of(meta.get("base_bytes").map_err(|e| self.err(e))?),
             log_bytes: u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?),
             log_entries,
             file_bytes: self.file_bytes(),
+            last_entry: last.unwrap_or(base_seq),
         })
     }
 
+    /// The store on disk: the redb file and its base file (two while a new base is
+    /// being written).
     pub fn file_bytes(&self) -> u64 {
+        let db = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        db + self.base_files().iter().map(|(_, len)| len).sum::<u64>()
+    }
+
+    /// The redb file alone: the changelog, the held events and the positions.
+    fn db_file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Compacts the file in place when it is more than twice what it holds (plus a
-    /// little slack for small stores). Blocks checkpoints while it runs; `true` if it did.
+    /// Compacts the redb file in place when it is more than twice the changelog it
+    /// holds (plus a little slack for small stores): after a compaction deleted most
+    /// of the changelog. Blocks checkpoints while it runs; `true` if it did.
     pub fn shrink_if_needed(&self) -> Result<bool, StoreError> {
         let sizes = self.sizes()?;
-        if sizes.file_bytes <= 2 * sizes.live_bytes() + (8 << 20) {
+        if self.db_file_bytes() <= 2 * sizes.log_bytes + (8 << 20) {
             return Ok(false);
         }
         let mut db = self.db();
@@ -407,6 +543,53 @@ impl StateStore {
             Err(redb::CompactionError::TransactionInProgress) => Ok(false),
             Err(e) => Err(self.err(e)),
         }
+    }
+}
+
+/// Moves the store at `path` (the redb file and its base files) into a new folder
+/// `<path>.damaged-<unix seconds>` beside it, as it was, so it can be inspected or
+/// opened again; `None` if there is no store there.
+pub fn move_aside(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".damaged-{secs}"));
+    let kept = PathBuf::from(name);
+    std::fs::create_dir(&kept)?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let base_prefix = format!("{file_name}.base-");
+    for entry in std::fs::read_dir(dir.unwrap_or(Path::new(".")))?.flatten() {
+        let name = entry.file_name();
+        let n = name.to_string_lossy();
+        if n == file_name || n.starts_with(&base_prefix) {
+            std::fs::rename(entry.path(), kept.join(&name))?;
+        }
+    }
+    Ok(Some(kept))
+}
+
+/// A writer that counts and checksums what goes through it.
+struct Checksummed<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -547,15 +730,65 @@ mod tests {
     }
 
     #[test]
-    fn a_base_larger_than_a_chunk_round_trips() {
+    fn the_base_lives_in_a_file_of_its_own_and_replaced_or_unfinished_ones_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(&dir.path().join("s.redb")).unwrap();
-        let base: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join("s.redb");
+        let store = StateStore::open(&path).unwrap();
+        let base: Vec<u8> = (0..(40 << 20) + 17).map(|i| (i % 251) as u8).collect();
         store.reset(&base, &pos(9)).unwrap();
+        let bases = |store: &StateStore| {
+            let mut names: Vec<_> = store.base_files().into_iter().map(|(n, _)| n).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(bases(&store), vec!["s.redb.base-1".to_string()]);
         let loaded = store.load().unwrap().unwrap();
-        assert_eq!(loaded.base.unwrap(), base);
+        assert_eq!(loaded.base.as_deref(), Some(base.as_slice()));
         assert!(loaded.log.is_empty());
         assert_eq!(loaded.positions["file"]["offset"], 9);
+        // The redb file holds no copy of it.
+        assert!(store.db_file_bytes() < 8 << 20, "{}", store.db_file_bytes());
+        assert!(store.file_bytes() >= base.len() as u64);
+        // A new base replaces the old file.
+        store.append(b"one", b"", &pos(10)).unwrap();
+        let sizes = store
+            .install_base_with(1, |w| w.write_all(b"streamed"))
+            .unwrap();
+        assert_eq!((sizes.base_bytes, sizes.log_bytes), (8, 0));
+        assert_eq!(bases(&store), vec!["s.redb.base-2".to_string()]);
+        // What a crash can leave: a half-written base and one the store no longer uses.
+        std::fs::write(dir.path().join("s.redb.base-3.tmp"), b"half").unwrap();
+        std::fs::write(dir.path().join("s.redb.base-1"), b"old").unwrap();
+        std::fs::write(dir.path().join("other.txt"), b"not ours").unwrap();
+        drop(store);
+        let store = StateStore::open(&path).unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(loaded.base.as_deref(), Some(b"streamed".as_slice()));
+        assert_eq!(bases(&store), vec!["s.redb.base-2".to_string()]);
+        assert!(dir.path().join("other.txt").exists());
+    }
+
+    #[test]
+    fn a_damaged_or_missing_base_file_is_reported_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let store = StateStore::open(&path).unwrap();
+        store.reset(&vec![7u8; 100_000], &pos(1)).unwrap();
+        drop(store);
+        let base = dir.path().join("state.redb.base-1");
+        let mut bytes = std::fs::read(&base).unwrap();
+        bytes[50_000] ^= 1;
+        std::fs::write(&base, &bytes).unwrap();
+        for damage in ["a flipped bit", "a missing file"] {
+            let err = StateStore::open(&path).unwrap().load().err().expect(damage);
+            let msg = err.to_string();
+            assert!(matches!(err, StoreError::Damaged { .. }), "{damage}: {msg}");
+            assert!(
+                msg.contains("state.redb.base-1") && msg.contains("instabrand rebuild"),
+                "{damage}: {msg}"
+            );
+            std::fs::remove_file(&base).unwrap_or_default();
+        }
     }
 
     #[test]

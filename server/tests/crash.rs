@@ -267,18 +267,20 @@ fn a_damaged_store_is_reported_and_the_state_rebuilt_from_the_archive_is_the_sam
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(said.contains("kept as"), "{said}");
-    // The damaged file is kept for inspection, never deleted.
-    let kept = std::fs::read_dir(&data)
+    // The damaged store is kept for inspection, never deleted: moved as it was into
+    // a folder of its own.
+    let kept: Vec<_> = std::fs::read_dir(&data)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
                 .unwrap()
-                .file_name()
                 .to_string_lossy()
                 .starts_with("state.redb.damaged-")
         })
-        .count();
-    assert_eq!(kept, 1);
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("state.redb").is_file(), "{kept:?}");
 
     // The rebuilt state resumes after the last archived line: same numbers.
     let s = start(&events, &data);

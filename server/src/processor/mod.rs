@@ -194,6 +194,9 @@ pub struct User {
     follower_sketch: Option<Box<Hll>>,
     /// Followers removed since the sketch was built (HLL cannot delete).
     sketch_removals: u32,
+    /// Removals from `followers` and `following` since each was last rebuilt: see
+    /// [`remove_edge`].
+    edge_removals: [u32; 2],
     pub uploads: u64,
     /// Time of the user's oldest upload ever seen (`Millis::MAX`: none), kept after
     /// the photo expires: an engagement on a photo past retention that is older than
@@ -467,6 +470,13 @@ impl Processor {
         postcard::to_stdvec(self)
     }
 
+    /// The same bytes as [`Self::snapshot`], streamed into `w` without a copy in memory.
+    pub fn snapshot_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        postcard::to_io(self, w)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    }
+
     /// The state a `snapshot` saved, running under `cfg`.
     pub fn restore(bytes: &[u8], cfg: ProcessorConfig) -> Result<Processor, postcard::Error> {
         let mut p: Processor = postcard::from_bytes(bytes)?;
@@ -690,6 +700,7 @@ impl Processor {
             photos: Vec::new(),
             follower_sketch: None,
             sketch_removals: 0,
+            edge_removals: [0; 2],
             uploads: 0,
             first_upload: Millis::MAX,
             likes_received: 0,
@@ -892,7 +903,10 @@ impl Processor {
         let repeated = self.recent_unfollows.get(edge, horizon).is_some();
         let max = self.cfg.recent_unfollows_max;
         self.recent_unfollows.remember(edge, at, horizon, max);
-        if !self.users[followed.0 as usize].followers.remove(&follower) {
+        let u = &mut self.users[followed.0 as usize];
+        let (removed, slots) = remove_edge(&mut u.followers, &mut u.edge_removals[0], follower);
+        self.sizes.edge_slots = (self.sizes.edge_slots as i64 + slots) as u64;
+        if !removed {
             // Not following: a repeated unfollow changes nothing, but one read before
             // its follow is remembered above and cancels that follow when it comes.
             if repeated {
@@ -902,7 +916,9 @@ impl Processor {
             }
             return;
         }
-        self.users[follower.0 as usize].following.remove(&followed);
+        let u = &mut self.users[follower.0 as usize];
+        let (_, slots) = remove_edge(&mut u.following, &mut u.edge_removals[1], followed);
+        self.sizes.edge_slots = (self.sizes.edge_slots as i64 + slots) as u64;
         self.sizes.edges -= 1;
         let u = &mut self.users[followed.0 as usize];
         if u.follower_sketch.is_some() {
@@ -1293,3 +1309,24 @@ pub fn stable_hash(s: &str) -> u64 {
 mod retention_tests;
 #[cfg(test)]
 mod tests;
+
+/// Removes `id` from a follow set; whether it was there, and the change in slots.
+///
+/// Why rebuild: under churn (as many follows as unfollows) a hash set keeps the
+/// tombstones of removed entries and, once they use up its spare room, doubles even
+/// though its size is steady; each set would end at up to twice the memory it had.
+/// Rebuilding it after removals of half its size clears them, amortized O(1) per
+/// removal, so the graph's memory follows its edges, not how often they changed.
+fn remove_edge(set: &mut FxHashSet<UserId>, removals: &mut u32, id: UserId) -> (bool, i64) {
+    if !set.remove(&id) {
+        return (false, 0);
+    }
+    *removals += 1;
+    if *removals as usize >= (set.len() / 2).max(8) {
+        *removals = 0;
+        let before = set.capacity() as i64;
+        set.shrink_to_fit();
+        return (true, set.capacity() as i64 - before);
+    }
+    (true, 0)
+}
