@@ -1318,15 +1318,16 @@ mod tests;
 /// Rebuilding it after removals of half its size clears them, amortized O(1) per
 /// removal, so the graph's memory follows its edges, not how often they changed.
 fn remove_edge(set: &mut FxHashSet<UserId>, removals: &mut u32, id: UserId) -> (bool, i64) {
+    // `capacity` is entries plus spare room: a removal that leaves a tombstone lowers
+    // it too, so the change is taken around the whole step.
+    let before = set.capacity() as i64;
     if !set.remove(&id) {
         return (false, 0);
     }
     *removals += 1;
     if *removals as usize >= (set.len() / 2).max(8) {
         *removals = 0;
-        let before = set.capacity() as i64;
         set.shrink_to_fit();
-        return (true, set.capacity() as i64 - before);
     }
-    (true, 0)
+    (true, set.capacity() as i64 - before)
 }

@@ -545,3 +545,54 @@ fn state_stays_flat_over_many_retention_windows() {
     // And far below what keeping everything would hold: 30 days against 3.
     assert!(daily[29]["photos"].0 * 5 < s.p.stats.applied_by_kind[EventKind::PhotoUpload as usize]);
 }
+
+#[test]
+fn follow_sets_keep_their_size_under_churn() {
+    // 100 readers, each following 60 of 200 accounts in a window; every round each
+    // drops the first account of its window and follows the one after the last: the
+    // graph keeps 6,000 edges and every set about its size, while edges are removed
+    // and added all the time.
+    let n = 100;
+    let span = 60;
+    let reader = |i: usize| format!("r{i}");
+    let name = |i: usize| format!("u{}", i % 200);
+    let mut s = Sim::new();
+    let mut ev = Vec::new();
+    for i in 0..n {
+        for k in 1..=span {
+            ev.push(follow(&reader(i), &name(i + k), &at(0, 0)));
+        }
+    }
+    s.feed(&ev);
+    let bytes = |p: &Processor| -> u64 {
+        p.state_sizes()
+            .into_iter()
+            .find(|s| s.name == "follow_edges")
+            .map(|s| s.bytes)
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    for r in 0..600 {
+        let t = at(1 + r as i64 / 60, r as i64 % 60);
+        let mut ev = Vec::new();
+        for i in 0..n {
+            ev.push(unfollow(&reader(i), &name(i + 1 + r), &t));
+            ev.push(follow(&reader(i), &name(i + 1 + r + span), &t));
+        }
+        s.feed(&ev);
+        if r % 20 == 19 {
+            seen.push(bytes(&s.p));
+        }
+    }
+    assert_eq!(entries(&s.p)["follow_edges"], (n * span) as u64);
+    let mean = seen.iter().sum::<u64>() as f64 / seen.len() as f64;
+    for (i, b) in seen.iter().enumerate() {
+        assert!(
+            (*b as f64 / mean - 1.0).abs() <= 0.10,
+            "after {} rounds: {b} bytes against a mean of {mean:.0} ({seen:?})",
+            (i + 1) * 20
+        );
+    }
+    // The running sums follow the rebuilt sets.
+    assert_eq!(s.p.sizes, sizes::SizeCounters::recount(&s.p));
+}
