@@ -301,6 +301,36 @@ fn fold_register(index: u32, rank: u8, from: u8, to: u8) -> (u32, u8) {
     (index >> drop, rank)
 }
 
+/// Dense registers at [`P`] folded to precision `to`: `set(index, rank)` for each
+/// non-empty register at `to`, the same registers as [`fold_register`] of each source
+/// register gives, taking the highest per target. Why not that per register: a minute
+/// closing folds every busy brand's 16,384 registers into the day's rollup, and this
+/// visits each group of 2^(P - to) once: the group's first register, if set, gives
+/// the highest rank (its own plus the dropped bits); otherwise the first set one after
+/// it does (the fewer leading bits its position in the group has, the higher).
+fn fold_dense(r: &[u8], to: u8, mut set: impl FnMut(usize, u8)) {
+    let drop = P as u8 - to;
+    if drop == 0 {
+        for (j, &k) in r.iter().enumerate() {
+            if k != 0 {
+                set(j, k);
+            }
+        }
+        return;
+    }
+    for (j, group) in r.chunks_exact(1 << drop).enumerate() {
+        let rank = if group[0] != 0 {
+            group[0] + drop
+        } else {
+            match group.iter().position(|&k| k != 0) {
+                Some(low) => drop + 1 - (usize::BITS - low.leading_zeros()) as u8,
+                None => continue,
+            }
+        };
+        set(j, rank);
+    }
+}
+
 impl Folded {
     /// An empty sketch at precision `p` (clamped to `MIN_P..=P`).
     pub fn new(p: u8) -> Self {
@@ -413,12 +443,9 @@ impl Folded {
                 // A dense source folds to at least as many registers as a dense target holds
                 // sparse: go dense first and fold in place.
                 self.densify();
-                self.set_many(
-                    r.iter()
-                        .enumerate()
-                        .filter(|(_, k)| **k != 0)
-                        .map(|(i, k)| fold_register(i as u32, *k, P as u8, to)),
-                );
+                if let Regs::Dense(t) = &mut self.regs {
+                    fold_dense(r, to, |j, k| t[j] = t[j].max(k));
+                }
             }
         }
     }
@@ -619,6 +646,20 @@ mod tests {
                 Folded::from_hll(&live, p),
                 Folded::from_hashes(p, edge.iter().copied()),
                 "p={p}"
+            );
+        }
+        // The same ceilings in a dense sketch, whose registers fold group by group.
+        let many = || (0..30_000u64).map(hash64).chain(edge.iter().copied());
+        let mut live = Hll::new();
+        many().for_each(|h| live.insert_hash(h));
+        assert!(matches!(live, Hll::Dense(_)));
+        for p in MIN_P..=P as u8 {
+            assert_eq!(
+                Folded::from_hll(&live, p).registers().collect::<Vec<_>>(),
+                Folded::from_hashes(p, many())
+                    .registers()
+                    .collect::<Vec<_>>(),
+                "dense, p={p}"
             );
         }
     }
