@@ -22,8 +22,11 @@ Two modes:
 At the end, for each series over the samples after the warm-up (--settle-minutes of
 wall time, or --settle-days of event time since the first sample): min, max, mean and
 whether every sample is within ±--tolerance (10 %) of the mean. The exit status is 1
-if any gated series is not. Gated: resident memory, store file, checkpoint size and
-every per-part figure. Checkpoint times and the event rate are shown but not gated
+if any gated series is not. Gated: resident memory, checkpoint size and every
+per-part figure; the store file is gated against what it holds instead (issue 12:
+"within twice the live state"): every sample at most --store-ratio (2.0) times the
+base plus the changelog the server reports, since a changelog store is a sawtooth by
+design (the changelog grows to the base's size, then is compacted). Checkpoint times and the event rate are shown but not gated
 (they follow the machine's load, not the state). A series too small to matter (mean
 below --floor-bytes bytes or --floor-entries entries) is shown but not gated: a
 holding area going from 40 to 60 entries is not growth.
@@ -82,6 +85,8 @@ def parse_args(argv):
     settle.add_argument("--settle-days", type=float,
                         help="warm-up excluded from the summary, event-time days (--file default 30)")
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed spread around the mean")
+    p.add_argument("--store-ratio", type=float, default=2.0,
+                   help="the store file may be at most this many times base + changelog")
     p.add_argument("--floor-bytes", type=float, default=MIB, help="series below this mean are not gated")
     p.add_argument("--floor-entries", type=float, default=1000, help="series below this mean are not gated")
     p.add_argument("--checkpoint-ms", type=int, help="state.checkpoint_interval_ms (server default if unset)")
@@ -235,6 +240,7 @@ def sample(server, data, t0):
         "dead_letters": h["dead_letters"],
         "rss": server.rss_bytes(),
         "store": store_bytes(data) if checkpointed else None,
+        "live": (cp.get("base_bytes") or 0) + (cp.get("changelog_bytes") or 0) if checkpointed else None,
         "cp_bytes": cp.get("last_bytes") if checkpointed else None,
         "cp_ms": cp.get("last_ms") if checkpointed else None,
         "cp_pause_ms": cp.get("last_pause_ms") if checkpointed else None,
@@ -254,7 +260,7 @@ def line(s, prev, first_event):
     out = (
         f"t={s['wall_s'] / 60:5.1f}min event={fmt_time(s['event_ms'])} (+{days:5.1f}d) "
         f"applied={s['applied']:,} ({rate}/s) rss={(s['rss'] or 0) / MIB:,.0f}MiB "
-        f"store={(s['store'] or 0) / MIB:,.0f}MiB checkpoint={(s['cp_bytes'] or 0) / MIB:,.1f}MiB "
+        f"store={(s['store'] or 0) / MIB:,.0f}MiB ({store_ratio(s):.2f}× live) checkpoint={(s['cp_bytes'] or 0) / MIB:,.1f}MiB "
         f"in {s['cp_ms'] or 0}ms pause {s['cp_pause_ms'] or 0}ms (#{s['checkpoints'] or 0})"
     )
     part_keys = sorted(k for k in s if k.startswith("bytes:"))
@@ -265,6 +271,11 @@ def line(s, prev, first_event):
     if s["problems"]:
         out += f" problems={s['problems']}"
     return out
+
+
+def store_ratio(s):
+    """The store on disk against the base plus changelog it holds."""
+    return (s["store"] or 0) / s["live"] if s.get("live") else 0.0
 
 
 def file_done(s):
@@ -309,6 +320,14 @@ def summarize(a, samples, first_event):
         elif k in ("store", "cp_bytes") and checkpoints < 2:
             verdict = f"FAIL: {checkpoints} checkpoint(s) after the warm-up (run longer or lower --checkpoint-ms)"
             ok = False
+        elif k == "store":
+            worst = max(store_ratio(s) for s in settled if s.get("live"))
+            verdict = f"at most {worst:.2f}× base + changelog (gate ≤ {a.store_ratio:g}×)"
+            if worst > a.store_ratio:
+                verdict = "FAIL: " + verdict
+                ok = False
+            else:
+                verdict = "ok, " + verdict
         elif mean < floor:
             verdict = "small, not gated"
         elif spread <= a.tolerance:

@@ -225,7 +225,7 @@ impl BackgroundWriter {
                         o.0 += 1;
                         drop(o);
                         if !entry.is_empty() {
-                            compactor.logged(sizes.last_entry, entry, sizes);
+                            compactor.logged(sizes.last_entry, entry);
                         }
                     }
                     Err(e) => {
