@@ -398,7 +398,7 @@ def test_a_server_killed_halfway_through_the_backlog_and_restarted_ends_with_the
         b.stop()
 
 
-# The six original payloads, byte for byte as DESIGN.md section 1 gives them.
+# The six original payloads, byte for byte as docs/events.md gives them.
 CREATE_USER = b'{"username": "billyjoel219", "full_name": "Billy Joel", "created_time": "2017-06-12 19:42:07", "event": "create-user"}'
 PHOTO_UPLOAD = b'{"username": "billyjoel219", "tags": "Apple, Inc.", "photo_link": "2017-06-12 19:42:07", "created_time": "2017-06-20 05:30:22", "latitude": "46.265", "longitude": "26.623", "event": "photo-upload"}'
 FOLLOW = b'{"followed_username": "billyjoel219", "follower_username": "neildiamond54", "created_time": "2017-06-12 19:42:07", "event": "follow"}'

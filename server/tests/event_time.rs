@@ -368,7 +368,7 @@ fn arrival_order_without_alignment_would_change_reach() {
     assert_ne!(got.leaderboards[0], expected.leaderboards[0]);
 }
 
-/// The six example payloads of the original contract.
+/// The six example payloads of the original contract (docs/events.md).
 const SEED: [&str; 6] = [
     r#"{"username": "billyjoel219", "full_name": "Billy Joel", "created_time": "2017-06-12 19:42:07", "event": "create-user"}"#,
     r#"{"username": "billyjoel219", "tags": "Apple, Inc.", "photo_link": "2017-06-12 19:42:07", "created_time": "2017-06-20 05:30:22", "latitude": "46.265", "longitude": "26.623", "event": "photo-upload"}"#,
