@@ -1,23 +1,26 @@
 //! The state store: a base snapshot of the processor's state plus a changelog of the
 //! events applied since, saved together with the sources' positions.
 //!
-//! A checkpoint appends one changelog entry (the events applied since the previous
-//! checkpoint, in applied order), the events held for ordering, and the positions, in
-//! one redb write transaction: its cost follows the rate of change, not the size of the
-//! state, and applying never stops to serialize the state. The processor is a
+//! A checkpoint writes one changelog entry (the events applied since the previous
+//! checkpoint, in applied order) to a file of its own (`state.redb.log-<n>`, synced),
+//! then one redb write transaction lists it (length and CRC-32) with the events held
+//! for ordering and the positions: its cost follows the rate of change, not the size
+//! of the state, and applying never stops to serialize the state. The processor is a
 //! deterministic function of the events in order, so base + changelog is the state.
 //! In the background the changelog is compacted ([`crate::checkpoint`]): a new base is
-//! streamed into a file of its own beside the redb file (`state.redb.base-<n>`,
-//! written to a temporary name, synced, renamed), then one transaction points the
-//! store at it and deletes the entries it covers, and the old base file goes. redb is a
-//! pure-Rust, crash-safe (copy-on-write B-tree, checksummed commits) embedded store,
-//! so a kill -9 mid-write leaves the previous checkpoint; the base file carries its
-//! length and CRC-32 in that transaction, so a damaged one is found, not decoded.
+//! streamed into a file of its own (`state.redb.base-<n>`, written to a temporary
+//! name, synced, renamed), then one transaction points the store at it and drops the
+//! entries it covers, and their files and the old base go. redb is a pure-Rust,
+//! crash-safe (copy-on-write B-tree, checksummed commits) embedded store, so a kill -9
+//! mid-write leaves the previous checkpoint; a file it does not list is deleted at the
+//! next start, and one it lists is checked against its length and CRC-32, so a
+//! damaged one is found, not decoded.
 //!
-//! Why the base lives outside redb: a copy-on-write B-tree keeps the old base's pages
-//! until the new one commits and then keeps the file at its high-water mark, so a
-//! store of base + changelog grew to several times what it held. A file per base is
-//! written once, read once at start, and deleted whole.
+//! Why the bytes live outside redb: a copy-on-write B-tree keeps old pages until a
+//! commit and grows its file by doubling, and never gives space back on its own, so a
+//! store of base + changelog in redb took several times what it held (268 MB of file
+//! for 75 MB of changelog). Files are written once, read once at start, and deleted
+//! whole, so the store on disk is what it holds, plus the new base while it is written.
 //!
 //! A damaged file or one written in another format is reported with what to do
 //! (`instabrand rebuild`), never dropped.
@@ -33,13 +36,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 pub type Positions = BTreeMap<String, serde_json::Value>;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// Changelog entries after the base, by sequence number.
+/// Changelog entries after the base, by sequence number: each entry's length and
+/// CRC-32 (the bytes are in a file of their own, `<store>.log-<seq>`).
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// Where formats up to v4 kept one whole snapshot; only read to say what it is.
 const OLD_CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
 
 /// Bumped whenever the layout or the snapshot's encoding changes.
-pub const FORMAT: &[u8] = b"instabrand-state-v6";
+pub const FORMAT: &[u8] = b"instabrand-state-v7";
 
 /// What to do when the store cannot be used, shown with every such error.
 pub const REBUILD_HINT: &str = "The events are still in the archive and in Kafka: rebuild the state with \
@@ -198,6 +202,15 @@ impl StateStore {
         // replaced, or left half-written by a crash.
         let keep = self.base_ref(&meta)?.map(|r| r.0);
         self.remove_stale_bases(keep.as_deref());
+        let listed: std::collections::BTreeSet<u64> = match txn.open_table(LOG) {
+            Ok(t) => t
+                .iter()
+                .map_err(|e| self.err(e))?
+                .map(|e| e.map(|(k, _)| k.value()).map_err(|e| self.err(e)))
+                .collect::<Result<_, _>>()?,
+            Err(_) => Default::default(),
+        };
+        self.remove_log_files(|seq| listed.contains(&seq));
         Ok(Some(Loaded {
             base,
             log,
@@ -270,7 +283,11 @@ impl StateStore {
 
     /// Base files (and unfinished `.tmp` ones) beside the store: name and size.
     fn base_files(&self) -> Vec<(String, u64)> {
-        let prefix = self.base_prefix();
+        self.files_with_prefix(&self.base_prefix())
+    }
+
+    /// Files beside the store whose names start with `prefix`: name and size.
+    fn files_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
         let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
         let Ok(entries) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) else {
             return Vec::new();
@@ -280,7 +297,7 @@ impl StateStore {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let len = e.metadata().ok()?.len();
-                name.starts_with(&prefix).then_some((name, len))
+                name.starts_with(prefix).then_some((name, len))
             })
             .collect()
     }
@@ -309,10 +326,61 @@ impl StateStore {
         };
         let mut log = Vec::new();
         for entry in table.range(..=through).map_err(|e| self.err(e))? {
-            let (_, v) = entry.map_err(|e| self.err(e))?;
-            log.push(v.value().to_vec());
+            let (seq, r) = entry.map_err(|e| self.err(e))?;
+            let (len, crc) = log_ref(r.value()).ok_or_else(|| {
+                StoreError::damaged(&self.path, "a changelog record is malformed")
+            })?;
+            let path = self.log_path(seq.value());
+            let bytes = std::fs::read(&path).map_err(|e| {
+                StoreError::damaged(
+                    &self.path,
+                    format_args!("its changelog {}: {e}", path.display()),
+                )
+            })?;
+            if bytes.len() as u64 != len || crc32fast::hash(&bytes) != crc {
+                return Err(StoreError::damaged(
+                    &self.path,
+                    format_args!(
+                        "its changelog {} does not match its length and checksum",
+                        path.display()
+                    ),
+                ));
+            }
+            log.push(bytes);
         }
         Ok(log)
+    }
+
+    /// Changelog entry `seq`'s file.
+    fn log_path(&self, seq: u64) -> PathBuf {
+        self.sibling(&format!("{}{seq}", self.log_prefix()))
+    }
+
+    fn log_prefix(&self) -> String {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        format!("{name}.log-")
+    }
+
+    /// Deletes changelog files the store does not list: `keep` says which it does.
+    fn remove_log_files(&self, keep: impl Fn(u64) -> bool) {
+        let prefix = self.log_prefix();
+        for (name, _) in self.files_with_prefix(&prefix) {
+            let seq = name[prefix.len()..].parse::<u64>().ok();
+            if seq.is_some_and(&keep) {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_file(self.sibling(&name)) {
+                tracing::warn!(file = %name, error = %e, "could not delete a changelog file");
+            }
+        }
+    }
+
+    /// Syncs the data dir, so that files created or renamed in it survive a power cut.
+    fn sync_dir(&self) -> std::io::Result<()> {
+        match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+            None => Ok(()),
+        }
     }
 
     /// One checkpoint: a changelog entry (may be empty: only the positions moved), the
@@ -336,7 +404,19 @@ impl StateStore {
             };
             if !entry.is_empty() {
                 last += 1;
-                log.insert(last, entry).map_err(|e| self.err(e))?;
+                // The bytes go to a file of their own, synced before the transaction
+                // that lists them commits: a crash in between leaves a file nobody
+                // lists, deleted at the next start (and overwritten before that).
+                let path = self.log_path(last);
+                std::fs::write(&path, entry)
+                    .and_then(|()| std::fs::File::open(&path)?.sync_all())
+                    .and_then(|()| self.sync_dir())
+                    .map_err(|e| StoreError::Db {
+                        path: self.path.display().to_string(),
+                        detail: format!("writing changelog entry {}: {e}", path.display()),
+                    })?;
+                let r = encode_log_ref(entry.len() as u64, crc32fast::hash(entry));
+                log.insert(last, r.as_slice()).map_err(|e| self.err(e))?;
                 let total =
                     u64_of(meta.get("log_bytes").map_err(|e| self.err(e))?) + entry.len() as u64;
                 meta.insert("log_bytes", total.to_le_bytes().as_slice())
@@ -436,7 +516,8 @@ impl StateStore {
                 .map_err(|e| self.err(e))?;
             let mut rest = 0u64;
             for e in log.iter().map_err(|e| self.err(e))? {
-                rest += e.map_err(|e| self.err(e))?.1.value().len() as u64;
+                let r = e.map_err(|e| self.err(e))?.1;
+                rest += log_ref(r.value()).map_or(0, |(len, _)| len);
             }
             let mut put =
                 |k: &str, v: &[u8]| meta.insert(k, v).map(|_| ()).map_err(|e| self.err(e));
@@ -461,6 +542,7 @@ impl StateStore {
         txn.commit().map_err(|e| self.err(e))?;
         drop(db);
         self.remove_stale_bases(Some(&name));
+        self.remove_log_files(|seq| seq > through);
         Ok(StoreSizes {
             file_bytes: self.file_bytes(),
             ..sizes
@@ -485,6 +567,7 @@ impl StateStore {
             }
             txn.commit().map_err(|e| self.err(e))?;
         }
+        self.remove_log_files(|_| false);
         self.install_base(0, base)?;
         self.shrink_if_needed()?;
         Ok(())
@@ -519,20 +602,35 @@ impl StateStore {
     /// being written).
     pub fn file_bytes(&self) -> u64 {
         let db = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        db + self.base_files().iter().map(|(_, len)| len).sum::<u64>()
+        let files = |prefix: String| -> u64 {
+            self.files_with_prefix(&prefix)
+                .iter()
+                .map(|(_, len)| len)
+                .sum()
+        };
+        db + files(self.base_prefix()) + files(self.log_prefix())
     }
 
-    /// The redb file alone: the changelog, the held events and the positions.
+    /// The redb file alone: the changelog's index, the held events and the positions.
     fn db_file_bytes(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Compacts the redb file in place when it is more than twice the changelog it
-    /// holds (plus a little slack for small stores): after a compaction deleted most
-    /// of the changelog. Blocks checkpoints while it runs; `true` if it did.
+    /// Compacts the redb file in place when it is more than twice what it holds (the
+    /// held events, mostly) plus a little slack: a backlog's held events came and went.
+    /// Blocks checkpoints while it runs; `true` if it did.
     pub fn shrink_if_needed(&self) -> Result<bool, StoreError> {
-        let sizes = self.sizes()?;
-        if self.db_file_bytes() <= 2 * sizes.log_bytes + (8 << 20) {
+        let held = {
+            let txn = self.read()?;
+            match txn.open_table(META) {
+                Ok(meta) => meta
+                    .get("held")
+                    .map_err(|e| self.err(e))?
+                    .map_or(0, |v| v.value().len() as u64),
+                Err(_) => 0,
+            }
+        };
+        if self.db_file_bytes() <= 2 * held + (8 << 20) {
             return Ok(false);
         }
         let mut db = self.db();
@@ -546,7 +644,7 @@ impl StateStore {
     }
 }
 
-/// Moves the store at `path` (the redb file and its base files) into a new folder
+/// Moves the store at `path` (the redb file, its base and changelog files) into a new folder
 /// `<path>.damaged-<unix seconds>` beside it, as it was, so it can be inspected or
 /// opened again; `None` if there is no store there.
 pub fn move_aside(path: &Path) -> std::io::Result<Option<PathBuf>> {
@@ -562,15 +660,29 @@ pub fn move_aside(path: &Path) -> std::io::Result<Option<PathBuf>> {
     std::fs::create_dir(&kept)?;
     let file_name = path.file_name().unwrap_or_default().to_string_lossy();
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let base_prefix = format!("{file_name}.base-");
+    let ours = [format!("{file_name}.base-"), format!("{file_name}.log-")];
     for entry in std::fs::read_dir(dir.unwrap_or(Path::new(".")))?.flatten() {
         let name = entry.file_name();
         let n = name.to_string_lossy();
-        if n == file_name || n.starts_with(&base_prefix) {
+        if n == file_name || ours.iter().any(|p| n.starts_with(p.as_str())) {
             std::fs::rename(entry.path(), kept.join(&name))?;
         }
     }
     Ok(Some(kept))
+}
+
+/// A changelog record: the entry's length and CRC-32.
+fn encode_log_ref(len: u64, crc: u32) -> [u8; 12] {
+    let mut r = [0u8; 12];
+    r[..8].copy_from_slice(&len.to_le_bytes());
+    r[8..].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+fn log_ref(r: &[u8]) -> Option<(u64, u32)> {
+    let len = u64::from_le_bytes(r.get(..8)?.try_into().ok()?);
+    let crc = u32::from_le_bytes(r.get(8..12)?.try_into().ok()?);
+    Some((len, crc))
 }
 
 /// A writer that counts and checksums what goes through it.
@@ -766,6 +878,59 @@ mod tests {
         assert_eq!(loaded.base.as_deref(), Some(b"streamed".as_slice()));
         assert_eq!(bases(&store), vec!["s.redb.base-2".to_string()]);
         assert!(dir.path().join("other.txt").exists());
+    }
+
+    #[test]
+    fn changelog_entries_are_files_the_store_lists_and_go_with_the_base_that_covers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = StateStore::open(&path).unwrap();
+        for (i, e) in [b"one".as_slice(), b"two", b"three"].iter().enumerate() {
+            store.append(e, b"", &pos(i as u64)).unwrap();
+        }
+        let logs = |store: &StateStore| {
+            let mut n: Vec<_> = store
+                .files_with_prefix("s.redb.log-")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            logs(&store),
+            ["s.redb.log-1", "s.redb.log-2", "s.redb.log-3"]
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("s.redb.log-2")).unwrap(),
+            b"two"
+        );
+        // The store on disk is exactly its files.
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(store.file_bytes(), on_disk);
+        // A base through entry 2 takes entries 1 and 2 away, files included.
+        store.install_base(2, b"BASE(one,two)").unwrap();
+        assert_eq!(logs(&store), ["s.redb.log-3"]);
+        // A file written by a checkpoint that never committed is not part of the state.
+        std::fs::write(dir.path().join("s.redb.log-4"), b"uncommitted").unwrap();
+        drop(store);
+        let store = StateStore::open(&path).unwrap();
+        let loaded = store.load().unwrap().unwrap();
+        assert_eq!(loaded.log, vec![b"three".to_vec()]);
+        assert_eq!(logs(&store), ["s.redb.log-3"]);
+        // The next entry is 4 again, and a damaged entry is reported with what to do.
+        assert_eq!(store.append(b"four", b"", &pos(9)).unwrap().last_entry, 4);
+        std::fs::write(dir.path().join("s.redb.log-3"), b"thr3e").unwrap();
+        let err = store.load().err().expect("a damaged entry");
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{msg}");
+        assert!(
+            msg.contains("s.redb.log-3") && msg.contains("instabrand rebuild"),
+            "{msg}"
+        );
     }
 
     #[test]
