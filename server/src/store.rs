@@ -45,6 +45,11 @@ const OLD_CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("check
 /// Bumped whenever the layout or the snapshot's encoding changes.
 pub const FORMAT: &[u8] = b"instabrand-state-v7";
 
+/// redb's page cache. It holds only the changelog's index, the held events and the
+/// positions, written and read back rarely; its default (1 GiB) let resident memory
+/// follow the file.
+const REDB_CACHE_BYTES: usize = 32 << 20;
+
 /// What to do when the store cannot be used, shown with every such error.
 pub const REBUILD_HINT: &str = "The events are still in the archive and in Kafka: rebuild the state with \
 `instabrand rebuild` (from the archive), or move the file away and start again to re-read \
@@ -137,7 +142,10 @@ impl StateStore {
                 detail: e.to_string(),
             })?;
         }
-        let db = Database::create(path).map_err(|e| classify(path, e.into()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| classify(path, e.into()))?;
         Ok(StateStore {
             db: Mutex::new(db),
             path: path.into(),
