@@ -24,8 +24,8 @@ use bytes::Bytes;
 use instabrand_shared::api::{Leaderboard, Window};
 use instabrand_shared::time::MS_PER_MIN;
 use instabrand_shared::ws::{
-    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, ServerMessage, SortKey, TableRow, Topic,
-    at_display_precision, rate_at_display_precision,
+    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, RowPatch, ServerMessage, SortKey, TableRow,
+    Topic, at_display_precision, rate_at_display_precision,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_util::sync::CancellationToken;
@@ -604,6 +604,7 @@ pub fn snapshot_frame(p: &Processor, topic: &Topic, cfg: &LiveConfig, rate: f64)
                 to_ms: lb.to_ms,
                 total_photos: lb.total_photos,
                 rows: page(&lb, view),
+                changed: Vec::new(),
                 removed: Vec::new(),
                 offset: view.offset,
                 sort: view.sort,
@@ -677,9 +678,9 @@ pub fn page(lb: &Leaderboard, view: TableView) -> Vec<TableRow> {
         .collect()
 }
 
-/// The rows of the page whose shown values changed since the last frame, those that
-/// entered it and those that left it; None if nothing on screen changed. A row whose
-/// sparkline did not move goes without it (the page keeps the one it has).
+/// The rows that entered the page since the last frame (whole), the values that
+/// changed in rows already on it (patches), and the rows that left it; None if
+/// nothing on screen changed.
 fn leaderboard_delta(
     lb: &Leaderboard,
     view: TableView,
@@ -687,18 +688,20 @@ fn leaderboard_delta(
     rate: f64,
 ) -> Option<Frame> {
     let mut rows = Vec::new();
+    let mut changed = Vec::new();
     let mut seen = FxHashSet::default();
     for r in page(lb, view) {
         seen.insert(r.brand.clone());
-        match mem.rows.get(&r.brand) {
-            Some(held) if *held == r => {}
-            held => {
-                let mut sent = r.clone();
-                if held.is_some_and(|h| h.spark == r.spark) {
-                    sent.spark = Vec::new();
+        match mem.rows.get_mut(&r.brand) {
+            Some(held) => {
+                if let Some(p) = RowPatch::between(held, &r) {
+                    changed.push(p);
+                    *held = r;
                 }
-                mem.rows.insert(r.brand.clone(), r);
-                rows.push(sent);
+            }
+            None => {
+                mem.rows.insert(r.brand.clone(), r.clone());
+                rows.push(r);
             }
         }
     }
@@ -714,6 +717,7 @@ fn leaderboard_delta(
     let rate_shown = rate_at_display_precision(rate);
     let total_brands = lb.rows.len() as u64;
     if rows.is_empty()
+        && changed.is_empty()
         && removed.is_empty()
         && mem.total_photos == lb.total_photos
         && mem.total_brands == total_brands
@@ -732,6 +736,7 @@ fn leaderboard_delta(
         to_ms: lb.to_ms,
         total_photos: lb.total_photos,
         rows,
+        changed,
         removed,
         offset: view.offset,
         sort: view.sort,
@@ -749,6 +754,7 @@ fn rate_only(window: Window, view: TableView, mem: &mut Memory, rate: f64) -> Fr
         to_ms: mem.to_ms,
         total_photos: mem.total_photos,
         rows: Vec::new(),
+        changed: Vec::new(),
         removed: Vec::new(),
         offset: view.offset,
         sort: view.sort,
