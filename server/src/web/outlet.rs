@@ -34,6 +34,7 @@ use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -50,7 +51,15 @@ impl axum::serve::Listener for Listener {
                 Ok((stream, addr)) => {
                     // Frames are whole messages written once: nothing to gain by waiting.
                     let _ = stream.set_nodelay(true);
-                    return (Conn(Arc::new(Outlet::new(stream))), addr);
+                    // Halves that share the socket: reads stay tokio's own (they fill
+                    // hyper's buffer without zeroing it first), writes go through the
+                    // outlet.
+                    let (read, write) = stream.into_split();
+                    let conn = Conn {
+                        outlet: Arc::new(Outlet::new(write)),
+                        read,
+                    };
+                    return (conn, addr);
                 }
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
@@ -82,12 +91,15 @@ pub struct Socket(pub Arc<Outlet>);
 
 impl Connected<IncomingStream<'_, Listener>> for Socket {
     fn connect_info(stream: IncomingStream<'_, Listener>) -> Self {
-        Socket(stream.io().0.clone())
+        Socket(stream.io().outlet.clone())
     }
 }
 
 /// What hyper reads from and writes to.
-pub struct Conn(Arc<Outlet>);
+pub struct Conn {
+    outlet: Arc<Outlet>,
+    read: OwnedReadHalf,
+}
 
 /// Bytes accepted for a socket and not yet written, in order; the front one may be
 /// partly written already.
@@ -98,7 +110,8 @@ struct Queue {
 }
 
 pub struct Outlet {
-    stream: TcpStream,
+    /// Dropped with the last holder, which shuts the socket's write side.
+    write: OwnedWriteHalf,
     queue: Mutex<Queue>,
     /// The connection's task writes what is queued when woken.
     wake: Notify,
@@ -123,9 +136,9 @@ pub enum Offered {
 }
 
 impl Outlet {
-    fn new(stream: TcpStream) -> Self {
+    fn new(write: OwnedWriteHalf) -> Self {
         Outlet {
-            stream,
+            write,
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -147,6 +160,10 @@ impl Outlet {
         };
     }
 
+    fn stream(&self) -> &TcpStream {
+        self.write.as_ref()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
@@ -155,7 +172,7 @@ impl Outlet {
     /// holder (the hub's subscriber lists among them) lets go.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
-        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Both);
+        let _ = socket2::SockRef::from(self.stream()).shutdown(std::net::Shutdown::Both);
         self.wake.notify_one();
     }
 
@@ -179,7 +196,7 @@ impl Outlet {
         }
         let mut q = self.queue.lock().expect("outlet lock poisoned");
         if q.chunks.is_empty() {
-            match self.stream.try_write(frame) {
+            match self.stream().try_write(frame) {
                 Ok(n) if n == frame.len() => return Offered::Taken,
                 Ok(n) => q.push(frame.slice(n..)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => q.push(frame.clone()),
@@ -218,7 +235,7 @@ impl Outlet {
 
     fn drain_locked(&self, q: &mut Queue) -> io::Result<bool> {
         while let Some(front) = q.chunks.front_mut() {
-            match self.stream.try_write(front) {
+            match self.stream().try_write(front) {
                 Ok(n) => {
                     q.bytes -= n;
                     if n == front.len() {
@@ -236,7 +253,7 @@ impl Outlet {
 
     /// Resolves when the socket may take more bytes.
     pub async fn writable(&self) -> io::Result<()> {
-        self.stream.writable().await
+        self.stream().writable().await
     }
 
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -244,7 +261,7 @@ impl Outlet {
             if self.drain()? {
                 return Poll::Ready(Ok(()));
             }
-            ready!(self.stream.poll_write_ready(cx))?;
+            ready!(self.stream().poll_write_ready(cx))?;
         }
     }
 
@@ -257,7 +274,7 @@ impl Outlet {
                 let mut q = self.queue.lock().expect("outlet lock poisoned");
                 // Whatever waits goes first; until it is out, nothing of `buf` is taken.
                 if self.drain_locked(&mut q)? {
-                    match self.stream.try_write(buf) {
+                    match self.stream().try_write(buf) {
                         Ok(n) if n == buf.len() => return Poll::Ready(Ok(n)),
                         // Taken whole: the rest waits in the queue, so a hub frame
                         // offered meanwhile goes after it, not into its middle.
@@ -272,7 +289,7 @@ impl Outlet {
                     }
                 }
             }
-            ready!(self.stream.poll_write_ready(cx))?;
+            ready!(self.stream().poll_write_ready(cx))?;
         }
     }
 }
@@ -286,22 +303,11 @@ impl Queue {
 
 impl AsyncRead for Conn {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let stream = &self.0.stream;
-        loop {
-            ready!(stream.poll_read_ready(cx))?;
-            match stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        Pin::new(&mut self.read).poll_read(cx, buf)
     }
 }
 
@@ -311,16 +317,16 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.0.poll_write(cx, buf)
+        self.outlet.poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.poll_drain(cx)
+        self.outlet.poll_drain(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.0.poll_drain(cx))?;
-        let _ = socket2::SockRef::from(&self.0.stream).shutdown(std::net::Shutdown::Write);
+        ready!(self.outlet.poll_drain(cx))?;
+        let _ = socket2::SockRef::from(self.outlet.stream()).shutdown(std::net::Shutdown::Write);
         Poll::Ready(Ok(()))
     }
 }
