@@ -44,6 +44,13 @@ impl LeaderboardState {
         self.offset = frame.offset;
         self.total_brands = frame.total_brands;
         self.rows.retain(|r| !frame.removed.contains(&r.brand));
+        // A patch for a row not held (only after a lost frame) waits for the next
+        // snapshot or whole row: it cannot make a row by itself.
+        for patch in &frame.changed {
+            if let Some(held) = self.rows.iter_mut().find(|r| r.brand == patch.brand) {
+                patch.apply(held);
+            }
+        }
         for mut row in frame.rows {
             match self.rows.iter_mut().find(|r| r.brand == row.brand) {
                 Some(held) => {
@@ -274,6 +281,7 @@ pub fn heartbeat(now_ms: f64, heard_ms: f64, pinged_ms: f64, interval_ms: f64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use instabrand_shared::ws::RowPatch;
 
     #[test]
     fn a_link_silent_for_an_interval_is_dead_and_pings_go_every_half_interval() {
@@ -339,6 +347,26 @@ mod tests {
         );
         assert_eq!(brands(&s), [("Apple, Inc.", 9), ("Lego", 1)]);
         assert_eq!(s.events_per_sec, 4.5);
+    }
+
+    #[test]
+    fn a_patch_changes_only_its_values_and_can_reorder() {
+        let mut s = LeaderboardState::default();
+        let mut nike = row("Nike", 5);
+        nike.likes = 40;
+        s.apply(true, frame(vec![nike, row("Lego", 3)], &[]));
+        let mut delta = frame(vec![], &[]);
+        delta.changed = vec![RowPatch {
+            brand: "Lego".into(),
+            photos: Some(9),
+            ..Default::default()
+        }];
+        s.apply(false, delta.clone());
+        assert_eq!(brands(&s), [("Lego", 9), ("Nike", 5)]);
+        assert_eq!(s.row("Nike").unwrap().likes, 40, "untouched values stay");
+        let once = s.rows.clone();
+        s.apply(false, delta);
+        assert_eq!(s.rows, once, "a repeat changes nothing");
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub struct LiveConfig {
     /// and goes to every screen, so at 10,000 dashboards halving the frames halves
     /// the sends and keeps a dashboard under 10 KB/s (docs/live.md).
     pub table_refresh_ms: u64,
-    /// Frames queued per subscriber before it counts as slow and is resynced.
+    /// Frames queued per connection (those its socket could not take at once) before
+    /// it counts as slow: they are dropped and it is resynced with snapshots.
     pub queue_frames: usize,
     /// Topics one connection may subscribe to.
     pub max_subscriptions: usize,
@@ -119,9 +120,13 @@ pub struct LiveConfig {
     /// larger one still arrives (the buffer grows for it, up to
     /// `max_client_message_bytes`).
     pub read_buffer_bytes: usize,
-    /// Frames are gathered up to this size before a write; each burst is flushed.
+    /// No longer used: frames are written by the hub straight into each socket, and
+    /// only what a socket cannot take at once is queued (up to `queue_frames` frames
+    /// and `max_write_buffer_bytes`). Kept so that configurations naming it still load.
     pub write_buffer_bytes: usize,
-    /// A connection whose unsent bytes pass this is closed (it is not reading).
+    /// A connection whose unsent bytes would pass this drops them and is resynced
+    /// with snapshots (it is not reading fast enough); one that stays stalled for
+    /// `send_timeout_secs` is closed.
     pub max_write_buffer_bytes: usize,
     /// The server pings every connection this often.
     pub ping_interval_ms: u64,
@@ -132,6 +137,9 @@ pub struct LiveConfig {
     /// changed): their whole list is one frame of about 2.4 KB, a quarter of an
     /// overview dashboard's 10 KB/s budget if it went every second.
     pub influencers_refresh_ms: u64,
+    /// Threads that write one frame to its subscribers' sockets (from 2,048
+    /// subscribers on; fewer are written by the ticking thread alone).
+    pub fanout_threads: usize,
 }
 
 impl LiveConfig {
@@ -165,6 +173,7 @@ impl Default for LiveConfig {
             ping_interval_ms: 10_000,
             idle_timeout_ms: 30_000,
             influencers_refresh_ms: 2_000,
+            fanout_threads: 2,
         }
     }
 }

@@ -3,31 +3,37 @@
 //! The pipeline hands every applied batch's deltas to [`Hub::absorb`], which only
 //! merges them into a pending set. A ticker ([`Hub::run`], `frames_per_sec` times a
 //! second) takes that set and, for each topic somebody subscribes to, builds at most
-//! one frame, serializes it once, and broadcasts the same bytes to every subscriber.
-//! Each topic is a bounded `tokio::sync::broadcast` ring: sending never waits for a
-//! reader, so a slow client cannot slow anyone else; a reader that falls more than the
-//! ring behind is told so (`Lagged`), and its connection drops the backlog and sends it
-//! a fresh snapshot instead.
+//! one frame, serializes and frames it once, and writes the same bytes into every
+//! subscriber's socket itself ([`Outlet::offer`]): at 10,000 dashboards, waking one
+//! task per connection per frame cost more than the writes (see `web/outlet.rs`).
+//! Writing never waits for a reader: a socket that cannot take a frame gets it queued
+//! for its connection's task, and a connection whose queue passes its bound drops it;
+//! the hub then sends it a fresh snapshot, so a slow client cannot slow anyone else.
+//!
+//! Snapshots are built here too, in the tick, for every subscriber that has none yet
+//! (it just subscribed, or its queue was dropped): at most one per topic per tick
+//! however many subscribe at once, and always in order with the deltas, which the
+//! next tick's frames follow.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use instabrand_shared::api::{Leaderboard, Window};
 use instabrand_shared::time::MS_PER_MIN;
 use instabrand_shared::ws::{
-    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, ServerMessage, SortKey, TableRow, Topic,
-    at_display_precision, rate_at_display_precision,
+    FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, RowPatch, ServerMessage, SortKey, TableRow,
+    Topic, at_display_precision, rate_at_display_precision,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LiveConfig;
 use crate::processor::{BrandId, Delta, PhotoId, Processor, UserId};
 use crate::state::AppState;
+use crate::web::outlet::{Outlet, ws_frame};
 
 /// Deltas gathered since the last tick.
 #[derive(Default)]
@@ -76,13 +82,34 @@ pub struct TableView {
 }
 
 pub struct TopicChannel {
-    tx: broadcast::Sender<Utf8Bytes>,
     seq: AtomicU64,
     memory: Mutex<Memory>,
-    /// The last snapshot built and the frame count it was taken at: everyone who
-    /// subscribes before the next frame gets the same bytes (a wave of 10,000 screens
-    /// reconnecting after a restart costs one snapshot per topic, not 10,000).
-    snapshot: Mutex<Option<(u64, Utf8Bytes)>>,
+    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+}
+
+/// Not yet given a snapshot.
+const UNSYNCED: u64 = u64::MAX;
+
+struct Subscriber {
+    outlet: Arc<Outlet>,
+    /// The outlet's lag generation when this subscription's last snapshot went out
+    /// ([`UNSYNCED`] before the first): a different one means its queue was dropped
+    /// since, and it needs a fresh snapshot before deltas make sense again.
+    synced: AtomicU64,
+}
+
+impl Subscriber {
+    fn needs_snapshot(&self) -> bool {
+        self.synced.load(Ordering::Relaxed) != self.outlet.lag_generation()
+    }
+}
+
+/// A tick's output for one topic: its delta for subscribers that are in sync, and a
+/// snapshot for those that are not.
+struct Outgoing {
+    chan: Arc<TopicChannel>,
+    delta: Option<Bytes>,
+    snapshot: Option<Bytes>,
 }
 
 pub struct Hub {
@@ -94,7 +121,6 @@ pub struct Hub {
     frames: AtomicU64,
     last_minute: AtomicU64,
     last_health: Mutex<Option<Instant>>,
-    snapshot_permits: tokio::sync::Semaphore,
 }
 
 impl Hub {
@@ -108,7 +134,6 @@ impl Hub {
             frames: AtomicU64::new(0),
             last_minute: AtomicU64::new(0),
             last_health: Mutex::new(None),
-            snapshot_permits: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -173,119 +198,68 @@ impl Hub {
         }
     }
 
-    /// Subscribes to a topic; returns the receiver and the topic's current frame count.
-    pub fn subscribe(&self, topic: &Topic) -> (broadcast::Receiver<Utf8Bytes>, u64) {
+    /// Subscribes `outlet` to `topic`: it gets a snapshot at the next tick, then the
+    /// topic's deltas. Subscribing again asks for a fresh snapshot.
+    pub fn subscribe(&self, topic: &Topic, outlet: &Arc<Outlet>) {
         let mut topics = self.topics.lock().expect("hub lock poisoned");
         let chan = topics.entry(topic.clone()).or_insert_with(|| {
             Arc::new(TopicChannel {
-                tx: broadcast::channel(self.cfg.queue_frames.max(1)).0,
                 seq: AtomicU64::new(0),
                 memory: Mutex::new(Memory {
                     stale: true,
                     ..Memory::default()
                 }),
-                snapshot: Mutex::new(None),
+                subscribers: Mutex::new(Vec::new()),
             })
         });
-        (chan.tx.subscribe(), chan.seq.load(Ordering::Relaxed))
+        let mut subs = chan.subscribers.lock().expect("topic lock poisoned");
+        match subs.iter().find(|s| Arc::ptr_eq(&s.outlet, outlet)) {
+            Some(s) => s.synced.store(UNSYNCED, Ordering::Relaxed),
+            None => subs.push(Arc::new(Subscriber {
+                outlet: outlet.clone(),
+                synced: AtomicU64::new(UNSYNCED),
+            })),
+        }
     }
 
-    /// A snapshot message for one topic, serialized.
-    pub fn snapshot(&self, state: &AppState, topic: &Topic, seq: u64) -> Utf8Bytes {
+    /// Ends `outlet`'s subscription to `topic`. A closed connection needs no call: the
+    /// next tick drops its subscriptions.
+    pub fn unsubscribe(&self, topic: &Topic, outlet: &Arc<Outlet>) {
         let chan = self
             .topics
             .lock()
             .expect("hub lock poisoned")
             .get(topic)
             .cloned();
-        // Built at most once per frame count: taken under the topic's snapshot lock,
-        // so a wave of subscribers waits for the first one's snapshot instead of each
-        // building its own.
-        let mut cached = chan
-            .as_ref()
-            .map(|c| c.snapshot.lock().expect("topic lock poisoned"));
-        if let Some(Some((at, bytes))) = cached.as_deref()
-            && *at == seq
+        if let Some(chan) = chan {
+            chan.subscribers
+                .lock()
+                .expect("topic lock poisoned")
+                .retain(|s| !Arc::ptr_eq(&s.outlet, outlet));
+        }
+    }
+
+    /// A topic's snapshot, built under the processor's read lock `p` (health topics,
+    /// which take that lock themselves, are built apart).
+    fn snapshot_locked(
+        &self,
+        p: &Processor,
+        state: &AppState,
+        topic: &Topic,
+        mem: &mut Memory,
+        seq: u64,
+        rate: f64,
+    ) -> Bytes {
+        if let Topic::Feed { username } = topic
+            && let Some(u) = p.user_id(username)
         {
-            return bytes.clone();
+            state.readers.note(u);
         }
-        let bytes = self.build_snapshot(state, topic, seq);
-        if let Some(c) = cached.as_mut() {
-            **c = Some((seq, bytes.clone()));
-        }
-        bytes
-    }
-
-    /// The snapshot for `topic` at frame count `seq`, if one was built already: the
-    /// cheap path, taken on the async side before going to a blocking thread.
-    pub fn cached_snapshot(&self, topic: &Topic, seq: u64) -> Option<Utf8Bytes> {
-        let chan = self
-            .topics
-            .lock()
-            .expect("hub lock poisoned")
-            .get(topic)
-            .cloned()?;
-        let cached = chan.snapshot.try_lock().ok()?;
-        cached
-            .as_ref()
-            .filter(|(at, _)| *at == seq)
-            .map(|(_, b)| b.clone())
-    }
-
-    /// Snapshots being built at once: each holds a blocking thread and the
-    /// processor's read lock; a wave of subscribers queues here instead of growing the
-    /// blocking pool to hundreds of threads (each with its own stack and heap).
-    pub fn snapshot_permits(&self) -> &tokio::sync::Semaphore {
-        &self.snapshot_permits
-    }
-
-    fn build_snapshot(&self, state: &AppState, topic: &Topic, seq: u64) -> Utf8Bytes {
-        let frame = match topic {
-            Topic::Health => Frame::Health(state.health()),
-            _ => {
-                let p = state.processor.read().expect("processor lock poisoned");
-                if let Topic::Feed { username } = topic
-                    && let Some(u) = p.user_id(username)
-                {
-                    state.readers.note(u);
-                }
-                snapshot_frame(&p, topic, &self.cfg, state.stats.rate())
-            }
-        };
+        let frame = snapshot_frame(p, topic, &self.cfg, rate);
         if let Frame::Leaderboard(lb) = &frame {
-            self.remember_first_snapshot(topic, lb);
+            remember_first_snapshot(mem, lb);
         }
         encode(topic, seq, true, frame)
-    }
-
-    /// A leaderboard's first deltas are diffs against its first subscriber's snapshot,
-    /// not against nothing (which would resend the whole page at once).
-    fn remember_first_snapshot(&self, topic: &Topic, lb: &LeaderboardFrame) {
-        let Some(chan) = self
-            .topics
-            .lock()
-            .expect("hub lock poisoned")
-            .get(topic)
-            .cloned()
-        else {
-            return;
-        };
-        let mut mem = chan.memory.lock().expect("topic lock poisoned");
-        if mem.last_built.is_some() {
-            return;
-        }
-        mem.rows = lb
-            .rows
-            .iter()
-            .map(|r| (r.brand.clone(), r.clone()))
-            .collect();
-        mem.total_photos = lb.total_photos;
-        mem.total_brands = lb.total_brands;
-        mem.from_ms = lb.from_ms;
-        mem.to_ms = lb.to_ms;
-        mem.rate_shown = lb.events_per_sec;
-        mem.stale = false;
-        mem.last_built = Some(Instant::now());
     }
 
     /// Publishes frames until `shutdown`.
@@ -309,12 +283,17 @@ impl Hub {
         }
     }
 
-    /// Builds and broadcasts this tick's frames.
+    /// Builds this tick's frames and writes them to their subscribers.
     pub fn tick(&self, state: &AppState) {
         let changes = std::mem::take(&mut *self.changes.lock().expect("hub lock poisoned"));
         let live: Vec<(Topic, Arc<TopicChannel>)> = {
             let mut topics = self.topics.lock().expect("hub lock poisoned");
-            topics.retain(|_, c| c.tx.receiver_count() > 0);
+            // Closed connections leave here (their sockets close with the last holder).
+            topics.retain(|_, c| {
+                let mut subs = c.subscribers.lock().expect("topic lock poisoned");
+                subs.retain(|s| !s.outlet.is_closed());
+                !subs.is_empty()
+            });
             topics.iter().map(|(t, c)| (t.clone(), c.clone())).collect()
         };
         if live.is_empty() {
@@ -322,7 +301,7 @@ impl Hub {
         }
         let now = Instant::now();
         let rate = state.stats.rate();
-        let mut out: Vec<(Arc<TopicChannel>, Utf8Bytes)> = Vec::new();
+        let mut out: Vec<Outgoing> = Vec::new();
         let mut health_due = Vec::new();
         {
             let p = state.processor.read().expect("processor lock poisoned");
@@ -341,6 +320,18 @@ impl Hub {
             let mut boards: FxHashMap<Window, Leaderboard> = FxHashMap::default();
             for (topic, chan) in &live {
                 let mut mem = chan.memory.lock().expect("topic lock poisoned");
+                // Snapshots first: a leaderboard's first one is also where its deltas start.
+                let snapshot = (!matches!(topic, Topic::Health)
+                    && chan
+                        .subscribers
+                        .lock()
+                        .expect("topic lock poisoned")
+                        .iter()
+                        .any(|s| s.needs_snapshot()))
+                .then(|| {
+                    let seq = chan.seq.load(Ordering::Relaxed);
+                    self.snapshot_locked(&p, state, topic, &mut mem, seq, rate)
+                });
                 let built = match topic {
                     Topic::Health => {
                         health_due.push((topic.clone(), chan.clone()));
@@ -437,31 +428,142 @@ impl Hub {
                     Topic::Connection => None,
                 };
                 drop(mem);
-                if let Some((frame, snapshot)) = built {
+                let delta = built.map(|(frame, snapshot)| {
                     let seq = chan.seq.fetch_add(1, Ordering::Relaxed) + 1;
-                    out.push((chan.clone(), encode(topic, seq, snapshot, frame)));
+                    encode(topic, seq, snapshot, frame)
+                });
+                if delta.is_some() || snapshot.is_some() {
+                    out.push(Outgoing {
+                        chan: chan.clone(),
+                        delta,
+                        snapshot,
+                    });
                 }
             }
         }
+        // Health frames are whole: the same one serves as delta and as snapshot.
         let health_every = Duration::from_secs(1);
         if !health_due.is_empty() {
             let mut last = self.last_health.lock().expect("hub lock poisoned");
-            if last.is_none_or(|t| now.duration_since(t) >= health_every) {
-                *last = Some(now);
+            let due = last.is_none_or(|t| now.duration_since(t) >= health_every);
+            let joining = health_due.iter().any(|(_, c)| {
+                c.subscribers
+                    .lock()
+                    .expect("topic lock poisoned")
+                    .iter()
+                    .any(|s| s.needs_snapshot())
+            });
+            if due || joining {
+                if due {
+                    *last = Some(now);
+                }
                 let h = state.health();
                 for (topic, chan) in health_due {
                     let seq = chan.seq.fetch_add(1, Ordering::Relaxed) + 1;
-                    out.push((chan, encode(&topic, seq, true, Frame::Health(h.clone()))));
+                    let bytes = encode(&topic, seq, true, Frame::Health(h.clone()));
+                    out.push(Outgoing {
+                        chan,
+                        delta: due.then(|| bytes.clone()),
+                        snapshot: Some(bytes),
+                    });
                 }
             }
         }
-        for (chan, bytes) in out {
-            // An error only means every subscriber left since we looked.
-            if chan.tx.send(bytes).is_ok() {
+        for o in out {
+            if o.delta.is_some() {
                 self.frames.fetch_add(1, Ordering::Relaxed);
             }
+            // A copy of the list: connections come and go while this one is written.
+            let subs = o
+                .chan
+                .subscribers
+                .lock()
+                .expect("topic lock poisoned")
+                .clone();
+            let resynced = fan_out(
+                &subs,
+                o.delta.as_ref(),
+                o.snapshot.as_ref(),
+                self.cfg.fanout_threads,
+            );
+            self.resyncs.fetch_add(resynced, Ordering::Relaxed);
         }
     }
+}
+
+/// Below this many subscribers a frame is written from the ticking thread alone.
+const PARALLEL_FROM: usize = 2048;
+
+/// Writes a topic's frame to its subscribers, on up to `threads` threads; returns how
+/// many were resynced (given a snapshot after their queue was dropped).
+fn fan_out(
+    subs: &[Arc<Subscriber>],
+    delta: Option<&Bytes>,
+    snapshot: Option<&Bytes>,
+    threads: usize,
+) -> u64 {
+    let deliver = |part: &[Arc<Subscriber>]| -> u64 {
+        let mut resynced = 0;
+        for s in part {
+            let generation = s.outlet.lag_generation();
+            let synced = s.synced.load(Ordering::Relaxed);
+            if synced == generation {
+                if let Some(d) = delta {
+                    s.outlet.offer(d);
+                }
+            } else if let Some(snap) = snapshot {
+                if synced != UNSYNCED {
+                    resynced += 1;
+                }
+                s.synced.store(generation, Ordering::Relaxed);
+                s.outlet.offer(snap);
+            } else if synced != UNSYNCED
+                && let Some(d) = delta
+            {
+                // Its queue was dropped after this tick's snapshots were decided: the
+                // next tick brings one; a delta meanwhile is overwritten by it.
+                s.outlet.offer(d);
+            }
+        }
+        resynced
+    };
+    let threads = threads.max(1);
+    if threads == 1 || subs.len() < PARALLEL_FROM {
+        return deliver(subs);
+    }
+    let chunk = subs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = subs
+            .chunks(chunk)
+            .skip(1)
+            .map(|part| scope.spawn(move || deliver(part)))
+            .collect();
+        let mine = deliver(&subs[..chunk.min(subs.len())]);
+        mine + handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0))
+            .sum::<u64>()
+    })
+}
+
+/// A leaderboard's first deltas are diffs against its first snapshot, not against
+/// nothing (which would resend the whole page at once).
+fn remember_first_snapshot(mem: &mut Memory, lb: &LeaderboardFrame) {
+    if mem.last_built.is_some() {
+        return;
+    }
+    mem.rows = lb
+        .rows
+        .iter()
+        .map(|r| (r.brand.clone(), r.clone()))
+        .collect();
+    mem.total_photos = lb.total_photos;
+    mem.total_brands = lb.total_brands;
+    mem.from_ms = lb.from_ms;
+    mem.to_ms = lb.to_ms;
+    mem.rate_shown = lb.events_per_sec;
+    mem.stale = false;
+    mem.last_built = Some(Instant::now());
 }
 
 /// Whether a table last built at `mem.last_built` may be rebuilt, at most `every`.
@@ -470,14 +572,15 @@ fn due(mem: &Memory, now: Instant, every: Duration) -> bool {
         .is_none_or(|t| now.duration_since(t) >= every)
 }
 
-fn encode(topic: &Topic, seq: u64, snapshot: bool, frame: Frame) -> Utf8Bytes {
+/// A message serialized and framed once, for every subscriber.
+fn encode(topic: &Topic, seq: u64, snapshot: bool, frame: Frame) -> Bytes {
     let msg = ServerMessage {
         topic: topic.clone(),
         seq,
         snapshot,
         frame,
     };
-    Utf8Bytes::from(serde_json::to_string(&msg).expect("frames always serialize"))
+    ws_frame(&serde_json::to_vec(&msg).expect("frames always serialize"))
 }
 
 /// The full state of a topic, as a new subscriber (or a resynced one) gets it.
@@ -501,6 +604,7 @@ pub fn snapshot_frame(p: &Processor, topic: &Topic, cfg: &LiveConfig, rate: f64)
                 to_ms: lb.to_ms,
                 total_photos: lb.total_photos,
                 rows: page(&lb, view),
+                changed: Vec::new(),
                 removed: Vec::new(),
                 offset: view.offset,
                 sort: view.sort,
@@ -574,9 +678,9 @@ pub fn page(lb: &Leaderboard, view: TableView) -> Vec<TableRow> {
         .collect()
 }
 
-/// The rows of the page whose shown values changed since the last frame, those that
-/// entered it and those that left it; None if nothing on screen changed. A row whose
-/// sparkline did not move goes without it (the page keeps the one it has).
+/// The rows that entered the page since the last frame (whole), the values that
+/// changed in rows already on it (patches), and the rows that left it; None if
+/// nothing on screen changed.
 fn leaderboard_delta(
     lb: &Leaderboard,
     view: TableView,
@@ -584,18 +688,20 @@ fn leaderboard_delta(
     rate: f64,
 ) -> Option<Frame> {
     let mut rows = Vec::new();
+    let mut changed = Vec::new();
     let mut seen = FxHashSet::default();
     for r in page(lb, view) {
         seen.insert(r.brand.clone());
-        match mem.rows.get(&r.brand) {
-            Some(held) if *held == r => {}
-            held => {
-                let mut sent = r.clone();
-                if held.is_some_and(|h| h.spark == r.spark) {
-                    sent.spark = Vec::new();
+        match mem.rows.get_mut(&r.brand) {
+            Some(held) => {
+                if let Some(p) = RowPatch::between(held, &r) {
+                    changed.push(p);
+                    *held = r;
                 }
-                mem.rows.insert(r.brand.clone(), r);
-                rows.push(sent);
+            }
+            None => {
+                mem.rows.insert(r.brand.clone(), r.clone());
+                rows.push(r);
             }
         }
     }
@@ -611,6 +717,7 @@ fn leaderboard_delta(
     let rate_shown = rate_at_display_precision(rate);
     let total_brands = lb.rows.len() as u64;
     if rows.is_empty()
+        && changed.is_empty()
         && removed.is_empty()
         && mem.total_photos == lb.total_photos
         && mem.total_brands == total_brands
@@ -629,6 +736,7 @@ fn leaderboard_delta(
         to_ms: lb.to_ms,
         total_photos: lb.total_photos,
         rows,
+        changed,
         removed,
         offset: view.offset,
         sort: view.sort,
@@ -646,6 +754,7 @@ fn rate_only(window: Window, view: TableView, mem: &mut Memory, rate: f64) -> Fr
         to_ms: mem.to_ms,
         total_photos: mem.total_photos,
         rows: Vec::new(),
+        changed: Vec::new(),
         removed: Vec::new(),
         offset: view.offset,
         sort: view.sort,

@@ -259,10 +259,15 @@ impl Application {
         };
         info!(addr = %self.addr, "serving");
         let stop = shutdown.clone();
-        let served = axum::serve(self.listener, web::app(state.clone()))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("HTTP server failed");
+        // The hub writes frames straight into WebSocket sockets: connections are
+        // accepted as outlets it can reach (`web/outlet.rs`).
+        let served = axum::serve(
+            web::outlet::Listener(self.listener),
+            web::app(state.clone()).into_make_service_with_connect_info::<web::outlet::Socket>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("HTTP server failed");
         ticker.abort();
         // A last checkpoint, so a clean stop loses nothing and replays nothing.
         if let Err(e) = state.pipeline.checkpoint().await {

@@ -9,6 +9,7 @@ mod build;
 mod control;
 mod ingest;
 pub mod metrics;
+pub mod outlet;
 mod rest;
 pub mod security;
 mod ws;

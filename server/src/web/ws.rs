@@ -12,33 +12,38 @@
 //! its buffers and subscriptions for ever. A page cannot see pings, so it sends
 //! `{"op":"ping"}` and gets a pong frame on the `connection` topic.
 //!
-//! Cost: the read and write buffers are a few KiB (`live.read_buffer_bytes`,
-//! `live.write_buffer_bytes`) instead of tungstenite's 128 KiB, and frames that are
-//! ready together are written with one flush.
+//! Frames do not pass through this task: the hub writes them into the socket itself
+//! (`web/outlet.rs`), snapshots included, and this task only writes what the socket
+//! could not take at once. So a frame costs a connection one `send`, not a wake-up.
+//! The WebSocket library still reads client messages (and answers their pings and
+//! closes), writing through the same outlet. A connection whose queue stalls past
+//! the send timeout is closed.
+//!
+//! Cost: the read buffer is a few KiB (`live.read_buffer_bytes`) instead of
+//! tungstenite's 128 KiB, and nothing is buffered for writing unless the socket is
+//! full.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use axum::extract::State;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use instabrand_shared::ws::{ClientMessage, Frame, ServerMessage, Topic};
-use tokio_stream::StreamMap;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tracing::debug;
 
 use super::ApiErr;
+use super::outlet::{Offered, Outlet, Socket, ws_frame, ws_ping};
 use crate::state::AppState;
 
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(Socket(outlet)): ConnectInfo<Socket>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -51,67 +56,58 @@ pub async fn upgrade(
     if state.hub.connections() as usize >= cfg.max_connections {
         return ApiErr::Unavailable("too many WebSocket connections".into()).into_response();
     }
+    outlet.set_limits(cfg.queue_frames, cfg.max_write_buffer_bytes);
     ws.max_message_size(cfg.max_client_message_bytes)
         .max_frame_size(cfg.max_client_message_bytes)
         .read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(cfg.write_buffer_bytes)
-        .max_write_buffer_size(cfg.max_write_buffer_bytes.max(cfg.write_buffer_bytes * 2))
-        .on_upgrade(move |socket| connection(state, socket))
+        // Only the library's own answers (pongs, close) are written through it.
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| connection(state, socket, outlet))
 }
 
-struct Open<'a>(&'a AppState);
+struct Open<'a>(&'a AppState, &'a Outlet);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
+        self.1.close();
         self.0.hub.connection_closed();
     }
 }
 
-fn error_frame(topic: Topic, message: String) -> Utf8Bytes {
+/// A message for this connection alone, framed.
+fn own_frame(topic: Topic, frame: Frame) -> Bytes {
     let msg = ServerMessage {
         topic,
         seq: 0,
         snapshot: false,
-        frame: Frame::Error { message },
+        frame,
     };
-    Utf8Bytes::from(serde_json::to_string(&msg).expect("frames always serialize"))
+    ws_frame(&serde_json::to_vec(&msg).expect("frames always serialize"))
 }
 
-async fn connection(state: Arc<AppState>, socket: WebSocket) {
+async fn connection(state: Arc<AppState>, mut socket: WebSocket, outlet: Arc<Outlet>) {
     state.hub.connection_opened();
-    let _open = Open(&state);
+    let _open = Open(&state, &outlet);
     let cfg = state.hub.config().clone();
     let timeout = Duration::from_secs(cfg.send_timeout_secs.max(1));
     let ping_every = Duration::from_millis(cfg.ping_interval_ms.max(10));
     let silent_limit = Duration::from_millis(cfg.idle_timeout_ms.max(cfg.ping_interval_ms));
-    let (mut tx, mut rx) = socket.split();
-    let mut subs: StreamMap<Topic, BroadcastStream<Utf8Bytes>> = StreamMap::new();
+    let mut topics: HashSet<Topic> = HashSet::new();
     let mut heartbeat = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
 
-    // `feed` queues a message in the socket's write buffer; `flush` writes it out.
-    // Frames that are ready together go out in one write.
-    macro_rules! io {
-        ($op:expr) => {
-            match tokio::time::timeout(timeout, $op).await {
-                Ok(Ok(())) => {}
-                _ => {
-                    debug!("websocket send failed or stalled; closing");
-                    return;
-                }
-            }
-        };
-    }
     macro_rules! send {
         ($bytes:expr) => {
-            io!(tx.send(Message::Text($bytes)))
+            if outlet.offer(&$bytes) == Offered::Closed {
+                return;
+            }
         };
     }
 
     loop {
         tokio::select! {
-            incoming = rx.next() => {
+            incoming = socket.recv() => {
                 last_heard = Instant::now();
                 let text = match incoming {
                     Some(Ok(Message::Text(t))) => t,
@@ -122,92 +118,60 @@ async fn connection(state: Arc<AppState>, socket: WebSocket) {
                 let msg: ClientMessage = match serde_json::from_str(&text) {
                     Ok(m) => m,
                     Err(e) => {
-                        send!(connection_frame(Frame::Error { message: format!("unreadable message: {e}") }));
+                        send!(own_frame(Topic::Connection, Frame::Error { message: format!("unreadable message: {e}") }));
                         continue;
                     }
                 };
                 match msg {
                     ClientMessage::Ping => {
-                        send!(connection_frame(Frame::Pong { interval_ms: cfg.ping_interval_ms }));
+                        send!(own_frame(Topic::Connection, Frame::Pong { interval_ms: cfg.ping_interval_ms }));
                     }
                     ClientMessage::Subscribe { topic: Topic::Connection } => {
-                        send!(connection_frame(Frame::Error { message: "the connection topic cannot be subscribed".into() }));
+                        send!(own_frame(Topic::Connection, Frame::Error { message: "the connection topic cannot be subscribed".into() }));
                     }
                     ClientMessage::Subscribe { topic } => {
                         // A repeated subscribe is answered like a new one: a fresh snapshot.
-                        if !subs.contains_key(&topic) && subs.len() >= cfg.max_subscriptions {
-                            send!(error_frame(topic, format!("at most {} subscriptions per connection", cfg.max_subscriptions)));
+                        if !topics.contains(&topic) && topics.len() >= cfg.max_subscriptions {
+                            let message = format!("at most {} subscriptions per connection", cfg.max_subscriptions);
+                            send!(own_frame(topic, Frame::Error { message }));
                             continue;
                         }
-                        let Some(snap) = start_from_snapshot(&state, &mut subs, topic).await else { return };
-                        send!(snap);
+                        // The hub sends the snapshot at its next tick, then the deltas.
+                        state.hub.subscribe(&topic, &outlet);
+                        topics.insert(topic);
                     }
                     ClientMessage::Unsubscribe { topic } => {
-                        subs.remove(&topic);
+                        state.hub.unsubscribe(&topic, &outlet);
+                        topics.remove(&topic);
                     }
                 }
             }
-            Some((topic, item)) = subs.next(), if !subs.is_empty() => {
-                let mut next = Some((topic, item));
-                // This frame and every other one already waiting, then one flush.
-                let mut burst = 0;
-                while let Some((topic, item)) = next.take() {
-                    match item {
-                        Ok(bytes) => io!(tx.feed(Message::Text(bytes))),
-                        Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                            // Too slow: drop the backlog, start again from a snapshot.
-                            debug!(?topic, missed, "subscriber lagged; resyncing");
-                            state.hub.resynced();
-                            let Some(snap) = start_from_snapshot(&state, &mut subs, topic).await else { return };
-                            io!(tx.feed(Message::Text(snap)));
-                        }
-                    }
-                    burst += 1;
-                    if burst < MAX_BURST {
-                        next = subs.next().now_or_never().flatten();
+            _ = outlet.wanted() => {
+                // What the socket could not take at once: written as it drains.
+                loop {
+                    match outlet.drain() {
+                        Ok(true) => break,
+                        Ok(false) => match tokio::time::timeout(timeout, outlet.writable()).await {
+                            Ok(Ok(())) => {}
+                            _ => {
+                                debug!("websocket send stalled; closing");
+                                return;
+                            }
+                        },
+                        Err(_) => return,
                     }
                 }
-                io!(tx.flush());
-            },
+                if outlet.is_closed() {
+                    return;
+                }
+            }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() >= silent_limit {
                     debug!(silent = ?last_heard.elapsed(), "websocket silent past the idle timeout; closing");
                     return;
                 }
-                io!(tx.send(Message::Ping(Bytes::new())));
+                send!(ws_ping());
             }
         }
     }
-}
-
-/// Frames written per flush at most, so one connection's backlog cannot hold a worker.
-const MAX_BURST: usize = 32;
-
-fn connection_frame(frame: Frame) -> Utf8Bytes {
-    let msg = ServerMessage {
-        topic: Topic::Connection,
-        seq: 0,
-        snapshot: false,
-        frame,
-    };
-    Utf8Bytes::from(serde_json::to_string(&msg).expect("frames always serialize"))
-}
-
-/// (Re)subscribes `topic` from the hub's current frame on, dropping any backlog, and
-/// returns the snapshot to send first. `None` if the server is shutting down.
-async fn start_from_snapshot(
-    state: &Arc<AppState>,
-    subs: &mut StreamMap<Topic, BroadcastStream<Utf8Bytes>>,
-    topic: Topic,
-) -> Option<Utf8Bytes> {
-    let (receiver, seq) = state.hub.subscribe(&topic);
-    subs.insert(topic.clone(), BroadcastStream::new(receiver));
-    if let Some(bytes) = state.hub.cached_snapshot(&topic, seq) {
-        return Some(bytes);
-    }
-    let _turn = state.hub.snapshot_permits().acquire().await.ok()?;
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || st.hub.snapshot(&st, &topic, seq))
-        .await
-        .ok()
 }

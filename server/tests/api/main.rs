@@ -36,16 +36,21 @@ async fn a_websocket_client_gets_a_snapshot_then_live_leaderboard_deltas() {
     let Frame::Leaderboard(d) = delta.frame else {
         panic!("{delta:?}")
     };
-    let mut changed: Vec<_> = d
+    let entered: Vec<_> = d
         .rows
         .iter()
         .map(|r| (r.brand.as_str(), r.photos))
         .collect();
-    changed.sort();
+    assert_eq!(entered, [("Apple, Inc.", 1)], "a new row goes whole");
+    let changed: Vec<_> = d
+        .changed
+        .iter()
+        .map(|p| (p.brand.as_str(), p.photos))
+        .collect();
     assert_eq!(
         changed,
-        [("Apple, Inc.", 1), ("Nike", 2)],
-        "only the changed rows, upserted"
+        [("Nike", Some(2))],
+        "a row already shown gets the values that changed"
     );
     assert_eq!(d.total_photos, 3);
 }
@@ -457,8 +462,13 @@ async fn next_rows(ws: &mut Ws) -> (bool, Vec<String>, instabrand_shared::ws::Le
         let Frame::Leaderboard(lb) = m.frame else {
             continue;
         };
-        if !lb.rows.is_empty() || !lb.removed.is_empty() {
-            let brands = lb.rows.iter().map(|r| r.brand.clone()).collect();
+        if !lb.rows.is_empty() || !lb.changed.is_empty() || !lb.removed.is_empty() {
+            let brands = lb
+                .rows
+                .iter()
+                .map(|r| r.brand.clone())
+                .chain(lb.changed.iter().map(|p| p.brand.clone()))
+                .collect();
             return (m.snapshot, brands, lb);
         }
     }
@@ -492,6 +502,12 @@ async fn a_leaderboard_delta_after_a_change_to_one_brand_carries_that_row_only()
     let (snapshot, brands, lb) = next_rows(&mut ws).await;
     assert!(!snapshot);
     assert_eq!(brands, ["b01"]);
-    assert_eq!(lb.rows[0].comments, 1);
+    let patch = &lb.changed[0];
+    assert_eq!(patch.comments, Some(1));
+    assert_eq!(
+        (patch.photos, patch.likes),
+        (None, None),
+        "only the values that changed"
+    );
     assert!(lb.removed.is_empty());
 }
