@@ -262,20 +262,35 @@ impl StateStore {
         let Some((name, len, crc)) = self.base_ref(&meta)? else {
             return Ok(None);
         };
-        let path = self.sibling(&name);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            StoreError::damaged(&self.path, format_args!("its base {}: {e}", path.display()))
+        self.read_checked("base", &self.sibling(&name), len, crc)
+            .map(Some)
+    }
+
+    /// A file the store lists (`what`: base or changelog), checked against the
+    /// length and CRC-32 the store holds for it.
+    fn read_checked(
+        &self,
+        what: &str,
+        path: &Path,
+        len: u64,
+        crc: u32,
+    ) -> Result<Vec<u8>, StoreError> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            StoreError::damaged(
+                &self.path,
+                format_args!("its {what} {}: {e}", path.display()),
+            )
         })?;
         if bytes.len() as u64 != len || crc32fast::hash(&bytes) != crc {
             return Err(StoreError::damaged(
                 &self.path,
                 format_args!(
-                    "its base {} does not match its length and checksum",
+                    "its {what} {} does not match its length and checksum",
                     path.display()
                 ),
             ));
         }
-        Ok(Some(bytes))
+        Ok(bytes)
     }
 
     /// A file beside the store's.
@@ -338,23 +353,7 @@ impl StateStore {
             let (len, crc) = log_ref(r.value()).ok_or_else(|| {
                 StoreError::damaged(&self.path, "a changelog record is malformed")
             })?;
-            let path = self.log_path(seq.value());
-            let bytes = std::fs::read(&path).map_err(|e| {
-                StoreError::damaged(
-                    &self.path,
-                    format_args!("its changelog {}: {e}", path.display()),
-                )
-            })?;
-            if bytes.len() as u64 != len || crc32fast::hash(&bytes) != crc {
-                return Err(StoreError::damaged(
-                    &self.path,
-                    format_args!(
-                        "its changelog {} does not match its length and checksum",
-                        path.display()
-                    ),
-                ));
-            }
-            log.push(bytes);
+            log.push(self.read_checked("changelog", &self.log_path(seq.value()), len, crc)?);
         }
         Ok(log)
     }
