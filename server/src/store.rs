@@ -508,12 +508,9 @@ impl StateStore {
             (out.len, out.crc.finalize())
         };
         std::fs::rename(&tmp, self.sibling(&name)).map_err(|e| io_err("naming a base", e))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The rename itself must survive a power cut before redb points at it.
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err("syncing the data dir", e))?;
-        }
+        // The rename itself must survive a power cut before redb points at it.
+        self.sync_dir()
+            .map_err(|e| io_err("syncing the data dir", e))?;
         let db = self.db();
         let txn = db.begin_write().map_err(|e| self.err(e))?;
         let sizes = {
@@ -605,10 +602,10 @@ impl StateStore {
         })
     }
 
-    /// The store on disk: the redb file and its base file (two while a new base is
-    /// being written).
+    /// The store on disk: the redb file, its base file (two while a new base is being
+    /// written) and its changelog files.
     pub fn file_bytes(&self) -> u64 {
-        let db = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let db = self.db_file_bytes();
         let files = |prefix: String| -> u64 {
             self.files_with_prefix(&prefix)
                 .iter()
