@@ -32,9 +32,11 @@ use instabrand_shared::{DecodeLimits, EventKind, Reason, decode};
 use tokio::sync::oneshot;
 use tracing::{debug, info, instrument, warn};
 
-use crate::pipeline::BatchResult;
+use crate::archive::ArchiveHandle;
+use crate::config::StateConfig;
+use crate::intake::BatchResult;
 use crate::processor::{Processor, ProcessorConfig};
-use crate::state::AppState;
+use crate::stats::PipelineStats;
 use crate::store::{BackgroundSaver, Positions, StateStore, StoreSizes};
 
 /// What the processor was given, as the changelog keeps it.
@@ -414,15 +416,27 @@ pub struct CheckpointWriter {
     pub failed: std::sync::mpsc::Receiver<Waiters>,
 }
 
+/// What the checkpoint writer reads and writes besides its store.
+#[derive(Clone)]
+pub struct CheckpointCtx {
+    pub state: StateConfig,
+    pub processor: ProcessorConfig,
+    /// Flushed before each checkpoint: the state never gets ahead of the archive.
+    pub archive: Option<ArchiveHandle>,
+    pub stats: Arc<PipelineStats>,
+    /// The last batch inside a durable checkpoint, moved on after each write.
+    pub durable: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
 impl CheckpointWriter {
-    pub fn start(state: Arc<AppState>, store: StateStore) -> Self {
+    pub fn start(ctx: CheckpointCtx, store: StateStore) -> Self {
         let store = Arc::new(store);
-        let policy = CompactPolicy::of(&state.config.state);
+        let policy = CompactPolicy::of(&ctx.state);
         let compactor = {
-            let state = state.clone();
+            let stats = ctx.stats.clone();
             Compactor::start(
                 store.clone(),
-                state.config.processor.clone(),
+                ctx.processor.clone(),
                 policy,
                 move |outcome| match outcome {
                     Ok(c) => {
@@ -434,13 +448,11 @@ impl CheckpointWriter {
                             shrunk = c.shrunk,
                             "compacted the state store"
                         );
-                        state.stats.record_compaction(c.sizes, c.took);
+                        stats.record_compaction(c.sizes, c.took);
                     }
                     Err(e) => {
                         warn!(error = %e, "compacting the state store failed; the changelog stays");
-                        state
-                            .stats
-                            .record_checkpoint_error(&format!("compaction: {e}"));
+                        stats.record_checkpoint_error(&format!("compaction: {e}"));
                     }
                 },
             )
@@ -456,11 +468,11 @@ impl CheckpointWriter {
                 carried.append(events);
                 std::mem::swap(&mut carried, events);
             }
-            let mut outcome = write_checkpoint(&state, &store, &job);
+            let mut outcome = write_checkpoint(&ctx, &store, &job);
             match &mut outcome {
                 Ok(sizes) => {
                     // Jobs come in order, so durability only moves forward.
-                    state.durable.send_if_modified(|d| {
+                    ctx.durable.send_if_modified(|d| {
                         let newer = job.seq > *d;
                         *d = (*d).max(job.seq);
                         newer
@@ -469,7 +481,7 @@ impl CheckpointWriter {
                         let _ = done.send(result);
                     }
                     if let Some((entry, sizes)) = sizes {
-                        state.stats.record_store(*sizes);
+                        ctx.stats.record_store(*sizes);
                         if !entry.is_empty() {
                             compactor.logged(sizes.last_entry, std::mem::take(entry));
                         }
@@ -477,7 +489,7 @@ impl CheckpointWriter {
                 }
                 Err(e) => {
                     warn!(error = %e, "checkpoint failed; will retry");
-                    state.stats.record_checkpoint_error(e);
+                    ctx.stats.record_checkpoint_error(e);
                     if let Some((events, _)) = job.changes.take() {
                         carried = events;
                     }
@@ -511,7 +523,7 @@ impl CheckpointWriter {
 /// The entry written (for the compactor's replica) and the store's sizes after it;
 /// `None` when nothing changed.
 fn write_checkpoint(
-    state: &AppState,
+    ctx: &CheckpointCtx,
     store: &StateStore,
     job: &CheckpointJob,
 ) -> Result<Option<(Vec<u8>, StoreSizes)>, String> {
@@ -520,7 +532,7 @@ fn write_checkpoint(
     };
     // The archive first: state never gets ahead of the archived events. The flush
     // covers every batch appended so far, which includes all of this entry's.
-    if let Some(a) = &state.archive {
+    if let Some(a) = &ctx.archive {
         a.flush()
             .map_err(|e| format!("archive flush before checkpoint: {e}"))?;
     }
@@ -529,8 +541,7 @@ fn write_checkpoint(
         .append(&entry, held, &job.positions)
         .map_err(|e| e.to_string())?;
     let took = job.started.elapsed();
-    state
-        .stats
+    ctx.stats
         .record_checkpoint(entry.len() + held.len(), job.pause, took);
     debug!(
         events = events.len(),

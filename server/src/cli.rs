@@ -522,9 +522,11 @@ fn serve_with(
             });
         }
         if let Some(cfg) = replay {
-            let (state, stop) = (app.state(), shutdown.child_token());
+            let (ctx, stop) = (app.source_ctx(), shutdown.child_token());
+            let s3 = app.state().config.archive.s3.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::sources::replay::run_replay_source(state, cfg, stop).await {
+                if let Err(e) = crate::sources::replay::run_replay_source(ctx, s3, cfg, stop).await
+                {
                     tracing::warn!(error = %e, "replay failed");
                 }
             });

@@ -17,279 +17,48 @@
 //! (`submit_durable`, `wait_durable`). The queue is bounded: a fast source waits rather
 //! than growing memory.
 
-use std::borrow::Cow;
-use std::fmt;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use instabrand_shared::time::MS_PER_SEC;
-use instabrand_shared::{DecodeError, Event, EventKind, Millis, Reason, decode};
+use instabrand_shared::{DecodeError, DecodeLimits, Event, EventKind, Millis, Reason, decode};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use yoke::Yoke;
 
 use tracing::{info, instrument, warn};
 
-use crate::align::{Aligner, InputId, LogPosition, OrderKey};
-use crate::checkpoint::{CheckpointJob, CheckpointWriter, Logged, Waiters};
-use crate::deadletter::{DeadLetter, DeadLetterSink};
-use crate::processor::Delta;
-use crate::state::AppState;
+use crate::align::{AlignConfig, Aligner, InputId, LogPosition, OrderKey};
+use crate::archive::ArchiveHandle;
+use crate::checkpoint::{CheckpointCtx, CheckpointJob, CheckpointWriter, Logged, Waiters};
+use crate::clock::wall_ms;
+use crate::config::PipelineConfig;
+use crate::deadletter::{DeadLetter, DeadLetterLog, DeadLetterSink};
+use crate::hub::Hub;
+use crate::intake::{Batch, BatchResult, Origin, Record};
+use crate::processor::{Delta, Processor, ReaderLog};
+use crate::stats::{OrderView, PipelineStats};
 use crate::store::{Positions, StateStore};
 
-/// Where a record came from: shown with its dead letter.
-#[derive(Debug, Clone)]
-pub enum Origin {
-    Generator,
-    Ingest {
-        line: u64,
-    },
-    Kafka {
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-    },
-    Replay,
-    File {
-        offset: u64,
-    },
-    /// Held for ordering when the last checkpoint was taken; this was its origin.
-    Restored(Arc<str>),
-}
-
-impl Origin {
-    /// The input the record belongs to, for event-time alignment: a Kafka partition
-    /// (`topic/partition`), or the source.
-    pub fn input_name(&self) -> Cow<'static, str> {
-        match self {
-            Origin::Kafka {
-                topic, partition, ..
-            } => Cow::Owned(format!("{topic}/{partition}")),
-            Origin::Generator => Cow::Borrowed("generator"),
-            Origin::Ingest { .. } => Cow::Borrowed("ingest"),
-            Origin::Replay => Cow::Borrowed("replay"),
-            Origin::File { .. } => Cow::Borrowed("file"),
-            Origin::Restored(_) => Cow::Borrowed("restored"),
-        }
-    }
-
-    /// Whether its source reports the input's end of log itself (Kafka). Every other
-    /// source sends each batch complete and in order: its input is caught up after it.
-    fn reports_end_of_log(&self) -> bool {
-        matches!(self, Origin::Kafka { .. })
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Generator => f.write_str("generator"),
-            Origin::Ingest { line } => write!(f, "ingest:line {line}"),
-            Origin::Kafka {
-                topic,
-                partition,
-                offset,
-            } => write!(f, "kafka:{topic}/{partition}@{offset}"),
-            Origin::Replay => f.write_str("replay"),
-            Origin::File { offset } => write!(f, "file:byte {offset}"),
-            Origin::Restored(o) => f.write_str(o),
-        }
-    }
-}
-
-impl Origin {
-    /// The origin a `Display` string names (as archived with each event), for the
-    /// sources whose positions it determines; `None` for the others.
-    pub fn parse(s: &str) -> Option<Origin> {
-        if let Some(rest) = s.strip_prefix("kafka:") {
-            let (tp, offset) = rest.rsplit_once('@')?;
-            let (topic, partition) = tp.rsplit_once('/')?;
-            return Some(Origin::Kafka {
-                topic: topic.into(),
-                partition: partition.parse().ok()?,
-                offset: offset.parse().ok()?,
-            });
-        }
-        if let Some(offset) = s.strip_prefix("file:byte ") {
-            return Some(Origin::File {
-                offset: offset.parse().ok()?,
-            });
-        }
-        (s == "generator").then_some(Origin::Generator)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub bytes: Bytes,
-    /// The event type implied by the topic, used when the payload lacks `event`.
-    pub hint: Option<EventKind>,
-    pub origin: Origin,
-}
-
-impl Record {
-    pub fn new(bytes: impl Into<Bytes>, origin: Origin) -> Self {
-        Record {
-            bytes: bytes.into(),
-            hint: None,
-            origin,
-        }
-    }
-}
-
-/// What happened to a batch.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct BatchResult {
-    /// The batch's sequence number: it is durable once `durable_seq() >= seq`.
-    pub seq: u64,
-    /// Records that decoded: applied, or only archived when `pipeline.apply` is off.
-    pub applied: u64,
-    /// Records that did not decode: (index in the batch, error).
-    pub rejected: Vec<(usize, DecodeError)>,
-}
-
-pub struct Batch {
-    pub records: Vec<Record>,
-    pub done: Option<oneshot::Sender<BatchResult>>,
-    /// The source's position after this batch: (source name, position).
-    pub position: Option<(String, serde_json::Value)>,
-    /// Also wait until the batch is in a checkpoint before answering `done`.
-    pub durable: bool,
-    /// Checkpoint now (shutdown), answering when done.
-    pub checkpoint: Option<oneshot::Sender<Result<(), String>>>,
-    /// Where the source's inputs stand in their logs (Kafka partitions), by input name.
-    /// Inputs of other sources are at their end after each of their batches.
-    pub inputs: Vec<(String, LogPosition)>,
-}
-
-impl Batch {
-    fn records(records: Vec<Record>) -> Batch {
-        Batch {
-            records,
-            done: None,
-            position: None,
-            durable: false,
-            checkpoint: None,
-            inputs: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the pipeline has stopped")]
-pub struct PipelineClosed;
-
-/// The sending side, cloned into every source.
-#[derive(Clone)]
-pub struct PipelineHandle {
-    tx: mpsc::Sender<Batch>,
-}
-
-impl PipelineHandle {
-    pub fn new(queue_batches: usize) -> (PipelineHandle, mpsc::Receiver<Batch>) {
-        let (tx, rx) = mpsc::channel(queue_batches.max(1));
-        (PipelineHandle { tx }, rx)
-    }
-
-    /// Sends a batch and waits until it is applied.
-    pub async fn submit(&self, records: Vec<Record>) -> Result<BatchResult, PipelineClosed> {
-        self.submit_batch(records, None, false).await
-    }
-
-    /// Sends a batch with the source's position after it, and waits until it is applied
-    /// (and, with `durable`, until it is in a checkpoint).
-    pub async fn submit_batch(
-        &self,
-        records: Vec<Record>,
-        position: Option<(String, serde_json::Value)>,
-        durable: bool,
-    ) -> Result<BatchResult, PipelineClosed> {
-        let mut batch = Batch::records(records);
-        batch.position = position;
-        batch.durable = durable;
-        self.round_trip(batch).await
-    }
-
-    /// Queues `batch` and waits for its result.
-    async fn round_trip(&self, mut batch: Batch) -> Result<BatchResult, PipelineClosed> {
-        let (done, wait) = oneshot::channel();
-        batch.done = Some(done);
-        self.enqueue(batch).await?;
-        wait.await.map_err(|_| PipelineClosed)
-    }
-
-    /// Queues `batch` (waits only for queue room).
-    async fn enqueue(&self, batch: Batch) -> Result<(), PipelineClosed> {
-        self.tx.send(batch).await.map_err(|_| PipelineClosed)
-    }
-
-    /// Sends a batch without waiting for it to be applied (waits only for queue room).
-    pub async fn send(&self, records: Vec<Record>) -> Result<(), PipelineClosed> {
-        self.enqueue(Batch::records(records)).await
-    }
-
-    /// Like `send`, with the source's position after the batch.
-    pub async fn send_at(
-        &self,
-        records: Vec<Record>,
-        position: (String, serde_json::Value),
-    ) -> Result<(), PipelineClosed> {
-        let mut batch = Batch::records(records);
-        batch.position = Some(position);
-        self.enqueue(batch).await
-    }
-
-    /// Like `send_at`, for a source with more to send right behind this batch (a file
-    /// read from the middle): its input stays `Behind`, so the batch's last events
-    /// wait for the next batch in case it brings more of the same second.
-    pub async fn send_behind(
-        &self,
-        records: Vec<Record>,
-        position: (String, serde_json::Value),
-        input: &str,
-    ) -> Result<(), PipelineClosed> {
-        let mut batch = Batch::records(records);
-        batch.position = Some(position);
-        batch.inputs = vec![(input.to_string(), LogPosition::Behind)];
-        self.enqueue(batch).await
-    }
-
-    /// Checkpoints now and waits for it (used at shutdown).
-    pub async fn checkpoint(&self) -> Result<(), String> {
-        let (done, wait) = oneshot::channel();
-        let mut batch = Batch::records(Vec::new());
-        batch.checkpoint = Some(done);
-        self.tx.send(batch).await.map_err(|e| e.to_string())?;
-        wait.await.map_err(|e| e.to_string())?
-    }
-
-    /// Like `submit_batch`, also saying which of the source's inputs are at the end of
-    /// their logs (`Batch::inputs`). An empty `records` only reports them.
-    pub async fn submit_with_inputs(
-        &self,
-        records: Vec<Record>,
-        position: Option<(String, serde_json::Value)>,
-        inputs: Vec<(String, LogPosition)>,
-    ) -> Result<BatchResult, PipelineClosed> {
-        let mut batch = Batch::records(records);
-        batch.position = position;
-        batch.inputs = inputs;
-        self.round_trip(batch).await
-    }
-
-    /// Tells the pipeline where a source's inputs stand, without records and without
-    /// waiting. `false` if the queue was full (say it again later).
-    pub fn report_inputs(&self, inputs: Vec<(String, LogPosition)>) -> bool {
-        let mut batch = Batch::records(Vec::new());
-        batch.inputs = inputs;
-        self.tx.try_send(batch).is_ok()
-    }
-
-    /// Wakes the pipeline so a due checkpoint happens even when no batch arrives.
-    pub fn tick(&self) {
-        let _ = self.tx.try_send(Batch::records(Vec::new()));
-    }
+/// What the pipeline thread reads and writes: the processor it alone writes, where
+/// deltas, dead letters and counters go, and its settings.
+pub struct Applying {
+    pub processor: Arc<RwLock<Processor>>,
+    /// Readers noted since the last batch, handed to the processor under its lock.
+    pub readers: Arc<ReaderLog>,
+    /// Takes each batch's deltas.
+    pub hub: Arc<Hub>,
+    pub dead_letters: Arc<DeadLetterLog>,
+    pub stats: Arc<PipelineStats>,
+    pub archive: Option<ArchiveHandle>,
+    /// The last batch inside a durable checkpoint (in memory: the last applied).
+    pub durable: Arc<tokio::sync::watch::Sender<u64>>,
+    pub align: AlignConfig,
+    pub pipeline: PipelineConfig,
+    pub limits: DecodeLimits,
+    /// The checkpoint writer's handles, when there is a store.
+    pub checkpoints: CheckpointCtx,
 }
 
 /// Checkpoint policy for the pipeline thread.
@@ -319,7 +88,7 @@ pub struct Checkpointing {
 /// on being applied. Whoever waits for durability is answered by the writer once the
 /// checkpoint holding their batch is written.
 pub fn run_blocking(
-    state: Arc<AppState>,
+    state: Applying,
     mut rx: mpsc::Receiver<Batch>,
     mut sink: Box<dyn DeadLetterSink>,
     mut cp: Checkpointing,
@@ -332,11 +101,12 @@ pub fn run_blocking(
     let writer = cp
         .store
         .take()
-        .map(|store| CheckpointWriter::start(state.clone(), store));
+        .map(|store| CheckpointWriter::start(state.checkpoints.clone(), store));
     let mut order = Order::new(&state, &cp.held, writer.is_some());
     let mut released_since_snapshot = false;
     // Decoding runs a batch ahead on its own thread; applying stays on this one.
     let (prepared_tx, prepared) = std::sync::mpsc::sync_channel::<Prepared>(DECODED_AHEAD);
+    let state = Arc::new(state);
     let decoder = {
         let state = state.clone();
         std::thread::Builder::new()
@@ -356,7 +126,7 @@ pub fn run_blocking(
         archived,
     }) = prepared.recv()
     {
-        let now = crate::state::wall_ms();
+        let now = wall_ms();
         let mut dead = Vec::new();
         let result = if !records.backing_cart().is_empty() {
             seq += 1;
@@ -503,19 +273,13 @@ struct Prepared {
 }
 
 #[instrument(skip_all, fields(records = batch.records.len()))]
-fn prepare(state: &AppState, mut batch: Batch) -> Prepared {
-    let limits = &state.config.limits;
+fn prepare(state: &Applying, mut batch: Batch) -> Prepared {
+    let limits = &state.limits;
     // Ahead of both the wall clock and the applied stream by more than this: a bad
     // clock upstream, dead-lettered before it can move the stream's clock.
-    let future = crate::state::wall_ms()
+    let future = wall_ms()
         .max(state.stats.applied_time().unwrap_or(Millis::MIN))
-        .saturating_add(
-            state
-                .config
-                .align
-                .max_future_secs
-                .saturating_mul(MS_PER_SEC),
-        );
+        .saturating_add(state.align.max_future_secs.saturating_mul(MS_PER_SEC));
     let records: DecodedRecords = Yoke::attach_to_cart(
         Arc::new(std::mem::take(&mut batch.records)),
         |rs: &Vec<Record>| {
@@ -529,7 +293,7 @@ fn prepare(state: &AppState, mut batch: Batch) -> Prepared {
                                     detail: format!(
                                         "created_time {} is more than {} s ahead of the wall clock and of the stream",
                                         instabrand_shared::time::format_naive(ev.time()),
-                                        state.config.align.max_future_secs
+                                        state.align.max_future_secs
                                     ),
                                 })
                             } else {
@@ -604,9 +368,9 @@ struct Order {
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 impl Order {
-    fn new(state: &AppState, held: &[u8], logged: bool) -> Order {
+    fn new(state: &Applying, held: &[u8], logged: bool) -> Order {
         let mut order = Order {
-            aligner: Aligner::new(state.config.align.clone()),
+            aligner: Aligner::new(state.align.clone()),
             log: logged.then(Vec::new),
             last_input: None,
             published: Instant::now(),
@@ -634,7 +398,7 @@ impl Order {
             .collect();
         let prepared = prepare(state, Batch::records(records));
         let batch = Rc::new(prepared.records);
-        let now = crate::state::wall_ms();
+        let now = wall_ms();
         for (index, (input, decoded)) in inputs.iter().zip(&batch.get().0).enumerate() {
             let Ok(ev) = decoded else { continue };
             let key = OrderKey::of(ev, &batch.backing_cart()[index].bytes);
@@ -662,7 +426,7 @@ impl Order {
     /// to the aligner.
     fn admit(
         &mut self,
-        state: &AppState,
+        state: &Applying,
         records: DecodedRecords,
         archived: Vec<crate::archive::ArchivedEvent>,
         dead: &mut Vec<DeadLetter>,
@@ -670,7 +434,7 @@ impl Order {
     ) -> BatchResult {
         let mut result = BatchResult::default();
         let batch = Rc::new(records);
-        let apply = state.config.pipeline.apply;
+        let apply = state.pipeline.apply;
         let mut own_inputs: Vec<InputId> = Vec::new();
         let mut rejected = Vec::new();
         for (index, (r, d)) in batch.backing_cart().iter().zip(&batch.get().0).enumerate() {
@@ -769,7 +533,7 @@ impl Order {
 
     /// Applies every event the aligner lets go now, in order.
     /// Returns how many were applied.
-    fn release(&mut self, state: &AppState, dead: &mut Vec<DeadLetter>, now: Millis) -> usize {
+    fn release(&mut self, state: &Applying, dead: &mut Vec<DeadLetter>, now: Millis) -> usize {
         let before = self.aligner.held();
         if before > 0 {
             let mut changes = Vec::new();
@@ -807,7 +571,7 @@ impl Order {
         }
         if self.published.elapsed() >= PUBLISH_EVERY {
             self.published = Instant::now();
-            state.stats.publish_order(crate::state::OrderView {
+            state.stats.publish_order(OrderView {
                 inputs: self.aligner.status(now),
                 held: self.aligner.held(),
                 stats: self.aligner.stats(),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::align::OrderKey;
 use crate::archive::{ArchiveLocation, ArchiveReader, S3Config};
-use crate::pipeline::Origin;
+use crate::intake::Origin;
 use crate::processor::{Processor, ProcessorConfig};
 use crate::store::{Positions, StateStore};
 
@@ -72,7 +72,7 @@ impl Ends {
         let mut p = Positions::new();
         if !self.kafka.is_empty() {
             p.insert(
-                crate::kafka::consumer::SOURCE.into(),
+                crate::sources::kafka::SOURCE.into(),
                 Value::Object(self.kafka),
             );
         }

@@ -12,15 +12,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::checkpoint::CheckpointCtx;
+use crate::clock::wall_ms;
 use crate::config::Config;
 use crate::deadletter::{DeadLetterLog, DeadLetterSink, FileSink};
-use crate::hub::Hub;
-use crate::pipeline::{self, Checkpointing, PipelineHandle};
+use crate::hub::{Hub, HubInputs};
+use crate::intake::PipelineHandle;
+use crate::pipeline::{self, Applying, Checkpointing};
 use crate::processor::Processor;
-use crate::sources::file;
 use crate::sources::generator::{self, Command, GeneratorControl};
-use crate::state::{AppState, PipelineStats, SourceRegistry, wall_ms};
+use crate::sources::{SourceCtx, file};
+use crate::stats::PipelineStats;
 use crate::store::{Positions, StateStore};
+use crate::web::AppState;
 use crate::{kafka, web};
 
 pub struct Application {
@@ -142,17 +146,21 @@ impl Application {
                  nothing is applied to the live state"
             );
         }
+        let stats = Arc::new(PipelineStats::default());
+        // A restored state's newest time, until the pipeline applies more: the
+        // generator starts its event time there.
+        stats.set_applied_time(processor.newest_time());
         let state = Arc::new(AppState {
             archive,
-            processor: RwLock::new(processor),
+            processor: Arc::new(RwLock::new(processor)),
             readers: Default::default(),
-            durable: tokio::sync::watch::channel(0).0,
-            restored,
-            hub: Hub::new(config.live.clone()),
-            dead_letters: DeadLetterLog::new(config.dead_letters.keep_recent),
+            durable: Arc::new(tokio::sync::watch::channel(0).0),
+            restored: Arc::new(restored),
+            hub: Arc::new(Hub::new(config.live.clone())),
+            dead_letters: Arc::new(DeadLetterLog::new(config.dead_letters.keep_recent)),
             pipeline,
-            stats: PipelineStats::default(),
-            sources: SourceRegistry::default(),
+            stats,
+            sources: Arc::default(),
             generator: control,
             control_token,
             started: Instant::now(),
@@ -179,10 +187,28 @@ impl Application {
                 h.detail = "starting the embedded generator".into();
             });
         }
-        let st = state.clone();
+        let applying = Applying {
+            processor: state.processor.clone(),
+            readers: state.readers.clone(),
+            hub: state.hub.clone(),
+            dead_letters: state.dead_letters.clone(),
+            stats: state.stats.clone(),
+            archive: state.archive.clone(),
+            durable: state.durable.clone(),
+            align: state.config.align.clone(),
+            pipeline: state.config.pipeline.clone(),
+            limits: state.config.limits,
+            checkpoints: CheckpointCtx {
+                state: state.config.state.clone(),
+                processor: state.config.processor.clone(),
+                archive: state.archive.clone(),
+                stats: state.stats.clone(),
+                durable: state.durable.clone(),
+            },
+        };
         std::thread::Builder::new()
             .name("pipeline".into())
-            .spawn(move || pipeline::run_blocking(st, rx, sink, checkpointing))
+            .spawn(move || pipeline::run_blocking(applying, rx, sink, checkpointing))
             .context("starting the pipeline thread")?;
         Ok(Application {
             listener,
@@ -204,15 +230,30 @@ impl Application {
         self.state.clone()
     }
 
+    /// What a source is given: the intake, health, restored positions and counters.
+    pub fn source_ctx(&self) -> SourceCtx {
+        source_ctx(&self.state)
+    }
+
     /// Serves until `shutdown` is cancelled, then stops the sources and the hub.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
-        tokio::spawn(Hub::run(state.clone(), shutdown.child_token()));
+        let hub_inputs = {
+            let st = state.clone();
+            HubInputs {
+                processor: state.processor.clone(),
+                readers: state.readers.clone(),
+                stats: state.stats.clone(),
+                health: Box::new(move || st.health()),
+            }
+        };
+        tokio::spawn(state.hub.clone().run(hub_inputs, shutdown.child_token()));
         if let (Some((generator, commands)), Some(control)) =
             (self.generator, state.generator.clone())
         {
             tokio::spawn(generator::run(
-                state.clone(),
+                source_ctx(&state),
+                state.config.generator.time_scale,
                 generator,
                 control,
                 commands,
@@ -220,15 +261,15 @@ impl Application {
             ));
         }
         if state.config.kafka.brokers.is_some() {
-            tokio::spawn(kafka::run_consumer(
-                state.clone(),
+            tokio::spawn(crate::sources::kafka::run(
+                source_ctx(&state),
                 state.config.kafka.clone(),
                 shutdown.child_token(),
             ));
         }
         if let Some(path) = state.config.file_source.path.clone() {
             tokio::spawn(file::run(
-                state.clone(),
+                source_ctx(&state),
                 path,
                 state.config.file_source.rate,
                 shutdown.child_token(),
@@ -260,10 +301,11 @@ impl Application {
         info!(addr = %self.addr, "serving");
         let stop = shutdown.clone();
         // The hub writes frames straight into WebSocket sockets: connections are
-        // accepted as outlets it can reach (`web/outlet.rs`).
+        // accepted as outlets it can reach (`hub/outlet.rs`).
         let served = axum::serve(
-            web::outlet::Listener(self.listener),
-            web::app(state.clone()).into_make_service_with_connect_info::<web::outlet::Socket>(),
+            crate::hub::outlet::Listener(self.listener),
+            web::app(state.clone())
+                .into_make_service_with_connect_info::<crate::hub::outlet::Socket>(),
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
@@ -281,5 +323,18 @@ impl Application {
             }
         }
         served
+    }
+}
+
+/// A source's handles, from the application state.
+fn source_ctx(state: &AppState) -> SourceCtx {
+    SourceCtx {
+        intake: state.pipeline.clone(),
+        health: state.sources.clone(),
+        restored: state.restored.clone(),
+        stats: state.stats.clone(),
+        durable: state.durable.subscribe(),
+        pipeline: state.config.pipeline.clone(),
+        align: state.config.align.clone(),
     }
 }

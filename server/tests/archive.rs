@@ -19,7 +19,7 @@ use instabrand_server::archive::{
     EventSource, LocalStore, read_dead_letters,
 };
 use instabrand_server::deadletter::DeadLetter;
-use instabrand_server::pipeline::Origin;
+use instabrand_server::intake::Origin;
 use instabrand_shared::time::parse_time;
 use instabrand_shared::{EventKind, Reason};
 

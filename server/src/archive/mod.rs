@@ -48,7 +48,7 @@ use bytes::Bytes;
 use instabrand_shared::{Event, EventKind, Millis};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{Origin, Record};
+use crate::intake::{Origin, Record};
 
 pub use format::{DEAD_LETTER_COLUMNS, EVENT_COLUMNS};
 pub use reader::{ArchiveReader, ArchivedRow, DeadLetterRow, read_dead_letters};

@@ -33,8 +33,8 @@ use super::{
     ArchiveConfig, ArchiveError, ArchiveLocation, ArchivedEvent, DEAD_LETTER_DIR, EventSource,
     partition_of,
 };
+use crate::clock::wall_ms;
 use crate::deadletter::DeadLetter;
-use crate::state::wall_ms;
 
 const MS_PER_DAY: i64 = 86_400_000;
 /// How many times shutdown retries a failing final write before giving up.

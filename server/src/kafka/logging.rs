@@ -17,7 +17,7 @@ impl LoggingContext {
 }
 
 /// Forwards a librdkafka log line at the matching level.
-pub(super) fn log(client: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+pub(crate) fn log(client: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
             error!(client, facility, "librdkafka: {message}")

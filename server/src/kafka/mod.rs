@@ -1,5 +1,5 @@
-//! Kafka: the consumer-group source that feeds the pipeline (`consumer`), the
-//! dead-letter topic (`dead_letters`), the generator's producer behind
+//! Kafka: settings and clients shared by the consumer-group source
+//! (`sources/kafka.rs`), the dead-letter topic (`dead_letters`), the generator's producer behind
 //! `instabrand generate --kafka` (`producer`), and topic creation (`admin`).
 //!
 //! The topic layout is the original system's: one topic per event type, named after
@@ -9,9 +9,8 @@
 //! so extra librdkafka properties (security, tuning) apply to all of them.
 
 mod admin;
-pub(crate) mod consumer;
 mod dead_letters;
-mod logging;
+pub(crate) mod logging;
 mod producer;
 
 use std::collections::BTreeMap;
@@ -22,7 +21,6 @@ use rdkafka::config::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 pub use admin::ensure_topics;
-pub use consumer::run_consumer;
 pub use dead_letters::{KafkaDeadLetterSink, dead_letter_sink};
 pub use producer::produce;
 
@@ -87,11 +85,11 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
-    fn flush_interval(&self) -> Duration {
+    pub(crate) fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms.max(1))
     }
 
-    fn commit_interval(&self) -> Duration {
+    pub(crate) fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms.max(1))
     }
 }
@@ -128,7 +126,7 @@ pub fn topic_for(cfg: &KafkaConfig, kind: EventKind) -> &str {
 }
 
 /// Properties shared by every client, then the user's own on top.
-fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, KafkaError> {
+pub(crate) fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, KafkaError> {
     let brokers = cfg.brokers.as_deref().ok_or(KafkaError::NoBrokers)?;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)

@@ -25,7 +25,7 @@ use super::{
     Deliveries, KafkaConfig, KafkaError, client_config, counting_producer, ensure_topics,
     source_topics, topic_for,
 };
-use crate::state::wall_ms;
+use crate::clock::wall_ms;
 use crate::telemetry::ProgressLine;
 
 /// How long the final flush may wait for the broker.

@@ -4,20 +4,19 @@
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::SourceCtx;
 use crate::align::LogPosition;
-use crate::pipeline::{Origin, Record};
-use crate::state::AppState;
+use crate::intake::{Origin, Record};
 
 pub const NAME: &str = "file";
 
-pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: CancellationToken) {
+pub async fn run(state: SourceCtx, path: PathBuf, rate: f64, shutdown: CancellationToken) {
     let start = state
         .restored
         .get(NAME)
@@ -26,7 +25,7 @@ pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: Cance
         .unwrap_or(0);
     let st = state.clone();
     let report = move |connected: bool, detail: String| {
-        st.sources.update(NAME, |h| {
+        st.health.update(NAME, |h| {
             h.connected = connected;
             h.detail = detail;
             h.rate = (rate > 0.0).then_some(rate);
@@ -48,7 +47,7 @@ pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: Cance
         info!(offset = start, "file source resumes from its checkpoint");
     }
     report(true, format!("reading {}", path.display()));
-    let max = state.config.pipeline.max_batch_records.max(1);
+    let max = state.pipeline.max_batch_records.max(1);
     let batch_len = if rate > 0.0 {
         ((rate / 20.0).ceil() as usize).clamp(1, max)
     } else {
@@ -87,7 +86,7 @@ pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: Cance
         if batch.is_empty() {
             // Everything sent earlier is applied once this empty batch is answered.
             if state
-                .pipeline
+                .intake
                 .submit_with_inputs(
                     Vec::new(),
                     None,
@@ -111,12 +110,12 @@ pub async fn run(state: Arc<AppState>, path: PathBuf, rate: f64, shutdown: Cance
         let ok = if last {
             // The end: wait until it is applied, so "finished" means applied.
             state
-                .pipeline
+                .intake
                 .submit_batch(batch, Some(pos), false)
                 .await
                 .is_ok()
         } else {
-            state.pipeline.send_behind(batch, pos, NAME).await.is_ok()
+            state.intake.send_behind(batch, pos, NAME).await.is_ok()
         };
         if !ok {
             return;

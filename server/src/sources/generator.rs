@@ -20,8 +20,9 @@ use tracing::{info, warn};
 
 use instabrand_shared::Millis;
 
-use crate::pipeline::{Origin, Record};
-use crate::state::{AppState, wall_ms};
+use super::SourceCtx;
+use crate::clock::wall_ms;
+use crate::intake::{Origin, Record};
 
 /// The generator's event clock: event time `scale` times faster than the wall clock
 /// from an anchor. At scale 1 it is the wall clock itself (from an anchor at the wall
@@ -175,9 +176,10 @@ fn encode(generator: &mut Generator, now: i64, buf: &mut Vec<u8>) -> Record {
     Record::new(Bytes::copy_from_slice(buf), Origin::Generator)
 }
 
-/// Runs the generator until `shutdown`.
+/// Runs the generator until `shutdown`; its event time runs `scale` times the wall clock.
 pub async fn run(
-    state: Arc<AppState>,
+    state: SourceCtx,
+    scale: f64,
     mut generator: Generator,
     control: GeneratorControl,
     mut commands: mpsc::Receiver<Command>,
@@ -185,11 +187,10 @@ pub async fn run(
 ) {
     let status = control.status.clone();
     status.running.store(true, Ordering::Relaxed);
-    let max_batch = state.config.pipeline.max_batch_records.max(1);
+    let max_batch = state.pipeline.max_batch_records.max(1);
     let mut buf = Vec::with_capacity(512);
-    let scale = state.config.generator.time_scale;
     let report = || {
-        state.sources.update(NAME, |h| {
+        state.health.update(NAME, |h| {
             h.connected = true;
             h.paused = status.paused.load(Ordering::Relaxed);
             h.rate = Some(status.rate());
@@ -204,12 +205,7 @@ pub async fn run(
     // Event time starts at the wall clock, or where a restored state left off if that
     // is later (a scaled run is ahead of the wall clock): events stamped behind the
     // applied stream would arrive late.
-    let restored_time = state
-        .processor
-        .read()
-        .ok()
-        .and_then(|p| p.newest_time())
-        .unwrap_or(Millis::MIN);
+    let restored_time = state.stats.applied_time().unwrap_or(Millis::MIN);
     let start_wall = wall_ms();
     // The bootstrap runs unpaced and at scale 1: a fast clock would spread the
     // network's creation over hours of event time for nothing.
@@ -223,7 +219,7 @@ pub async fn run(
         }
         status.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
         if state
-            .pipeline
+            .intake
             .send_at(batch, position(&generator))
             .await
             .is_err()
@@ -297,7 +293,7 @@ pub async fn run(
                 let now = clock.at(wall_ms());
                 let batch: Vec<Record> = (0..n).map(|_| encode(&mut generator, now, &mut buf)).collect();
                 status.sent.fetch_add(n as u64, Ordering::Relaxed);
-                if state.pipeline.send_at(batch, position(&generator)).await.is_err() {
+                if state.intake.send_at(batch, position(&generator)).await.is_err() {
                     warn!("pipeline closed; generator stops");
                     break;
                 }

@@ -32,10 +32,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::SourceCtx;
 use crate::archive::{ArchiveError, ArchiveLocation, ArchiveReader, ArchivedRow, S3Config};
+use crate::intake::{Origin, Record};
 use crate::kafka::{KafkaConfig, KafkaError, counting_producer, ensure_topics, topic_for};
-use crate::pipeline::{Origin, Record};
-use crate::state::AppState;
 use crate::telemetry::ProgressLine;
 
 /// The source's name in health and in checkpoint positions.
@@ -250,7 +250,7 @@ fn spawn_reader(
 }
 
 /// Records of this archive already in the restored state.
-fn restored_records(state: &AppState, from: &ArchiveLocation) -> u64 {
+fn restored_records(state: &SourceCtx, from: &ArchiveLocation) -> u64 {
     state
         .restored
         .get(NAME)
@@ -269,7 +269,7 @@ fn position(from: &ArchiveLocation, records: u64) -> (String, serde_json::Value)
 
 /// Sends what is pending to the pipeline, with the replay's position after it.
 async fn hand_over(
-    state: &AppState,
+    state: &SourceCtx,
     from: &ArchiveLocation,
     pending: &mut Vec<Record>,
     done: &mut u64,
@@ -277,7 +277,7 @@ async fn hand_over(
     *done += pending.len() as u64;
     let batch = std::mem::take(pending);
     state
-        .pipeline
+        .intake
         .send_at(batch, position(from, *done))
         .await
         .map_err(|_| ReplayError::PipelineClosed)
@@ -289,15 +289,17 @@ fn record(row: ArchivedRow) -> Record {
     r
 }
 
-/// Replays the archive `cfg.from` into this server's pipeline until it ends or
-/// `shutdown`. Returns once every replayed record has been applied.
+/// Replays the archive `cfg.from` (with the S3 settings `s3`) into this server's
+/// pipeline until it ends or `shutdown`. Returns once every replayed record has been
+/// applied.
 pub async fn run_replay_source(
-    state: Arc<AppState>,
+    state: SourceCtx,
+    s3: S3Config,
     cfg: ReplayConfig,
     shutdown: CancellationToken,
 ) -> Result<ReplaySummary, ReplayError> {
     let report = |connected: bool, detail: String| {
-        state.sources.update(NAME, |h| {
+        state.health.update(NAME, |h| {
             h.connected = connected;
             h.detail = detail;
             h.rate = match cfg.speed {
@@ -307,7 +309,7 @@ pub async fn run_replay_source(
         })
     };
     // Blocking: reads every file's footer, over the network for S3.
-    let (from, s3) = (cfg.from.clone(), state.config.archive.s3.clone());
+    let from = cfg.from.clone();
     let opened = tokio::task::spawn_blocking(move || ArchiveReader::open_at(&from, &s3))
         .await
         .map_err(|e| ReplayError::Reader(e.to_string()))?;
@@ -382,7 +384,7 @@ pub async fn run_replay_source(
     done += pending.len() as u64;
     // The queue is FIFO: once this (possibly empty) batch is applied, all are.
     state
-        .pipeline
+        .intake
         .submit_batch(pending, Some(position(&cfg.from, done)), false)
         .await
         .map_err(|_| ReplayError::PipelineClosed)?;

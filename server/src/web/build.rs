@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use instabrand_shared::api::BuildInfo;
 
-use crate::state::AppState;
+use super::AppState;
 
 pub async fn build(State(state): State<Arc<AppState>>) -> Json<BuildInfo> {
     let index = tokio::fs::read(state.config.static_dir.join("index.html"))

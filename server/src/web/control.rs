@@ -10,9 +10,9 @@ use instabrand_shared::api::{CampaignRequest, GeneratorStatus};
 use serde::Deserialize;
 use tracing::{info, instrument};
 
+use super::AppState;
 use super::{ApiErr, require_bearer};
 use crate::sources::generator::{Command, ControlError, GeneratorControl};
-use crate::state::AppState;
 
 fn authorized<'a>(
     state: &'a AppState,

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::ApiErr;
-use crate::state::AppState;
+use super::AppState;
 
 type Labels = Vec<(String, String)>;
 

@@ -9,9 +9,9 @@ mod build;
 mod control;
 mod ingest;
 pub mod metrics;
-pub mod outlet;
 mod rest;
 pub mod security;
+pub mod state;
 mod ws;
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
-use crate::state::AppState;
+pub use state::AppState;
 
 /// An API error: a status and a message fit for the caller.
 #[derive(Debug, thiserror::Error)]

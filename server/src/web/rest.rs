@@ -18,10 +18,10 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::ApiErr;
+use super::AppState;
 use crate::processor::compare::{CompareError, Period};
 use crate::processor::query::{RangeError, RangeRequest};
 use crate::processor::{Processor, UserId};
-use crate::state::AppState;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct Params {

@@ -13,7 +13,7 @@
 //! `{"op":"ping"}` and gets a pong frame on the `connection` topic.
 //!
 //! Frames do not pass through this task: the hub writes them into the socket itself
-//! (`web/outlet.rs`), snapshots included, and this task only writes what the socket
+//! (`hub/outlet.rs`), snapshots included, and this task only writes what the socket
 //! could not take at once. So a frame costs a connection one `send`, not a wake-up.
 //! The WebSocket library still reads client messages (and answers their pings and
 //! closes), writing through the same outlet. A connection whose queue stalls past
@@ -38,8 +38,8 @@ use instabrand_shared::ws::{ClientMessage, Frame, ServerMessage, Topic};
 use tracing::debug;
 
 use super::ApiErr;
-use super::outlet::{Offered, Outlet, Socket, ws_frame, ws_ping};
-use crate::state::AppState;
+use super::AppState;
+use crate::hub::outlet::{Offered, Outlet, Socket, ws_frame, ws_ping};
 
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,

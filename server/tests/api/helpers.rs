@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use instabrand_server::Application;
 use instabrand_server::config::Config;
-use instabrand_server::state::AppState;
+use instabrand_server::web::AppState;
 use instabrand_shared::api::IngestReport;
 use instabrand_shared::ws::{ClientMessage, ServerMessage, Topic};
 use serde::de::DeserializeOwned;

@@ -5,7 +5,7 @@
 //! second) takes that set and, for each topic somebody subscribes to, builds at most
 //! one frame, serializes and frames it once, and writes the same bytes into every
 //! subscriber's socket itself ([`Outlet::offer`]): at 10,000 dashboards, waking one
-//! task per connection per frame cost more than the writes (see `web/outlet.rs`).
+//! task per connection per frame cost more than the writes (see `outlet.rs`).
 //! Writing never waits for a reader: a socket that cannot take a frame gets it queued
 //! for its connection's task, and a connection whose queue passes its bound drops it;
 //! the hub then sends it a fresh snapshot, so a slow client cannot slow anyone else.
@@ -17,11 +17,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use instabrand_shared::api::{Leaderboard, Window};
+use instabrand_shared::api::{Health, Leaderboard, Window};
 use instabrand_shared::time::MS_PER_MIN;
 use instabrand_shared::ws::{
     FeedFrame, Frame, LeaderboardFrame, MAX_TABLE_ROWS, RowPatch, ServerMessage, SortKey, TableRow,
@@ -31,9 +31,23 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LiveConfig;
-use crate::processor::{BrandId, Delta, PhotoId, Processor, UserId};
-use crate::state::AppState;
-use crate::web::outlet::{Outlet, ws_frame};
+use crate::processor::{BrandId, Delta, PhotoId, Processor, ReaderLog, UserId};
+use crate::stats::PipelineStats;
+use outlet::{Outlet, ws_frame};
+
+pub mod outlet;
+
+/// What the hub reads to build its frames, and where it notes who reads a feed.
+pub struct HubInputs {
+    /// Read under its lock at each tick.
+    pub processor: Arc<RwLock<Processor>>,
+    /// Feed subscribers read their home timeline: noted so it stays materialized.
+    pub readers: Arc<ReaderLog>,
+    /// The ingest rate shown with the leaderboards.
+    pub stats: Arc<PipelineStats>,
+    /// The health view as the web layer assembles it, for the health topic.
+    pub health: Box<dyn Fn() -> Health + Send + Sync>,
+}
 
 /// Deltas gathered since the last tick.
 #[derive(Default)]
@@ -244,7 +258,7 @@ impl Hub {
     fn snapshot_locked(
         &self,
         p: &Processor,
-        state: &AppState,
+        readers: &ReaderLog,
         topic: &Topic,
         mem: &mut Memory,
         seq: u64,
@@ -253,7 +267,7 @@ impl Hub {
         if let Topic::Feed { username } = topic
             && let Some(u) = p.user_id(username)
         {
-            state.readers.note(u);
+            readers.note(u);
         }
         let frame = snapshot_frame(p, topic, &self.cfg, rate);
         if let Frame::Leaderboard(lb) = &frame {
@@ -263,9 +277,9 @@ impl Hub {
     }
 
     /// Publishes frames until `shutdown`.
-    pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
-        let period =
-            Duration::from_millis(1000 / state.hub.cfg.frames_per_sec.clamp(1, 100) as u64);
+    pub async fn run(self: Arc<Self>, inputs: HubInputs, shutdown: CancellationToken) {
+        let inputs = Arc::new(inputs);
+        let period = Duration::from_millis(1000 / self.cfg.frames_per_sec.clamp(1, 100) as u64);
         let mut tick = tokio::time::interval(period);
         // A late tick (the processor busy) is followed a full period after it, not
         // skipped to the next multiple of the period, which left a gap of two periods
@@ -275,16 +289,16 @@ impl Hub {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let st = state.clone();
+                    let (hub, inputs) = (self.clone(), inputs.clone());
                     // Building frames reads the processor under its lock: off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || st.hub.tick(&st)).await;
+                    let _ = tokio::task::spawn_blocking(move || hub.tick(&inputs)).await;
                 }
             }
         }
     }
 
     /// Builds this tick's frames and writes them to their subscribers.
-    pub fn tick(&self, state: &AppState) {
+    pub fn tick(&self, inputs: &HubInputs) {
         let changes = std::mem::take(&mut *self.changes.lock().expect("hub lock poisoned"));
         let live: Vec<(Topic, Arc<TopicChannel>)> = {
             let mut topics = self.topics.lock().expect("hub lock poisoned");
@@ -300,11 +314,11 @@ impl Hub {
             return;
         }
         let now = Instant::now();
-        let rate = state.stats.rate();
+        let rate = inputs.stats.rate();
         let mut out: Vec<Outgoing> = Vec::new();
         let mut health_due = Vec::new();
         {
-            let p = state.processor.read().expect("processor lock poisoned");
+            let p = inputs.processor.read().expect("processor lock poisoned");
             let minute = p.clock().unwrap_or(0).div_euclid(MS_PER_MIN) as u64;
             let minute_changed = self.last_minute.swap(minute, Ordering::Relaxed) != minute;
             let mut dirty: FxHashSet<BrandId> = FxHashSet::default();
@@ -330,7 +344,7 @@ impl Hub {
                         .any(|s| s.needs_snapshot()))
                 .then(|| {
                     let seq = chan.seq.load(Ordering::Relaxed);
-                    self.snapshot_locked(&p, state, topic, &mut mem, seq, rate)
+                    self.snapshot_locked(&p, &inputs.readers, topic, &mut mem, seq, rate)
                 });
                 let built = match topic {
                     Topic::Health => {
@@ -421,7 +435,7 @@ impl Hub {
                     Topic::Feed { username } => {
                         // A live feed is read: its home timeline stays materialized.
                         if let Some(u) = p.user_id(username) {
-                            state.readers.note(u);
+                            inputs.readers.note(u);
                         }
                         feed_delta(&p, username, &changes, &self.cfg)
                     }
@@ -457,7 +471,7 @@ impl Hub {
                 if due {
                     *last = Some(now);
                 }
-                let h = state.health();
+                let h = (inputs.health)();
                 for (topic, chan) in health_due {
                     let seq = chan.seq.fetch_add(1, Ordering::Relaxed) + 1;
                     let bytes = encode(&topic, seq, true, Frame::Health(h.clone()));

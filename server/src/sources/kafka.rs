@@ -58,10 +58,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
-use super::{KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics};
+use super::SourceCtx;
 use crate::align::LogPosition;
-use crate::pipeline::{BatchResult, Origin, PipelineClosed, PipelineHandle, Record};
-use crate::state::AppState;
+use crate::intake::{BatchResult, Origin, PipelineClosed, PipelineHandle, Record};
+use crate::kafka::{KafkaConfig, KafkaError, client_config, ensure_topics, logging, source_topics};
 
 /// The name the source reports its health under.
 pub(crate) const SOURCE: &str = "kafka";
@@ -71,9 +71,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long shutdown waits for batches already handed to the pipeline.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
-/// Consumes until `shutdown`, feeding `state.pipeline`. Never returns early because of
+/// Consumes until `shutdown`, feeding `state.intake`. Never returns early because of
 /// the broker: it retries until it is reachable.
-pub async fn run_consumer(state: Arc<AppState>, cfg: KafkaConfig, shutdown: CancellationToken) {
+pub async fn run(state: SourceCtx, cfg: KafkaConfig, shutdown: CancellationToken) {
     let brokers = cfg.brokers.clone().unwrap_or_default();
     report(&state, false, format!("connecting to {brokers}"));
     let mut retry = RETRY_FIRST;
@@ -100,7 +100,7 @@ pub async fn run_consumer(state: Arc<AppState>, cfg: KafkaConfig, shutdown: Canc
 /// Creates the topics (when configured to) and a subscribed consumer.
 #[instrument(skip_all)]
 async fn setup(
-    state: &Arc<AppState>,
+    state: &SourceCtx,
     cfg: &KafkaConfig,
 ) -> Result<StreamConsumer<GroupContext>, KafkaError> {
     let topics = source_topics(cfg);
@@ -169,7 +169,7 @@ struct PendingBatch {
 
 /// The select loop. `Ok` on shutdown; `Err` when the consumer must be rebuilt.
 async fn consume(
-    state: &Arc<AppState>,
+    state: &SourceCtx,
     cfg: &KafkaConfig,
     consumer: StreamConsumer<GroupContext>,
     shutdown: &CancellationToken,
@@ -181,7 +181,7 @@ async fn consume(
             hint,
         })
         .collect();
-    let max_batch = state.config.pipeline.max_batch_records.max(1);
+    let max_batch = state.pipeline.max_batch_records.max(1);
     let max_in_flight = cfg.batches_in_flight.max(1);
     let mut batch = PendingBatch {
         records: Vec::with_capacity(max_batch),
@@ -200,7 +200,7 @@ async fn consume(
     // Applied and not yet committed.
     let mut to_commit = Positions::new();
     let mut replays_skipped = 0u64;
-    let mut ends = LogEnds::new(&topics, state.config.align.pause_held_per_input);
+    let mut ends = LogEnds::new(&topics, state.align.pause_held_per_input);
     // Partitions whose held events the checkpoint restored: once the assignment is
     // known, those not assigned to us are reported at their end, so they stop waiting.
     ends.last_sent = handed
@@ -226,7 +226,7 @@ async fn consume(
                 }
                 // What gathered while the pipeline was busy goes now.
                 if in_flight.is_empty() && !batch.records.is_empty() {
-                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
+                    in_flight.push_back(hand_over(&state.intake, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                 }
             }
             _ = commit_ticker.tick(), if !awaiting.is_empty() || !to_commit.is_empty() => {
@@ -237,13 +237,13 @@ async fn consume(
             }
             _ = ticker.tick() => {
                 if !batch.records.is_empty() && in_flight.len() < max_in_flight {
-                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
+                    in_flight.push_back(hand_over(&state.intake, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                 } else if in_flight.is_empty() && batch.records.is_empty() {
                     // Nothing to hand over: still tell the pipeline when a partition
                     // reached its end (or was revoked), so it holds nobody back.
                     ends.refresh_assignment(&consumer);
                     if let Some(inputs) = ends.changed(&consumer, &handed)
-                        && !state.pipeline.report_inputs(inputs)
+                        && !state.intake.report_inputs(inputs)
                     {
                         ends.last_sent.clear(); // the queue was full: again next tick
                     }
@@ -297,7 +297,7 @@ async fn consume(
                     batch.records.push(to_record(&topics[key.0], &m, payloads.split().freeze()));
                     batch.next.insert(key, m.offset() + 1);
                     if batch.records.len() >= max_batch {
-                        in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
+                        in_flight.push_back(hand_over(&state.intake, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                         // The hand-over moved this partition's handed offset.
                         run = None;
                     }
@@ -312,7 +312,7 @@ async fn consume(
                 // latency when the stream is slow); a busy one lets records gather
                 // into a larger batch (throughput when it is not).
                 if in_flight.is_empty() && !batch.records.is_empty() {
-                    in_flight.push_back(hand_over(&state.pipeline, &topics, &mut batch, &mut handed, &mut ends, &consumer));
+                    in_flight.push_back(hand_over(&state.intake, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                 }
             }
         }
@@ -521,7 +521,7 @@ impl LogEnds {
     fn pause_far_ahead(
         &mut self,
         consumer: &StreamConsumer<GroupContext>,
-        view: &crate::state::OrderView,
+        view: &crate::stats::OrderView,
     ) {
         let slowest = view
             .inputs
@@ -573,7 +573,7 @@ impl LogEnds {
 }
 
 /// The next offsets the restored checkpoint's state ends at, per partition.
-fn restored_offsets(state: &AppState, topics: &[SourceTopic]) -> HashMap<(usize, i32), i64> {
+fn restored_offsets(state: &SourceCtx, topics: &[SourceTopic]) -> HashMap<(usize, i32), i64> {
     let mut out = HashMap::new();
     let Some(serde_json::Value::Object(m)) = state.restored.get(SOURCE) else {
         return out;
@@ -602,7 +602,7 @@ fn restored_offsets(state: &AppState, topics: &[SourceTopic]) -> HashMap<(usize,
 
 /// Moves the offsets of batches a durable checkpoint covers into `to_commit`.
 fn durable_only(
-    state: &AppState,
+    state: &SourceCtx,
     awaiting: &mut std::collections::VecDeque<(u64, Positions)>,
     to_commit: &mut Positions,
 ) {
@@ -634,8 +634,8 @@ fn commit(
     }
 }
 
-fn report(state: &AppState, connected: bool, detail: String) {
-    state.sources.update(SOURCE, |h| {
+fn report(state: &SourceCtx, connected: bool, detail: String) {
+    state.health.update(SOURCE, |h| {
         h.connected = connected;
         h.detail = detail;
     });
@@ -644,7 +644,7 @@ fn report(state: &AppState, connected: bool, detail: String) {
 /// The consumer's callbacks: rebalances and commits logged, statistics turned into lag
 /// and broker state for the health view.
 struct GroupContext {
-    state: Arc<AppState>,
+    state: SourceCtx,
     brokers: String,
     /// Mirrors the health view's flag, so the hot path takes no lock.
     connected: AtomicBool,
@@ -712,7 +712,7 @@ impl ClientContext for GroupContext {
             .values()
             .any(|b| b.source != "logical" && b.state == "UP");
         let lag = partition_lag(&s);
-        self.state.sources.update(SOURCE, |h| h.lag = lag);
+        self.state.health.update(SOURCE, |h| h.lag = lag);
         {
             let mut ends = self.ends.lock().expect("ends lock poisoned");
             for (topic, t) in &s.topics {
