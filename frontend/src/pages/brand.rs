@@ -10,10 +10,10 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 
 use crate::api;
-use crate::app::ctx;
 use crate::charts::{series, worldmap};
 use crate::components::range_picker::RangePicker;
 use crate::components::window_picker::WindowPicker;
+use crate::context::ctx;
 use crate::format;
 use crate::palette::brand_color;
 use crate::range::resolution_label;
@@ -361,7 +361,7 @@ fn RangeTotalsCards(totals: RangeTotals) -> impl IntoView {
     }
 }
 
-fn brand_for_csv(ctx: &crate::app::Ctx) -> String {
+fn brand_for_csv(ctx: &crate::context::Ctx) -> String {
     match ctx.route.get_untracked() {
         Route::Brand(b) => b,
         _ => String::new(),
