@@ -206,7 +206,8 @@ pub fn BrandPage(brand: String) -> impl IntoView {
     });
 
     let color = brand_color(&brand);
-    let csv = move || api::series_csv_href(&brand_for_csv(&ctx), ctx.window.get());
+    let csv =
+        move || api::series_csv_href(&brand_for_csv(ctx.route.get_untracked()), ctx.window.get());
     let title = brand.clone();
     let png_brand = brand.clone();
     view! {
@@ -361,8 +362,9 @@ fn RangeTotalsCards(totals: RangeTotals) -> impl IntoView {
     }
 }
 
-fn brand_for_csv(ctx: &crate::context::Ctx) -> String {
-    match ctx.route.get_untracked() {
+/// The brand a CSV link names: the one in the route.
+fn brand_for_csv(route: Route) -> String {
+    match route {
         Route::Brand(b) => b,
         _ => String::new(),
     }
