@@ -6,8 +6,9 @@
 //! formatting ([`format`]), applying WebSocket snapshots and deltas ([`live`]), routes
 //! ([`route`]), brand colours ([`palette`]) and the sparkline — have no browser
 //! dependency and are tested on the host with `cargo test -p instabrand-frontend`.
-//! Everything that touches the DOM (the app, pages, components, the REST client
-//! [`api`] and the single WebSocket service [`ws`]) compiles for wasm32 only.
+//! Everything that touches the DOM (the app shell [`app`], the state it shares with
+//! pages and components [`context`], the REST client [`api`] and the single WebSocket
+//! service [`ws`]) compiles for wasm32 only.
 
 pub mod charts;
 pub mod format;
@@ -24,6 +25,8 @@ pub mod api;
 pub mod app;
 #[cfg(target_arch = "wasm32")]
 pub mod components;
+#[cfg(target_arch = "wasm32")]
+pub mod context;
 #[cfg(target_arch = "wasm32")]
 pub mod dom;
 #[cfg(target_arch = "wasm32")]

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 use crate::format;
 use crate::palette::brand_color;
 use crate::route::Route;

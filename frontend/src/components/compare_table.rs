@@ -6,7 +6,7 @@
 use instabrand_shared::api::Comparison;
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 use crate::palette::brand_color;
 use crate::{api, format};
 

@@ -9,7 +9,7 @@
 use instabrand_shared::api::{BrandInfo, CampaignRequest, GeneratorStatus};
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 use crate::{api, dom};
 
 const TOKEN_KEY: &str = "instabrand.control_token";

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 use crate::route::Route;
 use crate::ws::ConnState;
 

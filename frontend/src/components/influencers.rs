@@ -5,7 +5,7 @@ use instabrand_shared::api::Influencer;
 use instabrand_shared::ws::{Frame, Topic};
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 use crate::format;
 use crate::route::Route;
 use crate::ws;

@@ -4,8 +4,8 @@
 use instabrand_shared::ws::{SortKey, TableRow};
 use leptos::prelude::*;
 
-use crate::app::{HistoryMode, ctx};
 use crate::charts::sparkline;
+use crate::context::{HistoryMode, ctx};
 use crate::format;
 use crate::live::LeaderboardState;
 use crate::palette::brand_color;

@@ -5,7 +5,7 @@
 use leptos::html::Input;
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 use crate::range::{PRESETS, Range, input_value};
 
 #[component]

@@ -4,7 +4,7 @@
 use instabrand_shared::api::Window;
 use leptos::prelude::*;
 
-use crate::app::ctx;
+use crate::context::ctx;
 
 #[component]
 pub fn WindowPicker() -> impl IntoView {

@@ -10,10 +10,10 @@ use leptos::html::Canvas;
 use leptos::prelude::*;
 
 use crate::api;
-use crate::app::ctx;
 use crate::charts::{series, worldmap};
 use crate::components::range_picker::RangePicker;
 use crate::components::window_picker::WindowPicker;
+use crate::context::ctx;
 use crate::format;
 use crate::palette::brand_color;
 use crate::range::resolution_label;
@@ -206,7 +206,8 @@ pub fn BrandPage(brand: String) -> impl IntoView {
     });
 
     let color = brand_color(&brand);
-    let csv = move || api::series_csv_href(&brand_for_csv(&ctx), ctx.window.get());
+    let csv =
+        move || api::series_csv_href(&brand_for_csv(ctx.route.get_untracked()), ctx.window.get());
     let title = brand.clone();
     let png_brand = brand.clone();
     view! {
@@ -361,8 +362,9 @@ fn RangeTotalsCards(totals: RangeTotals) -> impl IntoView {
     }
 }
 
-fn brand_for_csv(ctx: &crate::app::Ctx) -> String {
-    match ctx.route.get_untracked() {
+/// The brand a CSV link names: the one in the route.
+fn brand_for_csv(route: Route) -> String {
+    match route {
         Route::Brand(b) => b,
         _ => String::new(),
     }

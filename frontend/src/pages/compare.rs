@@ -17,11 +17,11 @@ use instabrand_shared::api::{BrandInfo, ComparedPoint, Comparison, RangePoint, S
 use leptos::html::Canvas;
 use leptos::prelude::*;
 
-use crate::app::{HistoryMode, ctx};
 use crate::charts::compare::{self, Line, Scale};
 use crate::components::compare_table::summary;
 use crate::components::range_picker::RangePicker;
 use crate::components::window_picker::WindowPicker;
+use crate::context::{HistoryMode, ctx};
 use crate::playlist::MAX_COMPARED;
 use crate::range::resolution_label;
 use crate::route::{encode_list, list_param, query_param, set_raw_param};

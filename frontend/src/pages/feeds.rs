@@ -6,8 +6,8 @@ use instabrand_shared::ws::{Frame, Topic};
 use leptos::prelude::*;
 
 use crate::api;
-use crate::app::ctx;
 use crate::components::photo::PhotoCard;
+use crate::context::ctx;
 use crate::dom;
 use crate::format;
 use crate::live::FeedState;

@@ -5,8 +5,8 @@
 use instabrand_shared::api::BrandInfo;
 use leptos::prelude::*;
 
-use crate::app::{HistoryMode, ctx};
 use crate::components::live_map::{LiveMap, MapReadout};
+use crate::context::{HistoryMode, ctx};
 use crate::palette::brand_color;
 use crate::route::query_param;
 use crate::{api, format};

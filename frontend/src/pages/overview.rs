@@ -5,11 +5,11 @@ use instabrand_shared::ws::{Frame, SortKey, Topic};
 use leptos::prelude::*;
 
 use crate::api;
-use crate::app::{HistoryMode, ctx};
 use crate::components::alerts::AlertsPanel;
 use crate::components::influencers::InfluencersPanel;
 use crate::components::leaderboard::LeaderboardTable;
 use crate::components::window_picker::WindowPicker;
+use crate::context::{HistoryMode, ctx};
 use crate::dom;
 use crate::format;
 use crate::live::LeaderboardState;

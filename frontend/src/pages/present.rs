@@ -18,13 +18,13 @@ use instabrand_shared::ws::SortKey;
 use leptos::ev;
 use leptos::prelude::*;
 
-use crate::app::ctx;
 use crate::components::alerts::AlertsPanel;
 use crate::components::compare_table::CompareTable;
 use crate::components::header::ConnBadge;
 use crate::components::influencers::InfluencersPanel;
 use crate::components::leaderboard::LeaderboardTable;
 use crate::components::live_map::{LiveMap, MapReadout};
+use crate::context::ctx;
 use crate::live::LeaderboardState;
 use crate::pages::brand::BrandPage;
 use crate::pages::map::Legend;
