@@ -21,7 +21,7 @@ use crate::intake::PipelineHandle;
 use crate::pipeline::{self, Applying, Checkpointing};
 use crate::processor::Processor;
 use crate::sources::generator::{self, Command, GeneratorControl};
-use crate::sources::{SourceCtx, file};
+use crate::sources::{Refusal, SourceCtx, file};
 use crate::stats::PipelineStats;
 use crate::store::{Positions, StateStore};
 use crate::web::AppState;
@@ -31,6 +31,10 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
+    /// Set when a source stops the server (a shared consumer group).
+    refusal: Refusal,
+    /// This server's id across restarts (Kafka mode: its consumer's client id).
+    instance: Option<String>,
     generator: Option<(instabrand_generator::Generator, mpsc::Receiver<Command>)>,
 }
 
@@ -86,6 +90,17 @@ impl Application {
                 Positions::new(),
                 Vec::new(),
             )
+        };
+        let instance = if kafka_mode {
+            let dir = &config.data_dir;
+            Some(crate::sources::kafka::instance_id(dir).with_context(|| {
+                format!(
+                    "keeping this instance's id in {}",
+                    dir.join(crate::sources::kafka::INSTANCE_FILE).display()
+                )
+            })?)
+        } else {
+            None
         };
         let file_mode = config.file_source.path.is_some();
         let generator_on = config
@@ -215,6 +230,8 @@ impl Application {
             addr,
             state,
             generator,
+            refusal: Refusal::default(),
+            instance,
         })
     }
 
@@ -232,12 +249,23 @@ impl Application {
 
     /// What a source is given: the intake, health, restored positions and counters.
     pub fn source_ctx(&self) -> SourceCtx {
-        source_ctx(&self.state)
+        source_ctx(&self.state, &self.refusal)
     }
 
     /// Serves until `shutdown` is cancelled, then stops the sources and the hub.
+    /// A source that refuses to go on (a shared consumer group) stops the server as
+    /// `shutdown` would, and `run` then returns its reason as the error.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let state = self.state;
+        let (state, refusal) = (self.state, self.refusal);
+        {
+            let (refusal, shutdown) = (refusal.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = refusal.refused() => shutdown.cancel(),
+                    _ = shutdown.cancelled() => {}
+                }
+            });
+        }
         let hub_inputs = {
             let st = state.clone();
             HubInputs {
@@ -252,7 +280,7 @@ impl Application {
             (self.generator, state.generator.clone())
         {
             tokio::spawn(generator::run(
-                source_ctx(&state),
+                source_ctx(&state, &refusal),
                 state.config.generator.time_scale,
                 generator,
                 control,
@@ -262,14 +290,15 @@ impl Application {
         }
         if state.config.kafka.brokers.is_some() {
             tokio::spawn(crate::sources::kafka::run(
-                source_ctx(&state),
+                source_ctx(&state, &refusal),
                 state.config.kafka.clone(),
+                self.instance.clone().unwrap_or_default(),
                 shutdown.child_token(),
             ));
         }
         if let Some(path) = state.config.file_source.path.clone() {
             tokio::spawn(file::run(
-                source_ctx(&state),
+                source_ctx(&state, &refusal),
                 path,
                 state.config.file_source.rate,
                 shutdown.child_token(),
@@ -322,12 +351,15 @@ impl Application {
                 Ok(Ok(())) => {}
             }
         }
+        if let Some(why) = refusal.reason() {
+            return Err(anyhow::anyhow!(why));
+        }
         served
     }
 }
 
 /// A source's handles, from the application state.
-fn source_ctx(state: &AppState) -> SourceCtx {
+fn source_ctx(state: &AppState, refusal: &Refusal) -> SourceCtx {
     SourceCtx {
         intake: state.pipeline.clone(),
         health: state.sources.clone(),
@@ -336,5 +368,6 @@ fn source_ctx(state: &AppState) -> SourceCtx {
         durable: state.durable.subscribe(),
         pipeline: state.config.pipeline.clone(),
         align: state.config.align.clone(),
+        refusal: refusal.clone(),
     }
 }

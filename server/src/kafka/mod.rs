@@ -44,6 +44,11 @@ pub struct KafkaConfig {
     pub flush_interval_ms: u64,
     /// Applied offsets are committed this often (a crash replays at most this much).
     pub commit_interval_ms: u64,
+    /// How long this instance may hold only part of its topics' partitions before that
+    /// counts as a split group (docs/scale-out.md, "No silent split"): longer than the
+    /// group's session timeout (librdkafka's `session.timeout.ms`, 45 s), so a restart
+    /// whose killed predecessor is still listed is not taken for another instance.
+    pub split_grace_ms: u64,
     /// librdkafka's `fetch.wait.max.ms`. Low, because tansu 0.6 holds a fetch for the
     /// whole wait even when records arrive meanwhile: at 100 ms the produce-to-screen
     /// p50 was 210 ms at 10,000 events/s, at 10 ms it was 72 ms. A Kafka broker answers
@@ -75,6 +80,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             flush_interval_ms: 20,
             commit_interval_ms: 500,
+            split_grace_ms: 60_000,
             fetch_wait_max_ms: 10,
             fetch_queue_backoff_ms: 10,
             batches_in_flight: 4,
@@ -87,6 +93,10 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     pub(crate) fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms.max(1))
+    }
+
+    pub(crate) fn split_grace(&self) -> Duration {
+        Duration::from_millis(self.split_grace_ms)
     }
 
     pub(crate) fn commit_interval(&self) -> Duration {
@@ -107,6 +117,11 @@ pub enum KafkaError {
     },
     #[error("creating topics: {0}")]
     CreateTopics(String),
+    /// Another instance consumes with the same group id; see `sources/kafka.rs`.
+    #[error("{0}")]
+    SharedGroup(String),
+    #[error("checking the consumer group: {0}")]
+    Guard(String),
 }
 
 /// The topics the consumer reads, each with the event type its name implies.

@@ -10,9 +10,10 @@ pub mod ingest;
 pub mod kafka;
 pub mod replay;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::align::AlignConfig;
 use crate::config::PipelineConfig;
@@ -36,6 +37,38 @@ pub struct SourceCtx {
     pub durable: watch::Receiver<u64>,
     pub pipeline: PipelineConfig,
     pub align: AlignConfig,
+    /// A source that must not go on stops the whole server through this, with why.
+    pub refusal: Refusal,
+}
+
+/// A reason to stop the server that a source found: its Kafka consumer group is shared
+/// with an instance it cannot merge with (docs/scale-out.md, "No silent split"). The
+/// server stops as on a signal and exits with the reason as its error.
+#[derive(Clone, Default)]
+pub struct Refusal {
+    stop: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Refusal {
+    /// Stops the server with `why` (the first reason given stands).
+    pub fn refuse(&self, why: String) {
+        self.reason
+            .lock()
+            .expect("refusal lock poisoned")
+            .get_or_insert(why);
+        self.stop.cancel();
+    }
+
+    /// The reason given, if any.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().expect("refusal lock poisoned").clone()
+    }
+
+    /// Resolves once a source has refused.
+    pub async fn refused(&self) {
+        self.stop.cancelled().await
+    }
 }
 
 impl SourceCtx {

@@ -58,6 +58,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, instrument, warn};
 
+mod group;
+
+pub use group::{INSTANCE_FILE, instance_id};
+
 use super::SourceCtx;
 use crate::align::LogPosition;
 use crate::intake::{BatchResult, Origin, PipelineClosed, PipelineHandle, Record};
@@ -73,13 +77,28 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// Consumes until `shutdown`, feeding `state.intake`. Never returns early because of
 /// the broker: it retries until it is reachable.
-pub async fn run(state: SourceCtx, cfg: KafkaConfig, shutdown: CancellationToken) {
+///
+/// `instance` names this server across restarts (see `group.rs`): its consumer's client
+/// id, by which the group guard tells its own earlier run from another instance.
+pub async fn run(
+    state: SourceCtx,
+    cfg: KafkaConfig,
+    instance: String,
+    shutdown: CancellationToken,
+) {
     let brokers = cfg.brokers.clone().unwrap_or_default();
     report(&state, false, format!("connecting to {brokers}"));
     let mut retry = RETRY_FIRST;
+    let mut watch = group::SplitWatch::default();
     loop {
-        let outcome = match setup(&state, &cfg).await {
-            Ok(consumer) => consume(&state, &cfg, consumer, &shutdown).await,
+        let outcome = match setup(&state, &cfg, &instance).await {
+            Ok((consumer, guard)) => {
+                consume(&state, &cfg, consumer, guard, &mut watch, &shutdown).await
+            }
+            Err(KafkaError::SharedGroup(why)) => {
+                refuse(&state, why);
+                return;
+            }
             Err(e) => Err(e.to_string()),
         };
         match outcome {
@@ -102,7 +121,8 @@ pub async fn run(state: SourceCtx, cfg: KafkaConfig, shutdown: CancellationToken
 async fn setup(
     state: &SourceCtx,
     cfg: &KafkaConfig,
-) -> Result<StreamConsumer<GroupContext>, KafkaError> {
+    instance: &str,
+) -> Result<(StreamConsumer<GroupContext>, Arc<group::GroupGuard>), KafkaError> {
     let topics = source_topics(cfg);
     let mut names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
     if cfg.create_topics {
@@ -128,15 +148,29 @@ async fn setup(
             "fetch.queue.backoff.ms",
             cfg.fetch_queue_backoff_ms.to_string(),
         );
+    c.set("client.id", group::client_id(instance));
     for (k, v) in &cfg.client {
         c.set(k, v);
     }
+    // Before joining: a group another instance already uses is refused, not split.
+    let me = c.get("client.id").unwrap_or_default().to_string();
+    let topic_names = names.iter().map(|n| n.to_string()).collect();
+    let guard = tokio::task::spawn_blocking({
+        let cfg = cfg.clone();
+        move || {
+            let guard = group::GroupGuard::new(&cfg, &me, topic_names)?;
+            guard.check_alone().map(|()| guard)
+        }
+    })
+    .await
+    .map_err(|e| KafkaError::Guard(e.to_string()))??;
     let consumer: StreamConsumer<GroupContext> = c
         .create_with_context(GroupContext {
             state: state.clone(),
             brokers: cfg.brokers.clone().unwrap_or_default(),
             connected: AtomicBool::new(false),
             ends: Mutex::default(),
+            assigned: Mutex::default(),
         })
         .map_err(|source| KafkaError::Client {
             what: "consumer",
@@ -149,7 +183,14 @@ async fn setup(
             source,
         })?;
     info!(topics = ?names, group = %cfg.group_id, "consuming from Kafka");
-    Ok(consumer)
+    Ok((consumer, Arc::new(guard)))
+}
+
+/// Stops the server: its group is shared with an instance it cannot merge with.
+fn refuse(state: &SourceCtx, why: String) {
+    error!(%why, "refusing to consume");
+    report(state, false, format!("refused: {why}"));
+    state.refusal.refuse(why);
 }
 
 /// A topic we read, interned so records share its name.
@@ -172,6 +213,8 @@ async fn consume(
     state: &SourceCtx,
     cfg: &KafkaConfig,
     consumer: StreamConsumer<GroupContext>,
+    guard: Arc<group::GroupGuard>,
+    watch: &mut group::SplitWatch,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let topics: Vec<SourceTopic> = source_topics(cfg)
@@ -236,6 +279,36 @@ async fn consume(
                 }
             }
             _ = ticker.tick() => {
+                // No silent split (group.rs): each assignment is weighed, and holding
+                // part of the partitions past the grace is refused or said.
+                let assigned = consumer.context().assigned.lock().expect("assigned lock poisoned").take();
+                if let Some(n) = assigned {
+                    let guard = guard.clone();
+                    if let Ok(holding) = tokio::task::spawn_blocking(move || guard.holding(n)).await {
+                        if holding == group::Holding::All && !watch.held_all() {
+                            info!(group = %cfg.group_id, partitions = n,
+                                "this instance holds every partition of its topics: a full replica \
+                                 for its group; another instance must use a group id of its own");
+                        }
+                        watch.assigned(holding, std::time::Instant::now());
+                    }
+                }
+                match watch.verdict(cfg.split_grace(), std::time::Instant::now()) {
+                    group::Verdict::Fine => {}
+                    group::Verdict::Refuse { assigned, total, since } => {
+                        let guard = guard.clone();
+                        let why = tokio::task::spawn_blocking(move || guard.refusal(assigned, total, since))
+                            .await
+                            .unwrap_or_else(|e| e.to_string());
+                        refuse(state, why);
+                        break Ok(());
+                    }
+                    group::Verdict::Warn { assigned, total } => {
+                        let m = group::sharing_message(&cfg.group_id, assigned, total);
+                        warn!("{m}");
+                        report(state, true, m);
+                    }
+                }
                 if !batch.records.is_empty() && in_flight.len() < max_in_flight {
                     in_flight.push_back(hand_over(&state.intake, &topics, &mut batch, &mut handed, &mut ends, &consumer));
                 } else if in_flight.is_empty() && batch.records.is_empty() {
@@ -336,7 +409,7 @@ async fn consume(
     if !to_commit.is_empty() {
         commit(&consumer, &topics, &to_commit, CommitMode::Sync);
     }
-    if result.is_ok() {
+    if result.is_ok() && state.refusal.reason().is_none() {
         report(state, false, "stopped".into());
     }
     result
@@ -650,6 +723,8 @@ struct GroupContext {
     connected: AtomicBool,
     /// Each consumed `topic/partition`'s end of log, from the statistics.
     ends: Mutex<HashMap<String, PartitionEnd>>,
+    /// Partitions in the last assignment, until the consume loop has checked it.
+    assigned: Mutex<Option<usize>>,
 }
 
 impl GroupContext {
@@ -772,6 +847,7 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             info!(partitions = %describe(tpl), "partitions assigned");
+            *self.assigned.lock().expect("assigned lock poisoned") = Some(tpl.count());
         }
     }
 
