@@ -390,6 +390,60 @@ impl BrandState {
         pop_before(&mut self.days, h.day);
     }
 
+    /// Adds `other`'s counters and reach into this state, bucket by bucket: counters
+    /// add and sketches take the register-wise maximum, so the merge of brand states
+    /// that each saw part of the events, under the same clock, is the state one would
+    /// have from all of them: the same counters and the same sketch registers
+    /// (docs/scale-out.md, "The merged view"). Minutes open in either stay open (a
+    /// minute read both folded and open gives the same registers). Photos and the
+    /// spike detector's activity are not merged here: photo ids belong to the
+    /// processor that holds the photo, and spikes are judged on the merged view.
+    pub fn merge_from(&mut self, other: &BrandState) {
+        for (&m, b) in &other.minutes {
+            let into = self.minutes.entry(m).or_insert(MinuteBucket {
+                counters: Counters::default(),
+                reach: None,
+            });
+            into.counters += b.counters;
+            if let Some(r) = &b.reach {
+                into.reach.get_or_insert_with(Hll::new).merge(r);
+            }
+        }
+        for (&h, b) in &other.hours {
+            let into = self.hours.entry(h).or_insert(HourBucket {
+                counters: Counters::default(),
+                reach: Hll::new(),
+            });
+            into.counters += b.counters;
+            into.reach.merge(&b.reach);
+        }
+        for (into_map, from) in [
+            (&mut self.rolled_hours, &other.rolled_hours),
+            (&mut self.days, &other.days),
+        ] {
+            for (&k, b) in from {
+                match into_map.get_mut(&k) {
+                    Some(into) => {
+                        into.counters += b.counters;
+                        into.reach.merge(&b.reach);
+                    }
+                    None => {
+                        into_map.insert(
+                            k,
+                            RollBucket {
+                                counters: b.counters,
+                                reach: b.reach.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.all += other.all;
+        self.all_reach.merge(&other.all_reach);
+        self.open_from = self.open_from.min(other.open_from);
+    }
+
     /// Buckets `first..=last` at `res` (bucket numbers since the epoch), zero-filled,
     /// with their totals. Reach comes from each bucket's sketch plus the open minutes
     /// in it (not yet folded); `with_reach` false (the all-brands totals, which keep no
@@ -997,6 +1051,98 @@ mod tests {
         assert!(busy_bytes < 10 << 20, "{busy_bytes}");
         // Mostly B-tree nodes: ~130 bytes a bucket, 2,891 buckets.
         assert!(quiet_bytes < 1 << 20, "{quiet_bytes}");
+    }
+
+    /// Brand states that each saw part of the events (as partition processors do),
+    /// under the same clock, merge into the state one sees from all of them: every
+    /// bucket's counters and sketch registers, at every resolution, late events
+    /// included, whichever way the events were split.
+    #[test]
+    fn partial_states_merge_into_the_state_of_all_the_events() {
+        let cfg = ProcessorConfig {
+            hour_retention_hours: 3,
+            hour_rollup_days: 1,
+            ..ProcessorConfig::default()
+        };
+        let mut whole = BrandState::new("Nike".into());
+        let mut parts: Vec<BrandState> = (0..3).map(|_| BrandState::new("Nike".into())).collect();
+        let start: Millis = 1_700_000_000_000;
+        let (mut clock, mut evicted) = (start, i64::MIN);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..30_000u64 {
+            rng = hash64(rng);
+            // Mostly forward in ~2 s steps (so hours roll up and days pass); one in ten
+            // up to 5 hours late.
+            let t = if rng.is_multiple_of(10) {
+                clock - (rng >> 8) as i64 % (5 * MS_PER_HOUR)
+            } else {
+                clock + (rng >> 8) as i64 % 4_000
+            };
+            clock = clock.max(t);
+            let minute = clock.div_euclid(MS_PER_MIN);
+            if minute > evicted {
+                evicted = minute;
+                whole.evict(minute, &cfg);
+                parts.iter_mut().for_each(|p| p.evict(minute, &cfg));
+            }
+            let c = Counters {
+                photos: rng % 2,
+                likes: (rng >> 3) % 3,
+                comments: (rng >> 5) % 2,
+                impressions: (rng >> 7) % 50,
+            };
+            let reached: Vec<u64> = (0..rng % 30)
+                .map(|k| hash64((i * 13 + k) % 7_000))
+                .collect();
+            let insert = |s: &mut Hll| reached.iter().for_each(|&h| s.insert_hash(h));
+            whole.add(t, clock, c, &cfg, insert);
+            // Counters on one part, reach on another (a like counted on its photo's
+            // partition, its reach on the liker's).
+            let (a, b) = ((rng >> 11) as usize % 3, (rng >> 13) as usize % 3);
+            parts[a].add(t, clock, c, &cfg, |_| {});
+            parts[b].add(t, clock, Counters::default(), &cfg, insert);
+        }
+        let mut merged = BrandState::new("Nike".into());
+        merged.reopen_from(evicted);
+        for p in &parts {
+            merged.merge_from(p);
+        }
+        assert!(
+            !whole.rolled_hours.is_empty() && !whole.days.is_empty(),
+            "every resolution is used"
+        );
+        assert_eq!(merged.all, whole.all);
+        assert_eq!(merged.all_reach, whole.all_reach);
+        let minutes = |b: &BrandState| -> Vec<(i64, Counters, Option<Hll>)> {
+            b.minutes
+                .iter()
+                .map(|(k, v)| (*k, v.counters, v.reach.clone()))
+                .collect()
+        };
+        assert_eq!(minutes(&merged), minutes(&whole));
+        let hours = |b: &BrandState| -> Vec<(i64, Counters, Hll)> {
+            b.hours
+                .iter()
+                .map(|(k, v)| (*k, v.counters, v.reach.clone()))
+                .collect()
+        };
+        assert_eq!(hours(&merged), hours(&whole));
+        let rolls = |m: &BTreeMap<i64, RollBucket>| -> Vec<(i64, Counters, Folded)> {
+            m.iter()
+                .map(|(k, v)| (*k, v.counters, v.reach.clone()))
+                .collect()
+        };
+        assert_eq!(rolls(&merged.rolled_hours), rolls(&whole.rolled_hours));
+        assert_eq!(rolls(&merged.days), rolls(&whole.days));
+        let m = clock.div_euclid(MS_PER_MIN);
+        for span in [
+            Span::All,
+            Span::Minutes(m - 4, i64::MAX),
+            Span::Minutes(m - 59, i64::MAX),
+        ] {
+            let (a, b) = (merged.merged(span), whole.merged(span));
+            assert_eq!((a.counters, a.reach), (b.counters, b.reach), "{span:?}");
+        }
     }
 
     /// Folding open minutes into hours and the all-time sketch must give exactly the
