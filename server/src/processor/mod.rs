@@ -16,6 +16,7 @@
 pub mod compare;
 mod feeds;
 mod metrics;
+pub mod partitioned;
 pub mod query;
 mod retention;
 mod sizes;
@@ -34,7 +35,7 @@ use smallvec::SmallVec;
 
 use crate::hll::{Hll, hash64};
 pub use feeds::{Cursor, HomeFeeds, ReaderLog, Timeline, format_cursor, parse_cursor};
-pub use metrics::{BrandState, Counters, Windowed};
+pub use metrics::{BrandState, Counters, Span, Windowed};
 pub use retention::{Generations, LikeSets, PhotoIndex, PhotoStore};
 use sizes::SizeCounters;
 
@@ -424,6 +425,22 @@ pub struct Processor {
     first_time: Option<Millis>,
     evicted_through_minute: i64,
     pub stats: Stats,
+    /// A partition processor (`partitioned.rs`): a like or comment is counted here, on
+    /// its photo's partition, and its reach (the engager's followers, who live on the
+    /// engager's partition) goes on as a [`ReachRecord`] in `reach_out`.
+    #[serde(skip)]
+    pub(crate) split_reach: bool,
+    #[serde(skip)]
+    pub(crate) reach_out: Vec<ReachRecord>,
+}
+
+/// The second half of a like or comment applied on another partition: the engager's
+/// followers go into the reach of the photo's brands at the engagement's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachRecord {
+    pub actor: Box<str>,
+    pub brands: SmallVec<[Box<str>; 1]>,
+    pub at: Millis,
 }
 
 impl Processor {
@@ -458,6 +475,8 @@ impl Processor {
             first_time: None,
             evicted_through_minute: i64::MIN,
             stats: Stats::default(),
+            split_reach: false,
+            reach_out: Vec::new(),
         }
     }
 
@@ -635,6 +654,27 @@ impl Processor {
         } else if out.iter().any(|d| matches!(d, Delta::Superseded)) {
             self.stats.superseded += 1;
         }
+    }
+
+    /// Applies the reach half of a like or comment counted on another partition
+    /// (`split_reach`): the engager's followers, as they are now, into the reach of the
+    /// brands at the engagement's time, exactly as an unsplit processor adds them.
+    pub fn apply_reach(&mut self, r: &ReachRecord) {
+        let (actor, _) = self.intern_user(&r.actor, false);
+        let clock = self.clock().unwrap_or(r.at);
+        self.prepare_reach(actor);
+        for name in &r.brands {
+            let b = self.intern_brand(name);
+            self.count(Some(b), r.at, clock, Counters::default(), actor);
+        }
+    }
+
+    /// Moves the stream's clock to `t` as an event at `t` would (expiry, eviction),
+    /// without one: partition processors keep one clock, whoever has the events.
+    pub fn advance_to(&mut self, t: Millis) -> Deltas {
+        let mut out = Deltas::new();
+        self.advance_clock(t, &mut out);
+        out
     }
 
     /// The newest event time applied.
@@ -998,9 +1038,24 @@ impl Processor {
             }
         }
         let brands = self.photos.at(photo).brands.clone();
-        self.prepare_reach(actor);
-        for &b in &brands {
-            self.count(Some(b), e.created, clock, c, actor);
+        if self.split_reach {
+            // Counted here; the engager's followers are on the engager's partition.
+            for &b in &brands {
+                self.brands[b.0 as usize].add(e.created, clock, c, &self.cfg, |_| {});
+            }
+            self.reach_out.push(ReachRecord {
+                actor: e.actor.as_ref().into(),
+                brands: brands
+                    .iter()
+                    .map(|b| self.brands[b.0 as usize].name.clone())
+                    .collect(),
+                at: e.created,
+            });
+        } else {
+            self.prepare_reach(actor);
+            for &b in &brands {
+                self.count(Some(b), e.created, clock, c, actor);
+            }
         }
         self.count(None, e.created, clock, c, actor);
         self.credit_influence(owner, e.created, clock);

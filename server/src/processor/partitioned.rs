@@ -1,0 +1,262 @@
+//! Partition processors in one process (docs/scale-out.md): the users split into `n`
+//! partitions, each with a processor of its own holding its users' state, and the brand
+//! metrics of all of them merged into one view equal to what a single processor
+//! computes from the same events.
+//!
+//! Every event goes to the partition of the user whose state it changes first:
+//! create-user and photo-upload to their user's, follow and unfollow to the followed
+//! user's (the follower set that reach reads) and also to the follower's (the
+//! following set), a like or comment to its photo's owner's, where it is counted; its
+//! reach, the engager's followers, is applied on the engager's partition from a
+//! [`ReachRecord`].
+//!
+//! Order is what keeps the result exact. Events come in the order of
+//! docs/semantics.md ("Order"): by second, and within one second create-user, follow,
+//! photo-upload, like, comment, unfollow. So each second runs in steps: first every
+//! partition moves its clock to the second's first event, then applies its
+//! create-users and follows, then its uploads, likes and comments; then the reach
+//! records of that second are applied where the engagers live, and only then the
+//! unfollows. An engagement thus meets its engager's followers as they were at its
+//! time, as in one processor. Across processes the same steps are kept by progress
+//! marks on the repartition topic instead of by one loop.
+//!
+//! Counts are exact per partition and add up; reach sketches merge register by
+//! register ([`BrandState::merge_from`]). Not split yet: home timelines, profiles and
+//! alerts are read from one partition's processor each; the merged view covers brand
+//! metrics and influence.
+
+use instabrand_shared::{Event, EventKind, Millis};
+use rustc_hash::FxHashMap;
+
+use super::{BrandState, Processor, ProcessorConfig, ReachRecord, stable_hash};
+
+/// `n` partition processors and the loop that keeps them in step.
+pub struct Partitioned {
+    parts: Vec<Processor>,
+}
+
+impl Partitioned {
+    pub fn new(n: usize, cfg: &ProcessorConfig) -> Partitioned {
+        let parts = (0..n.max(1))
+            .map(|_| {
+                let mut p = Processor::new(cfg.clone());
+                p.split_reach = true;
+                p
+            })
+            .collect();
+        Partitioned { parts }
+    }
+
+    pub fn partitions(&self) -> &[Processor] {
+        &self.parts
+    }
+
+    /// The partition of `user`: the same user on every instance and every run.
+    pub fn owner(&self, user: &str) -> usize {
+        (stable_hash(user) % self.parts.len() as u64) as usize
+    }
+
+    /// The partitions an event goes to: the owner of its first effect, and for a follow
+    /// or unfollow also the follower's (when another).
+    fn targets(&self, event: &Event<'_>) -> (usize, Option<usize>) {
+        match event {
+            Event::CreateUser(e) => (self.owner(&e.username), None),
+            Event::PhotoUpload(e) => (self.owner(&e.username), None),
+            Event::Follow(e) | Event::Unfollow(e) => {
+                let (a, b) = (self.owner(&e.followed), self.owner(&e.follower));
+                (a, (a != b).then_some(b))
+            }
+            Event::Like(e) | Event::Comment(e) => (self.owner(&e.owner), None),
+        }
+    }
+
+    /// Applies `events` (each with its record's bytes), which must come in the order of
+    /// docs/semantics.md: by second, and within a second by the tie order.
+    pub fn apply_ordered<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
+        let mut start = 0;
+        while start < events.len() {
+            let sec = second(events[start].0.time());
+            let end = start
+                + events[start..]
+                    .iter()
+                    .take_while(|(e, _)| second(e.time()) == sec)
+                    .count();
+            self.apply_second(&events[start..end]);
+            start = end;
+        }
+    }
+
+    /// One second's events, in the steps described in the module's doc.
+    fn apply_second<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
+        let Some((first, _)) = events.first() else {
+            return;
+        };
+        let t = first.time();
+        for p in &mut self.parts {
+            p.advance_to(t);
+        }
+        let unfollows = events
+            .iter()
+            .position(|(e, _)| e.kind() == EventKind::Unfollow)
+            .unwrap_or(events.len());
+        self.route(&events[..unfollows]);
+        let reach: Vec<ReachRecord> = self
+            .parts
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.reach_out))
+            .collect();
+        for r in &reach {
+            let owner = self.owner(&r.actor);
+            self.parts[owner].apply_reach(r);
+        }
+        self.route(&events[unfollows..]);
+    }
+
+    fn route<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
+        for (e, raw) in events {
+            let (a, b) = self.targets(e);
+            self.parts[a].apply(e, raw);
+            if let Some(b) = b {
+                self.parts[b].apply(e, raw);
+            }
+        }
+    }
+
+    /// Every brand's state merged across the partitions, by name.
+    pub fn merged_brands(&self) -> FxHashMap<Box<str>, BrandState> {
+        let mut out: FxHashMap<Box<str>, BrandState> = FxHashMap::default();
+        let open = self.parts.iter().filter_map(|p| p.clock()).max();
+        for p in &self.parts {
+            for b in &p.brands {
+                out.entry(b.name.clone())
+                    .or_insert_with(|| {
+                        let mut m = BrandState::new(b.name.clone());
+                        m.reopen_from(open.map_or(i64::MAX, |c| c.div_euclid(60_000)));
+                        m
+                    })
+                    .merge_from(b);
+            }
+        }
+        out
+    }
+
+    /// The all-brands totals merged across the partitions.
+    pub fn merged_totals(&self) -> BrandState {
+        let mut m = BrandState::new("*".into());
+        m.reopen_from(i64::MAX);
+        for p in &self.parts {
+            m.merge_from(&p.totals);
+        }
+        m
+    }
+
+    /// Activity received per user per minute (influence), merged by username.
+    pub fn merged_influence_minutes(&self) -> FxHashMap<(i64, Box<str>), u32> {
+        let mut out = FxHashMap::default();
+        for p in &self.parts {
+            for (&minute, users) in &p.influence_minutes {
+                for (&u, &n) in users {
+                    *out.entry((minute, p.user(u).name.clone())).or_default() += n;
+                }
+            }
+        }
+        out
+    }
+
+    /// The newest event time any partition has applied.
+    pub fn newest_time(&self) -> Option<Millis> {
+        self.parts.iter().filter_map(|p| p.newest_time()).max()
+    }
+}
+
+fn second(t: Millis) -> i64 {
+    t.div_euclid(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::OrderKey;
+    use crate::processor::Span;
+    use instabrand_generator::{Config as GenConfig, Generator, Shape};
+    use instabrand_shared::{DecodeLimits, decode};
+
+    /// Generated events of the popular-posting shape (who posts and who is engaged
+    /// with follows popularity), as original JSON, in the order the aligner releases.
+    fn stream(events: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut g = Generator::new(GenConfig {
+            seed,
+            users: 2_000,
+            mean_follows: 8.0,
+            shape: Shape::Popular,
+            ..GenConfig::default()
+        });
+        let mut t = 1_700_000_000_000;
+        let mut lines: Vec<(OrderKey, Vec<u8>)> = (0..events)
+            .map(|_| {
+                t += 7;
+                let mut buf = Vec::new();
+                instabrand_generator::write_original_json(&g.next_event_at(t), &mut buf);
+                let e = decode(&buf, None, &DecodeLimits::NONE).unwrap();
+                (OrderKey::of(&e, &buf), buf.clone())
+            })
+            .collect();
+        lines.sort_by_key(|(k, _)| *k);
+        lines.into_iter().map(|(_, l)| l).collect()
+    }
+
+    #[test]
+    fn partitions_merge_into_the_brand_metrics_and_influence_of_one_processor() {
+        let cfg = ProcessorConfig::default();
+        let lines = stream(60_000, 7);
+        let events: Vec<(Event<'_>, &[u8])> = lines
+            .iter()
+            .map(|l| (decode(l, None, &DecodeLimits::NONE).unwrap(), l.as_slice()))
+            .collect();
+        let mut one = Processor::new(cfg.clone());
+        for (e, raw) in &events {
+            one.apply(e, raw);
+        }
+        for n in [1, 2, 3] {
+            let mut split = Partitioned::new(n, &cfg);
+            split.apply_ordered(&events);
+            let merged = split.merged_brands();
+            assert_eq!(merged.len(), one.brands.len(), "{n} partitions");
+            let clock = one.clock().unwrap();
+            let minute = clock.div_euclid(60_000);
+            let spans = [
+                Span::All,
+                Span::Minutes(minute - 4, i64::MAX),
+                Span::Minutes(minute - 59, i64::MAX),
+                Span::Hours(clock.div_euclid(3_600_000) - 23, i64::MAX),
+            ];
+            let mut engaged = 0;
+            for b in &one.brands {
+                let m = &merged[&b.name];
+                engaged += b.all.likes + b.all.comments;
+                for span in spans {
+                    let (x, y) = (m.merged(span), b.merged(span));
+                    assert_eq!(
+                        x.counters, y.counters,
+                        "{} {span:?}, {n} partitions",
+                        b.name
+                    );
+                    assert_eq!(x.reach, y.reach, "{} {span:?}, {n} partitions", b.name);
+                }
+            }
+            assert!(
+                engaged > 10_000,
+                "likes and comments cross partitions: {engaged}"
+            );
+            let totals = split.merged_totals();
+            assert_eq!(totals.all, one.totals.all, "{n} partitions");
+            let mut single: FxHashMap<(i64, Box<str>), u32> = FxHashMap::default();
+            for (&minute, users) in &one.influence_minutes {
+                for (&u, &k) in users {
+                    single.insert((minute, one.user(u).name.clone()), k);
+                }
+            }
+            assert_eq!(split.merged_influence_minutes(), single, "{n} partitions");
+        }
+    }
+}
