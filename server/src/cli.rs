@@ -169,6 +169,10 @@ pub enum Command {
         /// uploads fan out to them.
         #[arg(long, default_value_t = 0)]
         readers: u32,
+        /// Instead, run the file through this many partition processors in one process,
+        /// each on a thread (1 for the same path on one thread).
+        #[arg(long, conflicts_with_all = ["checkpoint_to", "readers"])]
+        partitions: Option<usize>,
     },
 }
 
@@ -387,6 +391,7 @@ pub fn main() -> anyhow::Result<()> {
             checkpoint_to,
             checkpoint_every,
             readers,
+            partitions,
         } => {
             let config = Config::load(cli.config.as_deref(), json!({}))?;
             if let Some(n) = generate {
@@ -405,6 +410,26 @@ pub fn main() -> anyhow::Result<()> {
                     "generated {n} events in {:.1} s",
                     started.elapsed().as_secs_f64()
                 );
+            }
+            if let Some(n) = partitions {
+                let r = crate::partition_bench::run_file(
+                    &events,
+                    n,
+                    &config.processor,
+                    &config.limits,
+                )?;
+                println!("partitions: {}", r.partitions);
+                println!("events: {}", r.events);
+                println!("rejected: {}", r.rejected);
+                println!("seconds: {:.3}", r.elapsed.as_secs_f64());
+                println!("events_per_sec: {:.0}", r.events_per_sec());
+                println!("decode_seconds: {:.3}", r.decode.as_secs_f64());
+                println!("apply_seconds: {:.3}", r.apply.as_secs_f64());
+                println!("brands: {} likes: {}", r.brands, r.likes);
+                println!("events_per_partition: {:?}", r.per_partition);
+                println!("seconds_met_in: {}", r.meetings);
+                println!("peak_rss_mb: {:.0}", r.peak_rss_mb.unwrap_or(f64::NAN));
+                return Ok(());
             }
             let r = bench::run_file(
                 &events,

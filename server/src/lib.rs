@@ -16,6 +16,7 @@ pub mod hll;
 pub mod hub;
 pub mod intake;
 pub mod kafka;
+pub mod partition_bench;
 pub mod pipeline;
 pub mod processor;
 pub mod rebuild;

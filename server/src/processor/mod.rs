@@ -436,7 +436,7 @@ pub struct Processor {
 
 /// The second half of a like or comment applied on another partition: the engager's
 /// followers go into the reach of the photo's brands at the engagement's time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReachRecord {
     pub actor: Box<str>,
     pub brands: SmallVec<[Box<str>; 1]>,

@@ -25,6 +25,9 @@
 //! alerts are read from one partition's processor each; the merged view covers brand
 //! metrics and influence.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use instabrand_shared::{Event, EventKind, Millis};
 use rustc_hash::FxHashMap;
 
@@ -53,21 +56,11 @@ impl Partitioned {
 
     /// The partition of `user`: the same user on every instance and every run.
     pub fn owner(&self, user: &str) -> usize {
-        (stable_hash(user) % self.parts.len() as u64) as usize
+        owner(user, self.parts.len())
     }
 
-    /// The partitions an event goes to: the owner of its first effect, and for a follow
-    /// or unfollow also the follower's (when another).
     fn targets(&self, event: &Event<'_>) -> (usize, Option<usize>) {
-        match event {
-            Event::CreateUser(e) => (self.owner(&e.username), None),
-            Event::PhotoUpload(e) => (self.owner(&e.username), None),
-            Event::Follow(e) | Event::Unfollow(e) => {
-                let (a, b) = (self.owner(&e.followed), self.owner(&e.follower));
-                (a, (a != b).then_some(b))
-            }
-            Event::Like(e) | Event::Comment(e) => (self.owner(&e.owner), None),
-        }
+        targets(event, self.parts.len())
     }
 
     /// Applies `events` (each with its record's bytes), which must come in the order of
@@ -100,16 +93,99 @@ impl Partitioned {
             .position(|(e, _)| e.kind() == EventKind::Unfollow)
             .unwrap_or(events.len());
         self.route(&events[..unfollows]);
-        let reach: Vec<ReachRecord> = self
+        let mut reach: Vec<ReachRecord> = self
             .parts
             .iter_mut()
             .flat_map(|p| std::mem::take(&mut p.reach_out))
             .collect();
+        // In one order whatever partition sent them (as the parallel loop does).
+        reach.sort_unstable();
         for r in &reach {
             let owner = self.owner(&r.actor);
             self.parts[owner].apply_reach(r);
         }
         self.route(&events[unfollows..]);
+    }
+
+    /// Like [`apply_ordered`](Self::apply_ordered), each partition on a thread of its
+    /// own. The threads meet once per second of events, between applying the second's
+    /// engagements and the reach records they produced; every other step touches only
+    /// the partition's own state. Reach records travel in two mailboxes per partition,
+    /// by the parity of the second, so one meeting a second is enough: a partition
+    /// cannot write a second's records into a box its owner has not emptied yet, as
+    /// it would first have to pass the next meeting.
+    pub fn apply_ordered_parallel<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
+        let n = self.parts.len();
+        let routes: Vec<Route> = events.iter().map(|(e, _)| route(e, n)).collect();
+        self.apply_routed(events, &routes);
+    }
+
+    /// [`apply_ordered_parallel`](Self::apply_ordered_parallel) with each event's
+    /// partitions already worked out ([`route`], e.g. on the threads that decoded them).
+    pub fn apply_routed<'a>(&mut self, events: &[(Event<'a>, &'a [u8])], routes: &[Route]) {
+        let n = self.parts.len();
+        if n == 1 {
+            return self.apply_ordered(events);
+        }
+        // Each second's (start, first unfollow, end).
+        let mut seconds = Vec::new();
+        let mut start = 0;
+        while start < events.len() {
+            let sec = second(events[start].0.time());
+            let end = start
+                + events[start..]
+                    .iter()
+                    .take_while(|(e, _)| second(e.time()) == sec)
+                    .count();
+            let unfollows = start
+                + events[start..end]
+                    .iter()
+                    .position(|(e, _)| e.kind() == EventKind::Unfollow)
+                    .unwrap_or(end - start);
+            seconds.push((start, unfollows, end));
+            start = end;
+        }
+        let boxes: Vec<[Mutex<Vec<ReachRecord>>; 2]> = (0..n).map(|_| Default::default()).collect();
+        let meeting = Meeting::new(n);
+        let (seconds, boxes, meeting) = (&seconds, &boxes, &meeting);
+        std::thread::scope(|scope| {
+            for (i, part) in self.parts.iter_mut().enumerate() {
+                scope.spawn(move || {
+                    let i = i as u16;
+                    let mine = |k: usize| routes[k].0 == i || routes[k].1 == i;
+                    for (step, &(start, unfollows, end)) in seconds.iter().enumerate() {
+                        part.advance_to(events[start].0.time());
+                        for (k, (e, raw)) in events.iter().enumerate().take(unfollows).skip(start) {
+                            if mine(k) {
+                                part.apply(e, raw);
+                            }
+                        }
+                        for r in part.reach_out.drain(..) {
+                            let to = owner(&r.actor, n);
+                            boxes[to][step % 2]
+                                .lock()
+                                .expect("mailbox poisoned")
+                                .push(r);
+                        }
+                        meeting.wait();
+                        let mut reach = std::mem::take(
+                            &mut *boxes[i as usize][step % 2]
+                                .lock()
+                                .expect("mailbox poisoned"),
+                        );
+                        reach.sort_unstable();
+                        for r in &reach {
+                            part.apply_reach(r);
+                        }
+                        for (k, (e, raw)) in events.iter().enumerate().take(end).skip(unfollows) {
+                            if mine(k) {
+                                part.apply(e, raw);
+                            }
+                        }
+                    }
+                });
+            }
+        });
     }
 
     fn route<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
@@ -173,6 +249,78 @@ fn second(t: Millis) -> i64 {
     t.div_euclid(1000)
 }
 
+/// Where the partition threads meet once per second of events. A meeting is short
+/// (a second's events, ~100 µs of work each), so waiting spins first: `std`'s
+/// `Barrier` puts the early thread to sleep and waking it cost ~90 µs a meeting, as much
+/// as the work. After a bounded spin it yields, so a machine with fewer free cores than
+/// partitions still makes progress.
+struct Meeting {
+    parties: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl Meeting {
+    /// Spins this many times before yielding.
+    const SPINS: u32 = 20_000;
+
+    fn new(parties: usize) -> Meeting {
+        Meeting {
+            parties,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns once every party has arrived.
+    fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            if spins < Self::SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// The partitions of one event: the owner of its first effect, and for a follow or
+/// unfollow also the follower's (`u16::MAX`: none).
+pub type Route = (u16, u16);
+
+/// An event's [`Route`] among `n` partitions.
+pub fn route(event: &Event<'_>, n: usize) -> Route {
+    let (a, b) = targets(event, n);
+    (a as u16, b.map_or(u16::MAX, |b| b as u16))
+}
+
+/// The partition of `user` among `n`.
+fn owner(user: &str, n: usize) -> usize {
+    (stable_hash(user) % n as u64) as usize
+}
+
+/// The partitions an event goes to: the owner of its first effect, and for a follow or
+/// unfollow also the follower's (when another).
+fn targets(event: &Event<'_>, n: usize) -> (usize, Option<usize>) {
+    match event {
+        Event::CreateUser(e) => (owner(&e.username, n), None),
+        Event::PhotoUpload(e) => (owner(&e.username, n), None),
+        Event::Follow(e) | Event::Unfollow(e) => {
+            let (a, b) = (owner(&e.followed, n), owner(&e.follower, n));
+            (a, (a != b).then_some(b))
+        }
+        Event::Like(e) | Event::Comment(e) => (owner(&e.owner, n), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,9 +365,16 @@ mod tests {
         for (e, raw) in &events {
             one.apply(e, raw);
         }
-        for n in [1, 2, 3] {
+        for (n, parallel) in [(1, false), (2, false), (3, false), (2, true), (3, true)] {
             let mut split = Partitioned::new(n, &cfg);
-            split.apply_ordered(&events);
+            if parallel {
+                // In blocks, as a reader hands them over (a block may end mid-second).
+                for block in events.chunks(7_001) {
+                    split.apply_ordered_parallel(block);
+                }
+            } else {
+                split.apply_ordered(&events);
+            }
             let merged = split.merged_brands();
             assert_eq!(merged.len(), one.brands.len(), "{n} partitions");
             let clock = one.clock().unwrap();
