@@ -28,9 +28,11 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use instabrand_shared::api::{Influencer, Leaderboard, OriginalBrandMetric, Window};
 use instabrand_shared::{Event, EventKind, Millis};
 use rustc_hash::FxHashMap;
 
+use super::query::{leaderboard_of, original_brand_metrics_of, sort_influencers};
 use super::{BrandState, Processor, ProcessorConfig, ReachRecord, stable_hash};
 
 /// `n` partition processors and the loop that keeps them in step.
@@ -239,6 +241,43 @@ impl Partitioned {
         out
     }
 
+    /// The stream's clock: every partition keeps the same one (to the second).
+    pub fn clock(&self) -> Option<Millis> {
+        self.parts.iter().filter_map(|p| p.clock()).max()
+    }
+
+    /// The leaderboard over `w` from the merged brands: what one processor shows.
+    pub fn leaderboard(&self, w: Window) -> Leaderboard {
+        let brands = self.merged_brands();
+        let mut brands: Vec<&BrandState> = brands.values().collect();
+        brands.sort_by(|a, b| a.name.cmp(&b.name));
+        leaderboard_of(
+            brands.into_iter(),
+            &self.merged_totals(),
+            self.clock().unwrap_or(0),
+            w,
+        )
+    }
+
+    /// The original `/brand-metrics` from the merged brands.
+    pub fn original_brand_metrics(&self, w: Window) -> Vec<OriginalBrandMetric> {
+        original_brand_metrics_of(self.leaderboard(w))
+    }
+
+    /// The top `limit` influencers over `w`. A user's score is counted on the user's
+    /// own partition (uploads, and likes and comments on the user's photos), so the top
+    /// of the partitions' tops is the top of all.
+    pub fn influencers(&self, w: Window, limit: usize) -> Vec<Influencer> {
+        let mut all: Vec<Influencer> = self
+            .parts
+            .iter()
+            .flat_map(|p| p.influencers(w, limit))
+            .collect();
+        sort_influencers(&mut all);
+        all.truncate(limit);
+        all
+    }
+
     /// The newest event time any partition has applied.
     pub fn newest_time(&self) -> Option<Millis> {
         self.parts.iter().filter_map(|p| p.newest_time()).max()
@@ -412,6 +451,23 @@ mod tests {
                 }
             }
             assert_eq!(split.merged_influence_minutes(), single, "{n} partitions");
+            for w in [Window::M5, Window::H1, Window::H24, Window::All] {
+                assert_eq!(
+                    split.leaderboard(w),
+                    one.leaderboard(w),
+                    "{w:?}, {n} partitions"
+                );
+                assert_eq!(
+                    split.original_brand_metrics(w),
+                    one.original_brand_metrics(w),
+                    "{w:?}, {n} partitions"
+                );
+                assert_eq!(
+                    split.influencers(w, 10),
+                    one.influencers(w, 10),
+                    "{w:?}, {n} partitions"
+                );
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use super::feeds::{Cursor, format_cursor};
 use super::metrics::{Horizons, RangeSum, Span, Windowed, span, window_bounds};
-use super::{BrandId, PhotoId, Processor, ProcessorConfig, UserId};
+use super::{BrandId, BrandState, PhotoId, Processor, ProcessorConfig, UserId};
 
 /// A range query: `from` and `to` in event time (inclusive; `to` absent: the stream's
 /// clock), at a resolution or, absent, the finest that covers the range.
@@ -319,61 +319,12 @@ impl Processor {
     }
 
     pub fn leaderboard(&self, w: Window) -> Leaderboard {
-        let clock = self.clock_or_zero();
-        let (from_ms, to_ms) = window_bounds(w, clock);
-        let s = span(w, clock, false);
-        let previous = (w != Window::All).then(|| span(w, clock, true));
-        let total = self.totals.counters(s).photos;
-        let mut rows: Vec<BrandMetrics> = self
-            .brands
-            .iter()
-            .filter(|b| b.counters(s).activity() > 0)
-            .map(|b| {
-                let mut row = metrics_row(&b.name, &b.merged(s), total);
-                row.spark = b.spark(w, clock);
-                // Counters only (no sketch merge) for the "rising" order: at most 60
-                // minute buckets or 24 hour buckets per brand.
-                if let Some(prev) = previous {
-                    row.previous_photos = b.counters(prev).photos;
-                }
-                row
-            })
-            .collect();
-        rows.sort_by(|a, b| {
-            b.photos
-                .cmp(&a.photos)
-                .then(b.engagement_rate.total_cmp(&a.engagement_rate))
-                .then_with(|| a.brand.cmp(&b.brand))
-        });
-        Leaderboard {
-            window: w,
-            from_ms: if w == Window::All { 0 } else { from_ms },
-            to_ms,
-            total_photos: total,
-            rows,
-        }
+        leaderboard_of(self.brands.iter(), &self.totals, self.clock_or_zero(), w)
     }
 
     /// The original `/brand-metrics`: top 20 by engagement rate, rates in percent.
     pub fn original_brand_metrics(&self, w: Window) -> Vec<OriginalBrandMetric> {
-        let mut rows = self.leaderboard(w).rows;
-        rows.sort_by(|a, b| {
-            b.engagement_rate
-                .total_cmp(&a.engagement_rate)
-                .then_with(|| a.brand.cmp(&b.brand))
-        });
-        rows.into_iter()
-            .take(20)
-            .map(|r| OriginalBrandMetric {
-                tag: r.brand,
-                reach: r.reach,
-                comment_frequency: r.comments,
-                like_frequency: r.likes,
-                comment_rate: r.comment_rate * 100.0,
-                like_rate: r.like_rate * 100.0,
-                engagement_rate: r.engagement_rate * 100.0,
-            })
-            .collect()
+        original_brand_metrics_of(self.leaderboard(w))
     }
 
     pub fn brand_detail(
@@ -517,7 +468,11 @@ impl Processor {
             }
         }
         let mut ranked: Vec<(UserId, u64)> = scores.into_iter().collect();
-        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Equal scores by name, as shown: user ids differ between instances.
+        ranked.sort_unstable_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| self.user(a.0).name.cmp(&self.user(b.0).name))
+        });
         ranked.truncate(limit);
         // Within a window we know the total score; the split into uploads, likes and
         // comments is shown all-time, which is what a profile shows too.
@@ -652,7 +607,72 @@ impl Processor {
     }
 }
 
-fn sort_influencers(v: &mut [Influencer]) {
+/// The leaderboard of `brands` over window `w` ending at `clock`: one processor's
+/// brands, or the brands merged across partitions (`partitioned.rs`), alike.
+pub fn leaderboard_of<'a>(
+    brands: impl Iterator<Item = &'a BrandState>,
+    totals: &BrandState,
+    clock: Millis,
+    w: Window,
+) -> Leaderboard {
+    let (from_ms, to_ms) = window_bounds(w, clock);
+    let s = span(w, clock, false);
+    let previous = (w != Window::All).then(|| span(w, clock, true));
+    let total = totals.counters(s).photos;
+    let mut rows: Vec<BrandMetrics> = brands
+        .filter(|b| b.counters(s).activity() > 0)
+        .map(|b| {
+            let mut row = metrics_row(&b.name, &b.merged(s), total);
+            row.spark = b.spark(w, clock);
+            // Counters only (no sketch merge) for the "rising" order: at most 60
+            // minute buckets or 24 hour buckets per brand.
+            if let Some(prev) = previous {
+                row.previous_photos = b.counters(prev).photos;
+            }
+            row
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.photos
+            .cmp(&a.photos)
+            .then(b.engagement_rate.total_cmp(&a.engagement_rate))
+            .then_with(|| a.brand.cmp(&b.brand))
+    });
+    Leaderboard {
+        window: w,
+        from_ms: if w == Window::All { 0 } else { from_ms },
+        to_ms,
+        total_photos: total,
+        rows,
+    }
+}
+
+/// The original `/brand-metrics` from a leaderboard: top 20 by engagement rate, rates
+/// in percent.
+pub fn original_brand_metrics_of(board: Leaderboard) -> Vec<OriginalBrandMetric> {
+    let mut rows = board.rows;
+    rows.sort_by(|a, b| {
+        b.engagement_rate
+            .total_cmp(&a.engagement_rate)
+            .then_with(|| a.brand.cmp(&b.brand))
+    });
+    rows.into_iter()
+        .take(20)
+        .map(|r| OriginalBrandMetric {
+            tag: r.brand,
+            reach: r.reach,
+            comment_frequency: r.comments,
+            like_frequency: r.likes,
+            comment_rate: r.comment_rate * 100.0,
+            like_rate: r.like_rate * 100.0,
+            engagement_rate: r.engagement_rate * 100.0,
+        })
+        .collect()
+}
+
+/// Influencers by score, then name: the order shown, and the one that decides who of
+/// equal scores makes the cut, so instances (whose user ids differ) agree.
+pub fn sort_influencers(v: &mut [Influencer]) {
     v.sort_by(|a, b| {
         b.score
             .cmp(&a.score)
