@@ -434,6 +434,17 @@ pub struct Processor {
     pub(crate) reach_out: Vec<ReachRecord>,
 }
 
+/// Which sets a follow or unfollow changes here ([`Processor::apply_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    /// Both: one processor holds every user.
+    Both,
+    /// The followed user's follower set (what reach and fan-out read).
+    Followers,
+    /// The follower's following set (what a home timeline is built from).
+    Following,
+}
+
 /// The second half of a like or comment applied on another partition: the engager's
 /// followers go into the reach of the photo's brands at the engagement's time.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -595,6 +606,15 @@ impl Processor {
     /// Applies one decoded event. `raw` is the record's original bytes, kept only if the
     /// event has to wait for its photo (and may later be dead-lettered).
     pub fn apply(&mut self, event: &Event<'_>, raw: &[u8]) -> Deltas {
+        self.apply_as(event, raw, Half::Both)
+    }
+
+    /// [`apply`](Self::apply) on a partition (`partitioned.rs`) that keeps only `half`
+    /// of a follow or unfollow: the followed user's follower set on the followed
+    /// user's partition, the follower's following set on the follower's. Both decide
+    /// from the same edge events in the same order (the newest of a follow and an
+    /// unfollow stands; a repeat is a duplicate), so they agree. Other events ignore it.
+    pub fn apply_as(&mut self, event: &Event<'_>, raw: &[u8], half: Half) -> Deltas {
         let mut out = Deltas::new();
         let t = event.time();
         let late = self
@@ -620,8 +640,8 @@ impl Processor {
                 }
             }
             Event::PhotoUpload(p) => self.apply_photo(p, raw, &mut out),
-            Event::Follow(e) => self.apply_follow(e, late, &mut out),
-            Event::Unfollow(e) => self.apply_unfollow(e, &mut out),
+            Event::Follow(e) => self.apply_follow(e, late, half, &mut out),
+            Event::Unfollow(e) => self.apply_unfollow(e, half, &mut out),
             Event::Like(e) | Event::Comment(e) => {
                 self.apply_engagement(event.kind(), e, raw, &mut out)
             }
@@ -858,7 +878,7 @@ impl Processor {
         self.clock().unwrap_or(at) - self.cfg.pending_hold_secs * MS_PER_SEC
     }
 
-    fn apply_follow(&mut self, e: &Edge<'_>, late: bool, out: &mut Deltas) {
+    fn apply_follow(&mut self, e: &Edge<'_>, late: bool, half: Half, out: &mut Deltas) {
         let (follower, _) = self.intern_user(&e.follower, false);
         let (followed, _) = self.intern_user(&e.followed, false);
         let (edge, at) = (RecentEdges::key(follower, followed), e.created);
@@ -875,29 +895,41 @@ impl Processor {
         }
         let max = self.cfg.recent_follows_max;
         self.recent_follows.remember(edge, at, horizon, max);
-        let followers = &mut self.users[followed.0 as usize].followers;
-        let slots = followers.capacity() as u64;
-        if !followers.insert(follower) {
+        // The set this half keeps says whether the edge is new.
+        let (set, other) = match half {
+            Half::Both | Half::Followers => {
+                (&mut self.users[followed.0 as usize].followers, follower)
+            }
+            Half::Following => (&mut self.users[follower.0 as usize].following, followed),
+        };
+        let slots = set.capacity() as u64;
+        if !set.insert(other) {
             out.push(Delta::Duplicate);
             return;
         }
-        let grown = followers.capacity() as u64 - slots;
-        let following = &mut self.users[follower.0 as usize].following;
-        let slots = following.capacity() as u64;
-        following.insert(followed);
-        self.sizes.edges += 1;
-        self.sizes.edge_slots += grown + following.capacity() as u64 - slots;
-        let hash = self.hashes[follower.0 as usize];
-        let u = &mut self.users[followed.0 as usize];
-        if let Some(s) = u.follower_sketch.as_mut() {
-            let before = s.heap_bytes() as u64;
-            s.insert_hash(hash);
-            self.sizes.follower_sketch_bytes += s.heap_bytes() as u64;
-            self.sizes.follower_sketch_bytes -= before;
+        self.sizes.edge_slots += set.capacity() as u64 - slots;
+        if half == Half::Both {
+            let following = &mut self.users[follower.0 as usize].following;
+            let slots = following.capacity() as u64;
+            following.insert(followed);
+            self.sizes.edge_slots += following.capacity() as u64 - slots;
         }
-        self.home_feeds_followed(follower, followed);
-        if late {
-            self.repair_reach(follower, followed, at);
+        if half != Half::Following {
+            self.sizes.edges += 1;
+            let hash = self.hashes[follower.0 as usize];
+            let u = &mut self.users[followed.0 as usize];
+            if let Some(s) = u.follower_sketch.as_mut() {
+                let before = s.heap_bytes() as u64;
+                s.insert_hash(hash);
+                self.sizes.follower_sketch_bytes += s.heap_bytes() as u64;
+                self.sizes.follower_sketch_bytes -= before;
+            }
+            if late {
+                self.repair_reach(follower, followed, at);
+            }
+        }
+        if half != Half::Followers {
+            self.home_feeds_followed(follower, followed);
         }
         out.push(Delta::Followed { follower, followed });
     }
@@ -926,7 +958,7 @@ impl Processor {
         }
     }
 
-    fn apply_unfollow(&mut self, e: &Edge<'_>, out: &mut Deltas) {
+    fn apply_unfollow(&mut self, e: &Edge<'_>, half: Half, out: &mut Deltas) {
         let (follower, _) = self.intern_user(&e.follower, false);
         let (followed, _) = self.intern_user(&e.followed, false);
         let (edge, at) = (RecentEdges::key(follower, followed), e.created);
@@ -943,8 +975,16 @@ impl Processor {
         let repeated = self.recent_unfollows.get(edge, horizon).is_some();
         let max = self.cfg.recent_unfollows_max;
         self.recent_unfollows.remember(edge, at, horizon, max);
-        let u = &mut self.users[followed.0 as usize];
-        let (removed, slots) = remove_edge(&mut u.followers, &mut u.edge_removals[0], follower);
+        let (removed, slots) = match half {
+            Half::Both | Half::Followers => {
+                let u = &mut self.users[followed.0 as usize];
+                remove_edge(&mut u.followers, &mut u.edge_removals[0], follower)
+            }
+            Half::Following => {
+                let u = &mut self.users[follower.0 as usize];
+                remove_edge(&mut u.following, &mut u.edge_removals[1], followed)
+            }
+        };
         self.sizes.edge_slots = (self.sizes.edge_slots as i64 + slots) as u64;
         if !removed {
             // Not following: a repeated unfollow changes nothing, but one read before
@@ -956,15 +996,21 @@ impl Processor {
             }
             return;
         }
-        let u = &mut self.users[follower.0 as usize];
-        let (_, slots) = remove_edge(&mut u.following, &mut u.edge_removals[1], followed);
-        self.sizes.edge_slots = (self.sizes.edge_slots as i64 + slots) as u64;
-        self.sizes.edges -= 1;
-        let u = &mut self.users[followed.0 as usize];
-        if u.follower_sketch.is_some() {
-            u.sketch_removals += 1;
+        if half == Half::Both {
+            let u = &mut self.users[follower.0 as usize];
+            let (_, slots) = remove_edge(&mut u.following, &mut u.edge_removals[1], followed);
+            self.sizes.edge_slots = (self.sizes.edge_slots as i64 + slots) as u64;
         }
-        self.home_feeds_unfollowed(follower, followed);
+        if half != Half::Following {
+            self.sizes.edges -= 1;
+            let u = &mut self.users[followed.0 as usize];
+            if u.follower_sketch.is_some() {
+                u.sketch_removals += 1;
+            }
+        }
+        if half != Half::Followers {
+            self.home_feeds_unfollowed(follower, followed);
+        }
         out.push(Delta::Unfollowed { follower, followed });
     }
 

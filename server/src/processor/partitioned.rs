@@ -33,7 +33,7 @@ use instabrand_shared::{Event, EventKind, Millis};
 use rustc_hash::FxHashMap;
 
 use super::query::{leaderboard_of, original_brand_metrics_of, sort_influencers};
-use super::{BrandState, Processor, ProcessorConfig, ReachRecord, stable_hash};
+use super::{BrandState, Half, Processor, ProcessorConfig, ReachRecord, stable_hash};
 
 /// `n` partition processors and the loop that keeps them in step.
 pub struct Partitioned {
@@ -154,12 +154,17 @@ impl Partitioned {
             for (i, part) in self.parts.iter_mut().enumerate() {
                 scope.spawn(move || {
                     let i = i as u16;
-                    let mine = |k: usize| routes[k].0 == i || routes[k].1 == i;
+                    // Whether event `k` is this partition's, and which half of an edge.
+                    let mine = |k: usize| match routes[k] {
+                        (a, u16::MAX) => (a == i).then_some(Half::Both),
+                        (a, _) if a == i => Some(Half::Followers),
+                        (_, b) => (b == i).then_some(Half::Following),
+                    };
                     for (step, &(start, unfollows, end)) in seconds.iter().enumerate() {
                         part.advance_to(events[start].0.time());
                         for (k, (e, raw)) in events.iter().enumerate().take(unfollows).skip(start) {
-                            if mine(k) {
-                                part.apply(e, raw);
+                            if let Some(half) = mine(k) {
+                                part.apply_as(e, raw, half);
                             }
                         }
                         for r in part.reach_out.drain(..) {
@@ -180,8 +185,8 @@ impl Partitioned {
                             part.apply_reach(r);
                         }
                         for (k, (e, raw)) in events.iter().enumerate().take(end).skip(unfollows) {
-                            if mine(k) {
-                                part.apply(e, raw);
+                            if let Some(half) = mine(k) {
+                                part.apply_as(e, raw, half);
                             }
                         }
                     }
@@ -193,9 +198,14 @@ impl Partitioned {
     fn route<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
         for (e, raw) in events {
             let (a, b) = self.targets(e);
-            self.parts[a].apply(e, raw);
-            if let Some(b) = b {
-                self.parts[b].apply(e, raw);
+            match b {
+                Some(b) => {
+                    self.parts[a].apply_as(e, raw, Half::Followers);
+                    self.parts[b].apply_as(e, raw, Half::Following);
+                }
+                None => {
+                    self.parts[a].apply(e, raw);
+                }
             }
         }
     }
@@ -367,6 +377,9 @@ mod tests {
     use crate::processor::Span;
     use instabrand_generator::{Config as GenConfig, Generator, Shape};
     use instabrand_shared::{DecodeLimits, decode};
+    use rustc_hash::FxHashSet;
+
+    use crate::processor::UserId;
 
     /// Generated events of the popular-posting shape (who posts and who is engaged
     /// with follows popularity), as original JSON, in the order the aligner releases.
@@ -451,6 +464,32 @@ mod tests {
                 }
             }
             assert_eq!(split.merged_influence_minutes(), single, "{n} partitions");
+            // Each user's follower and following sets live whole on the user's
+            // partition (each edge is kept once a side, not twice).
+            let names = |p: &Processor, set: &FxHashSet<UserId>| -> Vec<Box<str>> {
+                let mut v: Vec<Box<str>> = set.iter().map(|u| p.user(*u).name.clone()).collect();
+                v.sort();
+                v
+            };
+            for (i, u) in one.users.iter().enumerate() {
+                let part = &split.parts[split.owner(&u.name)];
+                let mine = part.user(
+                    part.user_id(&u.name)
+                        .expect("every user is on its partition"),
+                );
+                assert_eq!(
+                    names(part, &mine.followers),
+                    names(&one, &u.followers),
+                    "user {i}"
+                );
+                assert_eq!(
+                    names(part, &mine.following),
+                    names(&one, &u.following),
+                    "user {i}"
+                );
+            }
+            let kept: u64 = split.parts.iter().map(|p| p.sizes.edges).sum();
+            assert_eq!(kept, one.sizes.edges, "edges counted once, {n} partitions");
             for w in [Window::M5, Window::H1, Window::H24, Window::All] {
                 assert_eq!(
                     split.leaderboard(w),
