@@ -13,6 +13,7 @@
 //! Sources, stores and the web layer are adapters around it; `query` turns its state
 //! into API bodies.
 
+mod chunked;
 pub mod compare;
 mod feeds;
 mod metrics;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::hll::{Hll, hash64};
+use chunked::ChunkedVec;
 pub use feeds::{Cursor, HomeFeeds, ReaderLog, Timeline, format_cursor, parse_cursor};
 pub use metrics::{BrandState, Counters, Windowed};
 pub use retention::{Generations, LikeSets, PhotoIndex, PhotoStore};
@@ -368,7 +370,7 @@ impl RecentEdges {
 pub struct Processor {
     #[serde(skip)]
     pub(crate) cfg: ProcessorConfig,
-    pub(crate) users: Vec<User>,
+    pub(crate) users: ChunkedVec<User>,
     /// Stable hash of each username, by user id: the same user hashes alike on every
     /// instance, so reach sketches merge across instances. Kept apart from `users` (and
     /// timelines likewise) so the loops over followers touch dense memory.
@@ -431,7 +433,7 @@ impl Processor {
         Processor {
             totals: BrandState::new("*".into()),
             cfg,
-            users: Vec::new(),
+            users: ChunkedVec::new(),
             hashes: Vec::new(),
             retired_timelines: Vec::new(),
             feeds: HomeFeeds::default(),
