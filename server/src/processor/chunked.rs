@@ -7,8 +7,17 @@
 //! full chunk stays where it is and the next one is allocated at its final size, so
 //! each entry is written once and the pages touched are the ones kept.
 //!
-//! It serializes as a plain sequence, exactly as the `Vec` it replaces, so checkpoints
-//! keep their format.
+//! [`ChunkedDeque`] does the same for a queue taken from the front (the photos kept
+//! for the retention window). As a `VecDeque` each doubling copied every photo, and
+//! the ring then wandered through the whole doubled buffer, so resident memory came
+//! to the capacity (up to twice the photos kept) while the photos kept stayed
+//! constant. Here chunks emptied at the front are freed and new ones taken at the
+//! back: memory follows the photos kept.
+//!
+//! Both serialize as a plain sequence, exactly as the `Vec` or `VecDeque` they
+//! replace, so checkpoints keep their format.
+
+use std::collections::VecDeque;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -156,6 +165,140 @@ impl<T> FromIterator<T> for ChunkedVec<T> {
     }
 }
 
+/// Entries per chunk of a [`ChunkedDeque`]: smaller than the table's, since a part-used
+/// chunk at each end is memory the queue holds beyond its entries (512 photos, 57 KB).
+const DEQUE_CHUNK: usize = 512;
+
+/// A queue in chunks of `DEQUE_CHUNK`: every chunk but the first and the last is full;
+/// the first has lost entries from its front, the last is filling.
+pub struct ChunkedDeque<T> {
+    chunks: VecDeque<VecDeque<T>>,
+    len: usize,
+}
+
+impl<T> Default for ChunkedDeque<T> {
+    fn default() -> Self {
+        ChunkedDeque {
+            chunks: VecDeque::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> ChunkedDeque<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Entries there is room for without allocating.
+    pub fn capacity(&self) -> usize {
+        self.chunks.iter().map(VecDeque::capacity).sum()
+    }
+
+    /// The chunk and the place in it of entry `i` (which must be below `len`).
+    #[inline]
+    fn locate(&self, i: usize) -> (usize, usize) {
+        let first = self.chunks.front().map_or(0, VecDeque::len);
+        if i < first {
+            (0, i)
+        } else {
+            let j = i - first;
+            (1 + j / DEQUE_CHUNK, j % DEQUE_CHUNK)
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<&T> {
+        if i >= self.len {
+            return None;
+        }
+        let (c, k) = self.locate(i);
+        self.chunks.get(c)?.get(k)
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.len {
+            return None;
+        }
+        let (c, k) = self.locate(i);
+        self.chunks.get_mut(c)?.get_mut(k)
+    }
+
+    pub fn front(&self) -> Option<&T> {
+        self.chunks.front()?.front()
+    }
+
+    pub fn push_back(&mut self, value: T) {
+        match self.chunks.back_mut() {
+            // Only the last chunk takes entries (the first too while it is the last).
+            Some(last) if last.len() < DEQUE_CHUNK => last.push_back(value),
+            _ => {
+                let mut chunk = VecDeque::with_capacity(DEQUE_CHUNK);
+                chunk.push_back(value);
+                self.chunks.push_back(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    pub fn pop_front(&mut self) -> Option<T> {
+        let first = self.chunks.front_mut()?;
+        let value = first.pop_front()?;
+        if first.is_empty() {
+            self.chunks.pop_front();
+        }
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<T> Index<usize> for ChunkedDeque<T> {
+    type Output = T;
+
+    fn index(&self, i: usize) -> &T {
+        self.get(i).expect("index within the deque")
+    }
+}
+
+impl<T> IndexMut<usize> for ChunkedDeque<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        self.get_mut(i).expect("index within the deque")
+    }
+}
+
+impl<T: Serialize> Serialize for ChunkedDeque<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len))?;
+        for x in self.iter() {
+            seq.serialize_element(x)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ChunkedDeque<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = ChunkedDeque<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut v = ChunkedDeque::default();
+                while let Some(x) = seq.next_element()? {
+                    v.push_back(x);
+                }
+                Ok(v)
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
+}
+
 impl<T: Serialize> Serialize for ChunkedVec<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len))?;
@@ -219,6 +362,46 @@ mod tests {
                 *c.get_mut(0).unwrap() = 5;
                 assert_eq!((c[0], c[n - 1]), (5, 0));
             }
+        }
+    }
+
+    #[test]
+    fn the_deque_matches_a_vecdeque_and_frees_what_it_pops() {
+        let mut model: VecDeque<u64> = VecDeque::new();
+        let mut d: ChunkedDeque<u64> = ChunkedDeque::default();
+        let mut next = 0u64;
+        // Rounds of pushes and pops of different sizes: the front chunk is part used
+        // in most of them, and the deque empties now and then.
+        for round in 0..40usize {
+            for _ in 0..(round * 997) % (3 * DEQUE_CHUNK) {
+                model.push_back(next);
+                d.push_back(next);
+                next += 1;
+            }
+            for _ in 0..(round * 1_777) % (3 * DEQUE_CHUNK) {
+                assert_eq!(d.pop_front(), model.pop_front());
+            }
+            assert_eq!(d.len(), model.len());
+            assert_eq!(d.front(), model.front());
+            for i in (0..model.len())
+                .step_by(97)
+                .chain(model.len().checked_sub(1))
+            {
+                assert_eq!(d.get(i), model.get(i));
+                assert_eq!(d[i], model[i]);
+            }
+            assert_eq!(d.get(model.len()), None);
+            assert!(d.iter().eq(model.iter()));
+            // At most one chunk beyond what the entries need (a part-used front one).
+            assert!(d.capacity() <= (model.len().div_ceil(DEQUE_CHUNK) + 1) * DEQUE_CHUNK);
+            if let Some(x) = d.get_mut(0) {
+                *x += 1_000_000;
+                model[0] += 1_000_000;
+            }
+            let bytes = postcard::to_stdvec(&d).unwrap();
+            assert_eq!(bytes, postcard::to_stdvec(&model).unwrap());
+            let back: ChunkedDeque<u64> = postcard::from_bytes(&bytes).unwrap();
+            assert!(back.iter().eq(model.iter()));
         }
     }
 }
