@@ -333,9 +333,9 @@ impl LineChunks {
             .spawn(move || {
                 let mut carry: Vec<u8> = Vec::new();
                 loop {
-                    let mut buf = spares.try_recv().unwrap_or_else(|_| {
-                        Vec::with_capacity(chunk_bytes as usize + CARRY_ROOM)
-                    });
+                    let mut buf = spares
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(chunk_bytes as usize + CARRY_ROOM));
                     buf.clear();
                     buf.append(&mut carry);
                     let read = (&mut file).take(chunk_bytes).read_to_end(&mut buf);
