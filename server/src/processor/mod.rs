@@ -13,6 +13,7 @@
 //! Sources, stores and the web layer are adapters around it; `query` turns its state
 //! into API bodies.
 
+mod chunked;
 pub mod compare;
 mod feeds;
 mod metrics;
@@ -25,6 +26,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use compact_str::CompactString;
+use hashbrown::HashTable;
 use instabrand_shared::api::Alert;
 use instabrand_shared::event::{Edge, Engagement, PhotoUpload};
 use instabrand_shared::time::{MS_PER_HOUR, MS_PER_MIN, MS_PER_SEC};
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::hll::{Hll, hash64};
+use chunked::ChunkedVec;
 pub use feeds::{Cursor, HomeFeeds, ReaderLog, Timeline, format_cursor, parse_cursor};
 pub use metrics::{BrandState, Counters, Span, Windowed};
 pub use retention::{Generations, LikeSets, PhotoIndex, PhotoStore};
@@ -185,7 +188,9 @@ pub struct BrandId(pub u16);
 
 #[derive(Serialize, Deserialize)]
 pub struct User {
-    pub name: Box<str>,
+    /// Inline up to 24 bytes (most usernames): the user index compares names here,
+    /// in the entry the event goes on to touch anyway, not behind another pointer.
+    pub name: CompactString,
     pub full_name: Option<Box<str>>,
     pub created: Option<Millis>,
     pub followers: FxHashSet<UserId>,
@@ -369,7 +374,7 @@ impl RecentEdges {
 pub struct Processor {
     #[serde(skip)]
     pub(crate) cfg: ProcessorConfig,
-    pub(crate) users: Vec<User>,
+    pub(crate) users: ChunkedVec<User>,
     /// Stable hash of each username, by user id: the same user hashes alike on every
     /// instance, so reach sketches merge across instances. Kept apart from `users` (and
     /// timelines likewise) so the loops over followers touch dense memory.
@@ -384,10 +389,11 @@ pub struct Processor {
     #[serde(skip)]
     reached: Hll,
     #[serde(skip)]
-    /// Keys inline up to 24 bytes (most usernames): a lookup compares within the
-    /// table's own memory instead of following a pointer to each candidate's name,
-    /// which was a cache miss per lookup, two per event.
-    user_index: FxHashMap<CompactString, UserId>,
+    /// Username -> id: the table holds only ids (4 bytes a slot, so 200,000 users
+    /// fit in the core's cache), hashed by [`name_hash`] and compared against the
+    /// user's inline name. As a map of inline names (32-byte slots, 8 MB at 200,000
+    /// users) a lookup missed the cache on the slot and again on the user it named.
+    user_index: HashTable<UserId>,
     /// Photos kept (see `retention`).
     pub(crate) photos: PhotoStore,
     /// Rebuilt on restore.
@@ -459,12 +465,12 @@ impl Processor {
         Processor {
             totals: BrandState::new("*".into()),
             cfg,
-            users: Vec::new(),
+            users: ChunkedVec::new(),
             hashes: Vec::new(),
             retired_timelines: Vec::new(),
             feeds: HomeFeeds::default(),
             reached: Hll::new(),
-            user_index: FxHashMap::default(),
+            user_index: HashTable::new(),
             photos: PhotoStore::default(),
             photo_index: PhotoIndex::default(),
             likes: LikeSets::default(),
@@ -512,9 +518,14 @@ impl Processor {
         let mut p: Processor = postcard::from_bytes(bytes)?;
         p.cfg = cfg;
         p.retired_timelines = Vec::new();
-        for (i, u) in p.users.iter().enumerate() {
+        let users = &p.users;
+        p.user_index
+            .reserve(users.len(), |id| name_hash(&users[id.0 as usize].name));
+        for (i, u) in users.iter().enumerate() {
             p.user_index
-                .insert(CompactString::from(&*u.name), UserId(i as u32));
+                .insert_unique(name_hash(&u.name), UserId(i as u32), |id| {
+                    name_hash(&users[id.0 as usize].name)
+                });
         }
         for (id, ph) in p.photos.iter() {
             let keep_ms = p.retention_ms();
@@ -551,7 +562,14 @@ impl Processor {
     }
 
     pub fn user_id(&self, name: &str) -> Option<UserId> {
-        self.user_index.get(name).copied()
+        self.find_user(name_hash(name), name)
+    }
+
+    fn find_user(&self, hash: u64, name: &str) -> Option<UserId> {
+        let users = &self.users;
+        self.user_index
+            .find(hash, |id| users[id.0 as usize].name == name)
+            .copied()
     }
 
     pub fn user(&self, id: UserId) -> &User {
@@ -747,12 +765,13 @@ impl Processor {
     }
 
     fn intern_user(&mut self, name: &str, registering: bool) -> (UserId, bool) {
-        if let Some(&id) = self.user_index.get(name) {
+        let hash = name_hash(name);
+        if let Some(id) = self.find_user(hash, name) {
             return (id, false);
         }
         let id = UserId(self.users.len() as u32);
         self.users.push(User {
-            name: name.into(),
+            name: CompactString::from(name),
             full_name: None,
             created: None,
             followers: FxHashSet::default(),
@@ -766,7 +785,9 @@ impl Processor {
             likes_received: 0,
             comments_received: 0,
         });
-        self.user_index.insert(CompactString::from(name), id);
+        let users = &self.users;
+        self.user_index
+            .insert_unique(hash, id, |id| name_hash(&users[id.0 as usize].name));
         self.hashes.push(stable_hash(name));
         self.sizes.user_text += name.len() as u64;
         if !registering {
@@ -1026,8 +1047,7 @@ impl Processor {
         // then: a photo that never was waits and is an orphan, as before.
         if self.past_retention(e.photo)
             && self
-                .user_index
-                .get(&*e.owner)
+                .user_id(&e.owner)
                 .is_some_and(|o| self.users[o.0 as usize].first_upload <= e.photo)
         {
             let detail = format!(
@@ -1393,6 +1413,12 @@ pub fn late_by_handling(stats: &Stats) -> BTreeMap<String, u64> {
             (name.to_string(), stats.late_by_kind[k as usize])
         })
         .collect()
+}
+
+/// The user index's hash of a username (this process only).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(name)
 }
 
 /// A hash of a username that is the same on every instance and every run (FNV-1a,

@@ -23,6 +23,7 @@ use instabrand_shared::Millis;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
+use super::chunked::ChunkedDeque;
 use super::{Photo, PhotoId, Processor, UserId};
 
 /// Photos by number. A [`PhotoId`] is the photo's sequence number (counting every
@@ -36,7 +37,7 @@ pub struct PhotoStore {
     first_seq: u64,
     /// From `first_seq` on; `None` for a late photo that expired before the photos
     /// numbered ahead of it.
-    slots: VecDeque<Option<Photo>>,
+    slots: ChunkedDeque<Option<Photo>>,
     /// Photos kept (`slots` minus its holes).
     live: usize,
     /// Photos stored out of time order (older than a photo stored before them), with

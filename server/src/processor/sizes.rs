@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::mem::size_of;
 
-use compact_str::CompactString;
 use instabrand_shared::Millis;
 use instabrand_shared::api::StatePart;
 
@@ -111,10 +110,7 @@ impl Processor {
             "users",
             self.users.len() as u64,
             (self.users.capacity() * size_of::<User>() + self.hashes.capacity() * 8) as u64
-                + table_bytes(
-                    self.user_index.capacity(),
-                    size_of::<(CompactString, UserId)>(),
-                )
+                + table_bytes(self.user_index.capacity(), size_of::<UserId>())
                 + c.user_text,
         );
         let edges = part(
