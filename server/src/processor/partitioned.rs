@@ -244,7 +244,8 @@ impl Partitioned {
         for p in &self.parts {
             for (&minute, users) in &p.influence_minutes {
                 for (&u, &n) in users {
-                    *out.entry((minute, p.user(u).name.clone())).or_default() += n;
+                    *out.entry((minute, p.user(u).name.as_str().into()))
+                        .or_default() += n;
                 }
             }
         }
@@ -460,14 +461,17 @@ mod tests {
             let mut single: FxHashMap<(i64, Box<str>), u32> = FxHashMap::default();
             for (&minute, users) in &one.influence_minutes {
                 for (&u, &k) in users {
-                    single.insert((minute, one.user(u).name.clone()), k);
+                    single.insert((minute, one.user(u).name.as_str().into()), k);
                 }
             }
             assert_eq!(split.merged_influence_minutes(), single, "{n} partitions");
             // Each user's follower and following sets live whole on the user's
             // partition (each edge is kept once a side, not twice).
             let names = |p: &Processor, set: &FxHashSet<UserId>| -> Vec<Box<str>> {
-                let mut v: Vec<Box<str>> = set.iter().map(|u| p.user(*u).name.clone()).collect();
+                let mut v: Vec<Box<str>> = set
+                    .iter()
+                    .map(|u| p.user(*u).name.as_str().into())
+                    .collect();
                 v.sort();
                 v
             };
