@@ -29,7 +29,9 @@ base plus the changelog the server reports, since a changelog store is a sawtoot
 design (the changelog grows to the base's size, then is compacted). Checkpoint times and the event rate are shown but not gated
 (they follow the machine's load, not the state). A series too small to matter (mean
 below --floor-bytes bytes or --floor-entries entries) is shown but not gated: a
-holding area going from 40 to 60 entries is not growth.
+holding area going from 40 to 60 entries is not growth. In file mode the sample taken
+once the file is consumed shows the server at rest (no batch in flight, the reader's
+read-ahead freed) rather than under the stream: it is printed, not gated.
 
     scripts/soak.sh [--rate 20000] [--minutes 30] [--days 60] [--every 60]
                     [--settle-minutes 10 | --settle-days D] [--keep] [-- SERVE ARGS…]
@@ -291,6 +293,10 @@ def summarize(a, samples, first_event):
     else:
         settled = [s for s in samples if s["wall_s"] >= a.settle_minutes * 60]
         how = f"after {a.settle_minutes:g} wall minutes"
+    if a.file and settled and file_done(settled[-1]):
+        rest = settled.pop()
+        print(f"\nat rest, the file consumed (not gated): resident memory "
+              f"{rest['rss'] / MIB:,.0f} MiB")
     print(f"\nsummary: {len(settled)} of {len(samples)} samples {how}, "
           f"gate ±{a.tolerance * 100:g} % of the mean")
     if len(settled) < 2:
