@@ -68,21 +68,13 @@ impl Partitioned {
     /// Applies `events` (each with its record's bytes), which must come in the order of
     /// docs/semantics.md: by second, and within a second by the tie order.
     pub fn apply_ordered<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
-        let mut start = 0;
-        while start < events.len() {
-            let sec = second(events[start].0.time());
-            let end = start
-                + events[start..]
-                    .iter()
-                    .take_while(|(e, _)| second(e.time()) == sec)
-                    .count();
-            self.apply_second(&events[start..end]);
-            start = end;
+        for (start, unfollows, end) in seconds(events) {
+            self.apply_second(&events[start..end], unfollows - start);
         }
     }
 
     /// One second's events, in the steps described in the module's doc.
-    fn apply_second<'a>(&mut self, events: &[(Event<'a>, &'a [u8])]) {
+    fn apply_second<'a>(&mut self, events: &[(Event<'a>, &'a [u8])], unfollows: usize) {
         let Some((first, _)) = events.first() else {
             return;
         };
@@ -90,10 +82,6 @@ impl Partitioned {
         for p in &mut self.parts {
             p.advance_to(t);
         }
-        let unfollows = events
-            .iter()
-            .position(|(e, _)| e.kind() == EventKind::Unfollow)
-            .unwrap_or(events.len());
         self.route(&events[..unfollows]);
         let mut reach: Vec<ReachRecord> = self
             .parts
@@ -129,24 +117,7 @@ impl Partitioned {
         if n == 1 {
             return self.apply_ordered(events);
         }
-        // Each second's (start, first unfollow, end).
-        let mut seconds = Vec::new();
-        let mut start = 0;
-        while start < events.len() {
-            let sec = second(events[start].0.time());
-            let end = start
-                + events[start..]
-                    .iter()
-                    .take_while(|(e, _)| second(e.time()) == sec)
-                    .count();
-            let unfollows = start
-                + events[start..end]
-                    .iter()
-                    .position(|(e, _)| e.kind() == EventKind::Unfollow)
-                    .unwrap_or(end - start);
-            seconds.push((start, unfollows, end));
-            start = end;
-        }
+        let seconds = seconds(events);
         let boxes: Vec<[Mutex<Vec<ReachRecord>>; 2]> = (0..n).map(|_| Default::default()).collect();
         let meeting = Meeting::new(n);
         let (seconds, boxes, meeting) = (&seconds, &boxes, &meeting);
@@ -297,6 +268,29 @@ impl Partitioned {
 
 fn second(t: Millis) -> i64 {
     t.div_euclid(1000)
+}
+
+/// Each second's events in `events` (in the applied order), as (start, first
+/// unfollow, end) indexes.
+fn seconds(events: &[(Event<'_>, &[u8])]) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < events.len() {
+        let sec = second(events[start].0.time());
+        let end = start
+            + events[start..]
+                .iter()
+                .take_while(|(e, _)| second(e.time()) == sec)
+                .count();
+        let unfollows = start
+            + events[start..end]
+                .iter()
+                .position(|(e, _)| e.kind() == EventKind::Unfollow)
+                .unwrap_or(end - start);
+        out.push((start, unfollows, end));
+        start = end;
+    }
+    out
 }
 
 /// Where the partition threads meet once per second of events. A meeting is short
