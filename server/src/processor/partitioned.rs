@@ -26,7 +26,7 @@
 //! metrics and influence.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use instabrand_shared::api::{Influencer, Leaderboard, OriginalBrandMetric, Window};
 use instabrand_shared::{Event, EventKind, Millis};
@@ -124,6 +124,7 @@ impl Partitioned {
         std::thread::scope(|scope| {
             for (i, part) in self.parts.iter_mut().enumerate() {
                 scope.spawn(move || {
+                    let _attending = Attendance(meeting);
                     let i = i as u16;
                     // Whether event `k` is this partition's, and which half of an edge.
                     let mine = |k: usize| match routes[k] {
@@ -297,11 +298,26 @@ fn seconds(events: &[(Event<'_>, &[u8])]) -> Vec<(usize, usize, usize)> {
 /// (a second's events, ~100 µs of work each), so waiting spins first: `std`'s
 /// `Barrier` puts the early thread to sleep and waking it cost ~90 µs a meeting, as much
 /// as the work. After a bounded spin it yields, so a machine with fewer free cores than
-/// partitions still makes progress.
+/// partitions still makes progress. A thread that panics abandons the meeting (see
+/// [`Attendance`]): the others then panic too instead of waiting for it for ever, and
+/// the scope hands the panic on.
 struct Meeting {
     parties: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    abandoned: AtomicBool,
+}
+
+/// Held by each partition thread for as long as it takes part: dropped while the
+/// thread panics, it abandons the meeting.
+struct Attendance<'a>(&'a Meeting);
+
+impl Drop for Attendance<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandoned.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Meeting {
@@ -313,10 +329,11 @@ impl Meeting {
             parties,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
         }
     }
 
-    /// Returns once every party has arrived.
+    /// Returns once every party has arrived; panics if one has abandoned the meeting.
     fn wait(&self) {
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parties {
@@ -326,6 +343,10 @@ impl Meeting {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
+            assert!(
+                !self.abandoned.load(Ordering::Acquire),
+                "another partition thread failed"
+            );
             if spins < Self::SPINS {
                 spins += 1;
                 std::hint::spin_loop();
@@ -398,6 +419,26 @@ mod tests {
             .collect();
         lines.sort_by_key(|(k, _)| *k);
         lines.into_iter().map(|(_, l)| l).collect()
+    }
+
+    #[test]
+    fn a_partition_thread_that_fails_stops_the_others_instead_of_leaving_them_waiting() {
+        let meeting = Meeting::new(2);
+        let outcome = std::panic::catch_unwind(|| {
+            std::thread::scope(|scope| {
+                let m = &meeting;
+                scope.spawn(move || {
+                    let _attending = Attendance(m);
+                    panic!("a partition failed");
+                });
+                scope.spawn(move || {
+                    let _attending = Attendance(m);
+                    m.wait();
+                });
+            })
+        });
+        assert!(outcome.is_err(), "the failure reaches the caller");
+        assert!(meeting.abandoned.load(Ordering::Acquire));
     }
 
     #[test]
