@@ -52,10 +52,6 @@ impl Partitioned {
         Partitioned { parts }
     }
 
-    pub fn partitions(&self) -> &[Processor] {
-        &self.parts
-    }
-
     /// The partition of `user`: the same user on every instance and every run.
     pub fn owner(&self, user: &str) -> usize {
         owner(user, self.parts.len())
@@ -185,15 +181,10 @@ impl Partitioned {
     /// Every brand's state merged across the partitions, by name.
     pub fn merged_brands(&self) -> FxHashMap<Box<str>, BrandState> {
         let mut out: FxHashMap<Box<str>, BrandState> = FxHashMap::default();
-        let open = self.parts.iter().filter_map(|p| p.clock()).max();
         for p in &self.parts {
             for b in &p.brands {
                 out.entry(b.name.clone())
-                    .or_insert_with(|| {
-                        let mut m = BrandState::new(b.name.clone());
-                        m.reopen_from(open.map_or(i64::MAX, |c| c.div_euclid(60_000)));
-                        m
-                    })
+                    .or_insert_with(|| empty_brand(b.name.clone()))
                     .merge_from(b);
             }
         }
@@ -202,8 +193,7 @@ impl Partitioned {
 
     /// The all-brands totals merged across the partitions.
     pub fn merged_totals(&self) -> BrandState {
-        let mut m = BrandState::new("*".into());
-        m.reopen_from(i64::MAX);
+        let mut m = empty_brand("*".into());
         for p in &self.parts {
             m.merge_from(&p.totals);
         }
@@ -260,11 +250,14 @@ impl Partitioned {
         all.truncate(limit);
         all
     }
+}
 
-    /// The newest event time any partition has applied.
-    pub fn newest_time(&self) -> Option<Millis> {
-        self.parts.iter().filter_map(|p| p.newest_time()).max()
-    }
+/// A brand state to merge partitions' states into: no minute open of its own, so the
+/// merge keeps open what the partitions have open (`merge_from` takes the earliest).
+fn empty_brand(name: Box<str>) -> BrandState {
+    let mut b = BrandState::new(name);
+    b.reopen_from(i64::MAX);
+    b
 }
 
 fn second(t: Millis) -> i64 {

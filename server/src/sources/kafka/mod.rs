@@ -87,7 +87,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let brokers = cfg.brokers.clone().unwrap_or_default();
-    report(&state, false, format!("connecting to {brokers}"));
+    state.report(SOURCE, false, format!("connecting to {brokers}"));
     let mut retry = RETRY_FIRST;
     let mut watch = group::SplitWatch::default();
     loop {
@@ -105,7 +105,7 @@ pub async fn run(
             Ok(()) => return,
             Err(why) => {
                 warn!(%why, retry_in = ?retry, "Kafka consumer not running");
-                report(&state, false, why);
+                state.report(SOURCE, false, why);
             }
         }
         tokio::select! {
@@ -189,7 +189,7 @@ async fn setup(
 /// Stops the server: its group is shared with an instance it cannot merge with.
 fn refuse(state: &SourceCtx, why: String) {
     error!(%why, "refusing to consume");
-    report(state, false, format!("refused: {why}"));
+    state.report(SOURCE, false, format!("refused: {why}"));
     state.refusal.refuse(why);
 }
 
@@ -306,7 +306,7 @@ async fn consume(
                     group::Verdict::Warn { assigned, total } => {
                         let m = group::sharing_message(&cfg.group_id, assigned, total);
                         warn!("{m}");
-                        report(state, true, m);
+                        state.report(SOURCE, true, m);
                     }
                 }
                 if !batch.records.is_empty() && in_flight.len() < max_in_flight {
@@ -410,7 +410,7 @@ async fn consume(
         commit(&consumer, &topics, &to_commit, CommitMode::Sync);
     }
     if result.is_ok() && state.refusal.reason().is_none() {
-        report(state, false, "stopped".into());
+        state.report(SOURCE, false, "stopped".into());
     }
     result
 }
@@ -707,13 +707,6 @@ fn commit(
     }
 }
 
-fn report(state: &SourceCtx, connected: bool, detail: String) {
-    state.health.update(SOURCE, |h| {
-        h.connected = connected;
-        h.detail = detail;
-    });
-}
-
 /// The consumer's callbacks: rebalances and commits logged, statistics turned into lag
 /// and broker state for the health view.
 struct GroupContext {
@@ -731,11 +724,8 @@ impl GroupContext {
     fn mark_connected(&self) {
         if !self.connected.swap(true, Ordering::Relaxed) {
             info!(brokers = %self.brokers, "Kafka broker reachable; consuming");
-            report(
-                &self.state,
-                true,
-                format!("consuming from {}", self.brokers),
-            );
+            self.state
+                .report(SOURCE, true, format!("consuming from {}", self.brokers));
         }
     }
 
@@ -743,7 +733,7 @@ impl GroupContext {
         if self.connected.swap(false, Ordering::Relaxed) {
             warn!(brokers = %self.brokers, %why, "Kafka broker unreachable; retrying");
         }
-        report(&self.state, false, why);
+        self.state.report(SOURCE, false, why);
     }
 
     /// Handles an error from `recv`. `Some` when the consumer must be rebuilt.
